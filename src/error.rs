@@ -1,0 +1,119 @@
+//! Errors and exit codes.
+//!
+//! Each stage has its own error type that says what, where and why; this
+//! module gathers them into one [`Error`] whose root cause decides the exit
+//! code (sysexits, SPEC §2). Exit codes are a tested contract.
+
+use std::fmt;
+
+/// Process exit codes (sysexits.h), SPEC §2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// 0: done.
+    Ok = 0,
+    /// 1: `verify` found drift; `status` says the last run failed.
+    Drift = 1,
+    /// 64: bad command line.
+    Usage = 64,
+    /// 65: invalid user-data, manifest or template; nothing written.
+    DataErr = 65,
+    /// 69: datasource unavailable or unidentified; nothing written.
+    Unavailable = 69,
+    /// 70: an internal error (a bug).
+    Software = 70,
+    /// 73: a file could not be written; everything rolled back.
+    CantCreate = 73,
+    /// 75: files applied but a unit failed, or another run holds the lock.
+    TempFail = 75,
+    /// 77: already sealed; nothing done.
+    Sealed = 77,
+}
+
+impl ExitCode {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// The one error type the pipeline returns; each variant wraps a stage's error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
+    #[error(transparent)]
+    Identify(#[from] crate::identify::IdentifyError),
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    #[error(transparent)]
+    Decode(#[from] crate::decode::DecodeError),
+    #[error(transparent)]
+    Merge(#[from] crate::merge::MergeError),
+    #[error(transparent)]
+    Validate(#[from] crate::validate::ValidateError),
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    #[error(transparent)]
+    Apply(#[from] crate::apply::ApplyError),
+    #[error(transparent)]
+    Units(#[from] crate::systemd::UnitError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// The instance is sealed: nothing to do (exit 77).
+    #[error("{0}")]
+    Sealed(Sealed),
+    /// `verify` found drift (exit 1); the report has already been printed.
+    #[error("drift found in {0} file(s)")]
+    Drift(usize),
+}
+
+/// Why a run stopped at the seal.
+#[derive(Debug)]
+pub struct Sealed {
+    pub instance_id: String,
+    /// Set when the user-data differs from what was sealed.
+    pub user_data_changed: bool,
+}
+
+impl fmt::Display for Sealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.user_data_changed {
+            write!(
+                f,
+                "user-data changed since instance {} was configured; not re-applied \
+                 (an immutable server is replaced, not reconfigured; use --force to override)",
+                self.instance_id
+            )
+        } else {
+            write!(
+                f,
+                "instance {} is already configured (sealed); nothing to do (use --force to override)",
+                self.instance_id
+            )
+        }
+    }
+}
+
+impl Error {
+    /// The exit code of this error, from its root cause (SPEC §2).
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Usage(_) => ExitCode::Usage,
+            Error::Manifest(_)
+            | Error::Decode(_)
+            | Error::Merge(_)
+            | Error::Validate(_)
+            | Error::Render(_) => ExitCode::DataErr,
+            Error::Plan(e) => e.exit_code(),
+            Error::Identify(_) | Error::Fetch(_) => ExitCode::Unavailable,
+            Error::Apply(_) => ExitCode::CantCreate,
+            Error::Units(_) => ExitCode::TempFail,
+            Error::State(e) => e.exit_code(),
+            Error::Sealed(_) => ExitCode::Sealed,
+            Error::Drift(_) => ExitCode::Drift,
+        }
+    }
+}

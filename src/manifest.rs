@@ -1,0 +1,472 @@
+//! The manifest baked into the image (`/etc/imprint/imprint.yaml`, SPEC §3).
+//!
+//! Parsed into a raw struct (every field optional, unknown keys refused), then
+//! resolved into a validated [`Manifest`]. Errors name the manifest file and,
+//! for YAML errors, the line and column.
+
+use crate::model::{Mode, OwnerSpec};
+use crate::root::{self, Root};
+use crate::yaml::{self, YamlError};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("failed to read manifest {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid manifest {path}: {error}")]
+    Syntax { path: PathBuf, error: YamlError },
+    #[error("invalid manifest {path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error("failed to read template {path} (named by {key} of manifest {manifest}): {source}")]
+    Template {
+        manifest: PathBuf,
+        key: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A declared value's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    List,
+    Map,
+    Any,
+}
+
+impl ValueType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ValueType::String => "string",
+            ValueType::Integer => "integer",
+            ValueType::Number => "number",
+            ValueType::Boolean => "boolean",
+            ValueType::List => "list",
+            ValueType::Map => "map",
+            ValueType::Any => "any",
+        }
+    }
+}
+
+/// One entry of `values:`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueDecl {
+    #[serde(rename = "type", default = "default_type")]
+    pub ty: ValueType,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub default: Option<serde_json::Value>,
+    #[serde(rename = "enum", default)]
+    pub allowed: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    pub secret: bool,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+fn default_type() -> ValueType {
+    ValueType::Any
+}
+
+/// How values are quoted when substituted into a file (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Escape {
+    Env,
+    Json,
+    Shell,
+    None,
+}
+
+/// What an unsupported directive or part type is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnsupportedPolicy {
+    #[default]
+    Error,
+    Warn,
+}
+
+/// How a file's content is produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// A Handlebars template: its name under `templates/` and its text.
+    Template { name: String, text: String },
+    /// `env:` shorthand: variable name -> dotted value key, written sorted.
+    Env(BTreeMap<String, String>),
+}
+
+/// One entry of `files:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSpec {
+    /// Absolute path inside the root, as written (validated: no `..`).
+    pub path: String,
+    pub source: Source,
+    pub mode: Option<Mode>,
+    pub owner: Option<OwnerSpec>,
+    pub restart: Vec<String>,
+    pub reload: Vec<String>,
+    /// Dotted key: the file is rendered only when this value is set.
+    pub when: Option<String>,
+    /// Explicit escaping; `None` means the default for the path (SPEC §4).
+    pub escape: Option<Escape>,
+}
+
+/// The validated manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// Where it was read from (host path), for messages.
+    pub path: PathBuf,
+    pub datasource_order: Vec<String>,
+    pub datasource_timeout: Duration,
+    /// Dotted key -> declaration.
+    pub values: BTreeMap<String, ValueDecl>,
+    pub files: Vec<FileSpec>,
+    pub enable: Vec<String>,
+    pub ssh_host_keys: Vec<String>,
+    pub write_files: bool,
+    pub unsupported: UnsupportedPolicy,
+}
+
+impl Manifest {
+    /// The manifest used when the image has none: apply cloud-config
+    /// `write_files` only (SPEC §3), unsupported directives are warnings.
+    pub fn absent() -> Manifest {
+        Manifest {
+            path: PathBuf::new(),
+            datasource_order: Vec::new(),
+            datasource_timeout: Duration::from_secs(60),
+            values: BTreeMap::new(),
+            files: Vec::new(),
+            enable: Vec::new(),
+            ssh_host_keys: Vec::new(),
+            write_files: true,
+            unsupported: UnsupportedPolicy::Warn,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- raw form
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    version: Option<u32>,
+    datasource: Option<RawDatasource>,
+    #[serde(default)]
+    values: BTreeMap<String, ValueDecl>,
+    #[serde(default)]
+    files: Vec<RawFile>,
+    units: Option<RawUnits>,
+    ssh_host_keys: Option<Vec<String>>,
+    cloud_config: Option<RawCloudConfig>,
+    unsupported: Option<UnsupportedPolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatasource {
+    order: Option<Vec<String>>,
+    timeout: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUnits {
+    #[serde(default)]
+    enable: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCloudConfig {
+    write_files: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    path: Option<String>,
+    template: Option<String>,
+    env: Option<BTreeMap<String, String>>,
+    mode: Option<serde_json::Value>,
+    owner: Option<String>,
+    #[serde(default)]
+    restart: Vec<String>,
+    #[serde(default)]
+    reload: Vec<String>,
+    #[serde(rename = "if")]
+    when: Option<String>,
+    escape: Option<Escape>,
+}
+
+/// Known SSH host key types (`ssh-keygen -t`).
+pub const SSH_KEY_TYPES: &[&str] = &["rsa", "ecdsa", "ed25519"];
+
+/// Load the manifest: `config` if given (a host path), else the root's
+/// `/etc/imprint/imprint.yaml`. `Ok(None)` when the default path is absent.
+/// Templates are read from `templates/` beside the manifest.
+pub fn load(root: &Root, config: Option<&Path>) -> Result<Option<Manifest>, ManifestError> {
+    let path = match config {
+        Some(p) => p.to_path_buf(),
+        None => root.join(root::MANIFEST),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && config.is_none() => return Ok(None),
+        Err(source) => return Err(ManifestError::Read { path, source }),
+    };
+    let templates = path
+        .parent()
+        .map(|d| d.join("templates"))
+        .unwrap_or_else(|| root.join(root::TEMPLATES));
+    parse(&path, &text, &templates).map(Some)
+}
+
+/// Parse and resolve manifest text. `templates` is the template directory.
+pub fn parse(path: &Path, text: &str, templates: &Path) -> Result<Manifest, ManifestError> {
+    let raw: RawManifest = if text.trim().is_empty() {
+        RawManifest::default()
+    } else {
+        yaml::parse(text).map_err(|error| ManifestError::Syntax {
+            path: path.to_path_buf(),
+            error,
+        })?
+    };
+    let invalid = |key: String, message: String| ManifestError::Invalid {
+        path: path.to_path_buf(),
+        key,
+        message,
+    };
+    match raw.version {
+        Some(1) | None => {}
+        Some(v) => {
+            return Err(invalid(
+                "version".into(),
+                format!("unsupported version {v}; this imprint reads version 1"),
+            ))
+        }
+    }
+    let ds = raw.datasource.unwrap_or_default();
+    let timeout = match ds.timeout {
+        None => Duration::from_secs(60),
+        Some(v) => parse_duration(&v).ok_or_else(|| {
+            invalid(
+                "datasource.timeout".into(),
+                format!("expected a duration like 60s, 2m or 500ms, found {v}"),
+            )
+        })?,
+    };
+    for (k, d) in &raw.values {
+        if k.is_empty() || k.split('.').any(str::is_empty) {
+            return Err(invalid(
+                format!("values.{k}"),
+                "a value key is dotted words like db.host".into(),
+            ));
+        }
+        if d.required && d.default.is_some() {
+            return Err(invalid(
+                format!("values.{k}"),
+                "required and default together make no sense; drop one".into(),
+            ));
+        }
+    }
+    let mut files = Vec::with_capacity(raw.files.len());
+    for (i, f) in raw.files.into_iter().enumerate() {
+        let key = |k: &str| format!("files[{i}].{k}");
+        let p = f
+            .path
+            .ok_or_else(|| invalid(key("path"), "missing; every file needs a path".into()))?;
+        if !p.starts_with('/') || Root::rel(&p).is_none() {
+            return Err(invalid(
+                key("path"),
+                format!("{p:?} must be an absolute path without '..'"),
+            ));
+        }
+        let source = match (f.template, f.env) {
+            (Some(name), None) => {
+                if Root::rel(&name).is_none() {
+                    return Err(invalid(
+                        key("template"),
+                        format!("{name:?} must be a name under templates/ without '..'"),
+                    ));
+                }
+                let tpath = templates.join(&name);
+                let text =
+                    std::fs::read_to_string(&tpath).map_err(|source| ManifestError::Template {
+                        manifest: path.to_path_buf(),
+                        key: key("template"),
+                        path: tpath.clone(),
+                        source,
+                    })?;
+                Source::Template { name, text }
+            }
+            (None, Some(env)) => {
+                for (var, _) in env.iter() {
+                    if !is_env_name(var) {
+                        return Err(invalid(
+                            format!("files[{i}].env.{var}"),
+                            "not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)".into(),
+                        ));
+                    }
+                }
+                Source::Env(env)
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    key("template"),
+                    "template and env are exclusive; pick one".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    key("template"),
+                    "missing; a file needs a template or an env map".into(),
+                ))
+            }
+        };
+        let mode = match f.mode {
+            None => None,
+            Some(v) => Some(parse_mode(&v).ok_or_else(|| {
+                invalid(
+                    key("mode"),
+                    format!("expected an octal mode like \"0640\", found {v}"),
+                )
+            })?),
+        };
+        let owner = match f.owner {
+            None => None,
+            Some(o) => Some(OwnerSpec::parse(&o).ok_or_else(|| {
+                invalid(
+                    key("owner"),
+                    format!("expected user or user:group, found {o:?}"),
+                )
+            })?),
+        };
+        for u in f.restart.iter().chain(&f.reload) {
+            if !is_unit_name(u) {
+                return Err(invalid(
+                    key("restart"),
+                    format!("{u:?} is not a unit name like app.service"),
+                ));
+            }
+        }
+        files.push(FileSpec {
+            path: p,
+            source,
+            mode,
+            owner,
+            restart: f.restart,
+            reload: f.reload,
+            when: f.when,
+            escape: f.escape,
+        });
+    }
+    let enable = raw.units.map(|u| u.enable).unwrap_or_default();
+    for u in &enable {
+        if !is_unit_name(u) {
+            return Err(invalid(
+                "units.enable".into(),
+                format!("{u:?} is not a unit name like app.service"),
+            ));
+        }
+    }
+    let ssh_host_keys = raw.ssh_host_keys.unwrap_or_default();
+    for k in &ssh_host_keys {
+        if !SSH_KEY_TYPES.contains(&k.as_str()) {
+            return Err(invalid(
+                "ssh_host_keys".into(),
+                format!("unknown key type {k:?}; expected one of {SSH_KEY_TYPES:?}"),
+            ));
+        }
+    }
+    Ok(Manifest {
+        path: path.to_path_buf(),
+        datasource_order: ds.order.unwrap_or_default(),
+        datasource_timeout: timeout,
+        values: raw.values,
+        files,
+        enable,
+        ssh_host_keys,
+        write_files: raw.cloud_config.and_then(|c| c.write_files).unwrap_or(true),
+        unsupported: raw.unsupported.unwrap_or_default(),
+    })
+}
+
+/// `60s`, `2m`, `500ms`, `1h`, or a bare number of seconds.
+pub fn parse_duration(v: &serde_json::Value) -> Option<Duration> {
+    if let Some(n) = v.as_u64() {
+        return Some(Duration::from_secs(n));
+    }
+    let s = v.as_str()?.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    match unit.trim() {
+        "" | "s" => Some(Duration::from_secs(n)),
+        "ms" => Some(Duration::from_millis(n)),
+        "m" | "min" => Some(Duration::from_secs(n * 60)),
+        "h" => Some(Duration::from_secs(n * 3600)),
+        _ => None,
+    }
+}
+
+/// A mode as YAML gives it: an octal string (`"0640"`), or an integer that
+/// the YAML 1.1 reader already took as octal (`0640` unquoted).
+pub fn parse_mode(v: &serde_json::Value) -> Option<Mode> {
+    match v {
+        serde_json::Value::String(s) => Mode::parse_octal(s),
+        serde_json::Value::Number(n) => n.as_u64().filter(|m| *m <= 0o7777).map(|m| Mode(m as u32)),
+        _ => None,
+    }
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c == b'_' || c.is_ascii_alphabetic())
+        && b.all(|c| c == b'_' || c.is_ascii_alphanumeric())
+}
+
+/// A systemd unit name: `name.type`, with the characters systemd allows.
+pub fn is_unit_name(s: &str) -> bool {
+    const TYPES: &[&str] = &[
+        "service",
+        "socket",
+        "target",
+        "timer",
+        "path",
+        "mount",
+        "automount",
+        "swap",
+        "slice",
+        "scope",
+        "device",
+    ];
+    match s.rsplit_once('.') {
+        Some((name, ty)) => {
+            !name.is_empty()
+                && TYPES.contains(&ty)
+                && name
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b":-_.@\\".contains(&c))
+        }
+        None => false,
+    }
+}

@@ -1,0 +1,294 @@
+//! The one function that chains the stages (`run`): straight-line code, one
+//! `?` per stage. `fetch`/`validate`/`render`/`plan` stop early and change
+//! nothing; `run` goes to the end, and always leaves a report.
+
+use crate::apply::{self, Applied};
+use crate::decode::{self, Part};
+use crate::error::{Error, Sealed};
+use crate::fetch::{self, Fetched};
+use crate::identify::{self, Identified, Request};
+use crate::manifest::{self, Manifest};
+use crate::merge;
+use crate::plan::{self, Plan};
+use crate::render::{self, Rendered};
+use crate::report::{Report, StageReport};
+use crate::root::Root;
+use crate::seal::{self, Seal};
+use crate::secret::Secrets;
+use crate::state;
+use crate::systemd::{self, ServiceManager, UnitAction};
+use crate::validate::{self, Validated};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Where the pipeline stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Until {
+    Fetch,
+    Validate,
+    Render,
+    Plan,
+    Run,
+}
+
+/// The inputs of one invocation.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub root: Root,
+    pub config: Option<PathBuf>,
+    pub request: Request,
+    /// Record restarts instead of doing them (always so under `--root`).
+    pub no_restart: bool,
+    pub force: bool,
+}
+
+/// What the pipeline produced, as far as it went.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub manifest: Option<Manifest>,
+    pub identified: Option<Identified>,
+    pub fetched: Option<Fetched>,
+    pub parts: Vec<Part>,
+    pub validated: Option<Validated>,
+    pub rendered: Option<Rendered>,
+    pub plan: Option<Plan>,
+    pub applied: Option<Applied>,
+    pub units: Vec<UnitAction>,
+    pub restored: Vec<String>,
+    pub timer: Timer,
+    pub secrets: Secrets,
+}
+
+/// Each stage's duration and outcome, for the log and the report.
+#[derive(Debug, Default)]
+pub struct Timer {
+    pub stages: Vec<StageReport>,
+    /// Secrets known so far, to mask error text.
+    pub secrets: Secrets,
+}
+
+impl Timer {
+    fn time<T, E: Into<Error>>(
+        &mut self,
+        stage: &str,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, Error> {
+        let t = Instant::now();
+        let r = f().map_err(Into::into);
+        let duration_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let outcome = match &r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => self.secrets.mask(&e.to_string()),
+        };
+        tracing::debug!(stage, duration_ms, "stage done");
+        self.stages.push(StageReport {
+            stage: stage.to_string(),
+            duration_ms,
+            outcome,
+        });
+        r
+    }
+}
+
+/// sha256 of bytes, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Run the pipeline up to `until`. `mgr` does the unit actions of `run`.
+/// On error, `out` holds what was done so far (for the report).
+pub fn run(
+    inputs: &Inputs,
+    until: Until,
+    mgr: &mut dyn ServiceManager,
+    out: &mut Outcome,
+) -> Result<(), Error> {
+    let root = &inputs.root;
+    let manifest = out
+        .timer
+        .time("manifest", || {
+            manifest::load(root, inputs.config.as_deref())
+        })?
+        .unwrap_or_else(Manifest::absent);
+    let _lock = if until == Until::Run {
+        Some(state::lock(root)?)
+    } else {
+        None
+    };
+    if until == Until::Run {
+        out.restored = out.timer.time("recover", || apply::recover(root))?;
+    }
+    let identified = out.timer.time("identify", || {
+        identify::identify(root, &inputs.request, &manifest.datasource_order)
+    })?;
+    let sealed = if until == Until::Run && !inputs.force {
+        seal::read(root)?
+    } else {
+        None
+    };
+    if let Some(s) = &sealed {
+        // Known offline: same id stops here, before any network.
+        match identify::offline_instance_id(root, &identified, &inputs.request) {
+            Some(id) if id == s.instance_id => {
+                return Err(Error::Sealed(Sealed {
+                    instance_id: id,
+                    user_data_changed: false,
+                }))
+            }
+            Some(_) => {}
+            None if identified.datasource.is_network() => {
+                // Not knowable offline: trust the seal (SPEC §5).
+                return Err(Error::Sealed(Sealed {
+                    instance_id: s.instance_id.clone(),
+                    user_data_changed: false,
+                }));
+            }
+            None => {}
+        }
+    }
+    let options = fetch::Options {
+        timeout: manifest.datasource_timeout,
+        ..fetch::Options::default()
+    };
+    let fetched = out.timer.time("fetch", || {
+        fetch::fetch(root, &identified, &inputs.request, &options)
+    })?;
+    if let Some(s) = &sealed {
+        if s.instance_id == fetched.instance_id {
+            return Err(Error::Sealed(Sealed {
+                instance_id: s.instance_id.clone(),
+                user_data_changed: s.user_data_sha256 != sha256_hex(&fetched.user_data),
+            }));
+        }
+    }
+    out.identified = Some(identified);
+    let parts = out.timer.time("decode", || {
+        decode::decode(&fetched.user_data, &decode::Limits::default())
+    });
+    out.fetched = Some(fetched);
+    out.parts = parts?;
+    if until == Until::Fetch {
+        out.manifest = Some(manifest);
+        return Ok(());
+    }
+    let merged = out
+        .timer
+        .time("merge", || merge::merge(&out.parts, &manifest))?;
+    let validated = out
+        .timer
+        .time("validate", || validate::validate(merged, &manifest))?;
+    out.secrets.merge(&validated.secrets);
+    out.timer.secrets.merge(&validated.secrets);
+    if until == Until::Validate {
+        out.validated = Some(validated);
+        out.manifest = Some(manifest);
+        return Ok(());
+    }
+    let rendered = out
+        .timer
+        .time("render", || render::render(&validated, &manifest))?;
+    out.secrets.merge(&rendered.secrets);
+    out.timer.secrets.merge(&rendered.secrets);
+    out.validated = Some(validated);
+    out.manifest = Some(manifest);
+    if until == Until::Render {
+        out.rendered = Some(rendered);
+        return Ok(());
+    }
+    let disk = out
+        .timer
+        .time("read-disk", || plan::read_disk(root, &rendered))?;
+    let plan = out.timer.time("plan", || plan::plan(rendered, &disk))?;
+    if until == Until::Plan {
+        out.plan = Some(plan);
+        return Ok(());
+    }
+    let applied = out.timer.time("apply", || apply::apply(root, &plan))?;
+    out.applied = Some(applied);
+    let units = out.timer.time("units", || systemd::act(mgr, &plan));
+    out.plan = Some(plan);
+    match units {
+        Ok(u) => out.units = u,
+        Err(e) => {
+            if let Error::Units(u) = &e {
+                out.units = u.done.clone();
+            }
+            return Err(e);
+        }
+    }
+    let fetched = out.fetched.as_ref().expect("fetched above");
+    let seal = Seal {
+        instance_id: fetched.instance_id.clone(),
+        user_data_sha256: sha256_hex(&fetched.user_data),
+        time: crate::report::now_rfc3339(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        datasource: out
+            .identified
+            .as_ref()
+            .map(|i| i.datasource.name().to_string())
+            .unwrap_or_default(),
+        files: out
+            .applied
+            .as_ref()
+            .map(|a| a.written.clone())
+            .unwrap_or_default(),
+        units: out.units.clone(),
+    };
+    out.timer.time("seal", || seal::write(root, &seal))?;
+    Ok(())
+}
+
+/// The report of a run (success or not), secrets masked.
+pub fn report(out: &Outcome, result: &Result<(), Error>, started: String) -> Report {
+    let code = match result {
+        Ok(()) => 0,
+        Err(e) => e.exit_code().code(),
+    };
+    Report {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        command: "run".into(),
+        status: match result {
+            Ok(()) => "done".into(),
+            Err(Error::Units(_)) => "applied-unit-failed".into(),
+            Err(Error::Sealed(_)) => "sealed".into(),
+            Err(_) => "failed".into(),
+        },
+        exit_code: code,
+        instance_id: out.fetched.as_ref().map(|f| f.instance_id.clone()),
+        datasource: out.identified.as_ref().map(|i| i.datasource.name().into()),
+        started,
+        stages: out.timer.stages.clone(),
+        files_written: out
+            .applied
+            .as_ref()
+            .map(|a| a.written.iter().map(|w| w.path.clone()).collect())
+            .unwrap_or_default(),
+        files_unchanged: out
+            .plan
+            .as_ref()
+            .map(|p| p.unchanged.clone())
+            .unwrap_or_default(),
+        units: out.units.clone(),
+        warnings: out
+            .validated
+            .as_ref()
+            .map(|v| {
+                v.warnings
+                    .iter()
+                    .map(|n| {
+                        out.secrets
+                            .mask(&format!("part {}: {}: {}", n.part, n.what, n.hint))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        error: result
+            .as_ref()
+            .err()
+            .map(|e| out.secrets.mask(&e.to_string())),
+    }
+}
