@@ -131,9 +131,19 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::Ok)
         }
-        Command::Identify(_) | Command::Generator(_) => {
-            Err(fail(Error::Usage("not implemented yet".into())))
+        Command::Identify(a) => {
+            let root = root_of(&a.root);
+            crate::identify::command(
+                &root,
+                a.config.as_deref(),
+                &request_of(&a.source),
+                a.explain,
+                &mut so,
+            )
+            .map(|()| ExitCode::Ok)
+            .map_err(fail)
         }
+        Command::Generator(_) => Err(fail(Error::Usage("not implemented yet".into()))),
     }
 }
 
