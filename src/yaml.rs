@@ -52,3 +52,4 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
         }
     })
 }
+
