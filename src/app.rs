@@ -93,11 +93,21 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Validate(a) => stop_at(&inputs_of(&a, true, true), Until::Validate, &mut so),
         Command::Fetch(a) if a.json => fetch_json(&inputs_of(&a.input, true, true), &mut so),
         Command::Fetch(a) => stop_at(&inputs_of(&a.input, true, true), Until::Fetch, &mut so),
-        Command::Identify(_)
-        | Command::Status(_)
-        | Command::Verify(_)
-        | Command::Clean(_)
-        | Command::Generator(_) => Err(fail(Error::Usage("not implemented yet".into()))),
+        Command::Identify(a) => {
+            let root = root_of(&a.root);
+            crate::identify::command(
+                &root,
+                a.config.as_deref(),
+                &request_of(&a.source),
+                a.explain,
+                &mut so,
+            )
+            .map(|()| ExitCode::Ok)
+            .map_err(fail)
+        }
+        Command::Status(_) | Command::Verify(_) | Command::Clean(_) | Command::Generator(_) => {
+            Err(fail(Error::Usage("not implemented yet".into())))
+        }
     }
 }
 

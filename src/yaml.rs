@@ -52,4 +52,3 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
         }
     })
 }
-
