@@ -50,6 +50,8 @@ pub fn main(cli: Cli) -> ExitCode {
             let (e, secrets) = *f;
             let msg = secrets.mask(&e.to_string());
             match &e {
+                // Loud: the operator expected new user-data to take effect.
+                Error::Sealed(s) if s.user_data_changed => tracing::warn!("{msg}"),
                 Error::Sealed(_) => tracing::info!("{msg}"),
                 _ => tracing::error!("{msg}"),
             }
@@ -76,11 +78,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             // then every run only records its unit actions.
             let mut mgr = Recorder;
             let r = pipeline::run(&inputs, Until::Run, &mut mgr, &mut out);
-            if !matches!(r, Err(Error::Sealed(_))) {
+            // Sealed: report.json keeps describing the run that configured
+            // the instance. Locked: the report belongs to the run holding it.
+            let locked = matches!(
+                r,
+                Err(Error::State(crate::state::StateError::Locked { .. }))
+            );
+            if !matches!(r, Err(Error::Sealed(_))) && !locked {
                 let report = pipeline::report(&out, &r, started);
-                if let Err(e) = crate::report::write(&inputs.root, &report) {
+                if let Err(e) = crate::report::write_checked(&inputs.root, &report, &out.secrets) {
                     tracing::warn!("failed to write the report: {e}");
                 }
+                crate::report::log_summary(&crate::report::mask_report(&report, &out.secrets).0);
                 for u in &out.units {
                     let _ = writeln!(so, "{} {}: {}", u.action, u.unit, u.result);
                 }
@@ -93,6 +102,37 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Validate(a) => stop_at(&inputs_of(&a, true, true), Until::Validate, &mut so),
         Command::Fetch(a) if a.json => fetch_json(&inputs_of(&a.input, true, true), &mut so),
         Command::Fetch(a) => stop_at(&inputs_of(&a.input, true, true), Until::Fetch, &mut so),
+        Command::Status(a) => {
+            let root = root_of(&a.root);
+            let st = crate::report::status(&root, a.wait).map_err(|e| fail(e.into()))?;
+            let text = if a.json { json_line(&st) } else { st.human() };
+            let _ = so.write_all(text.as_bytes());
+            Ok(st.exit_code())
+        }
+        Command::Verify(a) => {
+            let root = root_of(&a.root);
+            let v = crate::seal::verify(&root).map_err(|e| fail(e.into()))?;
+            let text = if a.json {
+                json_line(&v)
+            } else {
+                v.human(&root)
+            };
+            let _ = so.write_all(text.as_bytes());
+            if !v.sealed {
+                Ok(ExitCode::Drift)
+            } else if v.drift.is_empty() {
+                Ok(ExitCode::Ok)
+            } else {
+                Err(fail(Error::Drift(v.drift.len())))
+            }
+        }
+        Command::Clean(a) => {
+            let root = root_of(&a.root);
+            for line in crate::state::clean(&root, a.machine_id).map_err(fail)? {
+                let _ = writeln!(so, "{line}");
+            }
+            Ok(ExitCode::Ok)
+        }
         Command::Identify(a) => {
             let root = root_of(&a.root);
             crate::identify::command(
@@ -105,10 +145,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             .map(|()| ExitCode::Ok)
             .map_err(fail)
         }
-        Command::Status(_) | Command::Verify(_) | Command::Clean(_) | Command::Generator(_) => {
-            Err(fail(Error::Usage("not implemented yet".into())))
-        }
+        Command::Generator(_) => Err(fail(Error::Usage("not implemented yet".into()))),
     }
+}
+
+fn json_line(v: &impl serde::Serialize) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    s.push('\n');
+    s
 }
 
 fn stop_at(inputs: &Inputs, until: Until, so: &mut dyn Write) -> Result<ExitCode, Failure> {

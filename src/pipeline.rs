@@ -108,17 +108,18 @@ pub fn run(
     out: &mut Outcome,
 ) -> Result<(), Error> {
     let root = &inputs.root;
+    // The lock comes first: a run that does not hold it touches nothing.
+    let _lock = if until == Until::Run {
+        Some(state::lock(root)?)
+    } else {
+        None
+    };
     let manifest = out
         .timer
         .time("manifest", || {
             manifest::load(root, inputs.config.as_deref())
         })?
         .unwrap_or_else(Manifest::absent);
-    let _lock = if until == Until::Run {
-        Some(state::lock(root)?)
-    } else {
-        None
-    };
     if until == Until::Run {
         out.restored = out.timer.time("recover", || apply::recover(root))?;
     }
@@ -283,9 +284,12 @@ pub fn report(out: &Outcome, result: &Result<(), Error>, started: String) -> Rep
                         out.secrets
                             .mask(&format!("part {}: {}: {}", n.part, n.what, n.hint))
                     })
-                    .collect()
+                    .collect::<Vec<_>>()
             })
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into_iter()
+            .chain(out.applied.iter().flat_map(|a| a.warnings.clone()))
+            .collect(),
         error: result
             .as_ref()
             .err()
