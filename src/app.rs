@@ -48,15 +48,20 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(f) => {
             let (e, secrets) = *f;
-            let msg = secrets.mask(&e.to_string());
-            match &e {
-                // Loud: the operator expected new user-data to take effect.
-                Error::Sealed(s) if s.user_data_changed => tracing::warn!("{msg}"),
-                Error::Sealed(_) => tracing::info!("{msg}"),
-                _ => tracing::error!("{msg}"),
-            }
+            log_failure(&e, &secrets);
             e.exit_code()
         }
+    }
+}
+
+/// Log why a command failed, secrets masked.
+fn log_failure(e: &Error, secrets: &crate::secret::Secrets) {
+    let msg = secrets.mask(&e.to_string());
+    match e {
+        // Loud: the operator expected new user-data to take effect.
+        Error::Sealed(s) if s.user_data_changed => tracing::warn!("{msg}"),
+        Error::Sealed(_) => tracing::info!("{msg}"),
+        _ => tracing::error!("{msg}"),
     }
 }
 
@@ -84,18 +89,31 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 r,
                 Err(Error::State(crate::state::StateError::Locked { .. }))
             );
-            if !matches!(r, Err(Error::Sealed(_))) && !locked {
+            let record = !matches!(r, Err(Error::Sealed(_))) && !locked;
+            let report = record.then(|| {
                 let report = pipeline::report(&out, &r, started);
-                if let Err(e) = crate::report::write_checked(&inputs.root, &report, &out.secrets) {
+                crate::report::mask_report(&report, &out.secrets).0
+            });
+            if let Some(report) = &report {
+                if let Err(e) = crate::report::write_checked(&inputs.root, report, &out.secrets) {
                     tracing::warn!("failed to write the report: {e}");
                 }
-                crate::report::log_summary(&crate::report::mask_report(&report, &out.secrets).0);
                 for u in &out.units {
                     let _ = writeln!(so, "{} {}: {}", u.action, u.unit, u.result);
                 }
             }
-            r.map(|()| ExitCode::Ok)
-                .map_err(|e| Box::new((e, out.secrets)))
+            // The error first, then the one summary line that ends a run.
+            let code = match &r {
+                Ok(()) => ExitCode::Ok,
+                Err(e) => {
+                    log_failure(e, &out.secrets);
+                    e.exit_code()
+                }
+            };
+            if let Some(report) = &report {
+                crate::report::log_summary(report);
+            }
+            Ok(code)
         }
         Command::Plan(a) => stop_at(&inputs_of(&a, true, true), Until::Plan, &mut so),
         Command::Render(a) => stop_at(&inputs_of(&a, true, true), Until::Render, &mut so),

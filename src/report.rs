@@ -118,18 +118,14 @@ pub fn remove(root: &Root) -> Result<bool, StateError> {
 /// The one structured summary line at the end of a run.
 pub fn log_summary(report: &Report) {
     let duration_ms: f64 = report.stages.iter().map(|s| s.duration_ms).sum();
+    let duration_ms = (duration_ms * 10.0).round() / 10.0;
     let instance_id = report.instance_id.as_deref().unwrap_or("-");
     let datasource = report.datasource.as_deref().unwrap_or("-");
     let files_written = report.files_written.len();
     let files_unchanged = report.files_unchanged.len();
     let units = report.units.len();
     let warnings = report.warnings.len();
-    let text = format!(
-        "imprint run {}: exit {}, instance {instance_id}, datasource {datasource}, \
-         {files_written} file(s) written, {files_unchanged} unchanged, {units} unit action(s), \
-         {warnings} warning(s), {duration_ms:.1} ms",
-        report.status, report.exit_code
-    );
+    let text = format!("imprint run {}", report.status);
     if report.exit_code == 0 {
         tracing::info!(
             status = %report.status,

@@ -125,3 +125,90 @@ fn verify_drift_is_1() {
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(stdout(&o).starts_with("/etc/a: content"), "{}", stdout(&o));
 }
+
+#[test]
+fn no_datasource_is_69_and_changes_nothing() {
+    let root = image_root();
+    let before = tree_hash(root.path(), STATE);
+    let o = run(imprint().arg("run").arg("--root").arg(root.path()));
+    assert_eq!(code(&o), 69, "{}", stderr(&o));
+    assert!(stderr(&o).contains("no datasource"), "{}", stderr(&o));
+    assert_eq!(tree_hash(root.path(), STATE), before);
+    only_report_left(&root);
+}
+
+fn seal_for(root: &TempRoot, id: &str, user_data: &[u8]) {
+    imprint::seal::write(
+        &Root::at(root.path()),
+        &imprint::seal::Seal {
+            instance_id: id.into(),
+            user_data_sha256: imprint::pipeline::sha256_hex(user_data),
+            time: "2026-11-22T00:35:29Z".into(),
+            version: "0.1.0".into(),
+            datasource: "file".into(),
+            files: vec![],
+            units: vec![],
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn sealed_is_77_and_changes_nothing() {
+    let root = image_root();
+    root.write("/ud", "#cloud-config\nimprint: {x: 1}\n");
+    seal_for(&root, "i-1", b"#cloud-config\nimprint: {x: 1}\n");
+    let before = tree_hash(root.path(), &["run/imprint"]);
+    let o = run(imprint()
+        .arg("run")
+        .arg("--root")
+        .arg(root.path())
+        .arg("--user-data")
+        .arg(root.join("/ud"))
+        .arg("--instance-id")
+        .arg("i-1"));
+    assert_eq!(code(&o), 77, "{}", stderr(&o));
+    assert!(stderr(&o).contains("already configured"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("WARN"), "{}", stderr(&o));
+    assert_eq!(
+        tree_hash(root.path(), &["run/imprint"]),
+        before,
+        "not even a report"
+    );
+}
+
+#[test]
+fn sealed_with_changed_user_data_is_77_and_loud() {
+    let root = image_root();
+    root.write("/ud", "#cloud-config\nimprint: {x: 2}\n");
+    seal_for(&root, "i-1", b"#cloud-config\nimprint: {x: 1}\n");
+    let before = tree_hash(root.path(), &["run/imprint"]);
+    let o = run(imprint()
+        .arg("run")
+        .arg("--root")
+        .arg(root.path())
+        .arg("--user-data")
+        .arg(root.join("/ud"))
+        .arg("--instance-id")
+        .arg("i-1"));
+    assert_eq!(code(&o), 77, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("WARN"), "{err}");
+    assert!(
+        err.contains("user-data changed since instance i-1 was configured; not re-applied"),
+        "{err}"
+    );
+    assert_eq!(tree_hash(root.path(), &["run/imprint"]), before);
+    // Unreadable local user-data on a sealed instance: the seal still wins.
+    std::fs::remove_file(root.join("/ud")).unwrap();
+    let o = run(imprint()
+        .arg("run")
+        .arg("--root")
+        .arg(root.path())
+        .arg("--user-data")
+        .arg(root.join("/ud"))
+        .arg("--instance-id")
+        .arg("i-1"));
+    assert_eq!(code(&o), 77, "{}", stderr(&o));
+}
