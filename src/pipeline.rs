@@ -108,17 +108,18 @@ pub fn run(
     out: &mut Outcome,
 ) -> Result<(), Error> {
     let root = &inputs.root;
+    // The lock comes first: a run that does not hold it touches nothing.
+    let _lock = if until == Until::Run {
+        Some(state::lock(root)?)
+    } else {
+        None
+    };
     let manifest = out
         .timer
         .time("manifest", || {
             manifest::load(root, inputs.config.as_deref())
         })?
         .unwrap_or_else(Manifest::absent);
-    let _lock = if until == Until::Run {
-        Some(state::lock(root)?)
-    } else {
-        None
-    };
     if until == Until::Run {
         out.restored = out.timer.time("recover", || apply::recover(root))?;
     }
@@ -130,15 +131,19 @@ pub fn run(
     } else {
         None
     };
+    // Known offline: same id stops here, before any network. A local source
+    // (file, NoCloud) is still read, offline, so that changed user-data can
+    // be reported loudly below; if it cannot be read, the seal still wins.
+    let mut sealed_offline = None;
     if let Some(s) = &sealed {
-        // Known offline: same id stops here, before any network.
         match identify::offline_instance_id(root, &identified, &inputs.request) {
-            Some(id) if id == s.instance_id => {
+            Some(id) if id == s.instance_id && identified.datasource.is_network() => {
                 return Err(Error::Sealed(Sealed {
                     instance_id: id,
                     user_data_changed: false,
                 }))
             }
+            Some(id) if id == s.instance_id => sealed_offline = Some(id),
             Some(_) => {}
             None if identified.datasource.is_network() => {
                 // Not knowable offline: trust the seal (SPEC §5).
@@ -156,7 +161,16 @@ pub fn run(
     };
     let fetched = out.timer.time("fetch", || {
         fetch::fetch(root, &identified, &inputs.request, &options)
-    })?;
+    });
+    let fetched = match (fetched, sealed_offline) {
+        (Err(_), Some(id)) => {
+            return Err(Error::Sealed(Sealed {
+                instance_id: id,
+                user_data_changed: false,
+            }))
+        }
+        (r, _) => r?,
+    };
     if let Some(s) = &sealed {
         if s.instance_id == fetched.instance_id {
             return Err(Error::Sealed(Sealed {
@@ -283,9 +297,12 @@ pub fn report(out: &Outcome, result: &Result<(), Error>, started: String) -> Rep
                         out.secrets
                             .mask(&format!("part {}: {}: {}", n.part, n.what, n.hint))
                     })
-                    .collect()
+                    .collect::<Vec<_>>()
             })
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into_iter()
+            .chain(out.applied.iter().flat_map(|a| a.warnings.clone()))
+            .collect(),
         error: result
             .as_ref()
             .err()
