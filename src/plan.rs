@@ -388,6 +388,16 @@ fn owner_text(uid: u32, gid: u32) -> String {
     format!("{uid}:{gid}")
 }
 
+/// `root:app (0:990)` when the owner was named, else `0:0`.
+fn owner_named(c: &FileChange) -> String {
+    match &c.file.owner {
+        Some(o) if o.to_string() != owner_text(c.uid, c.gid) => {
+            format!("{o} ({})", owner_text(c.uid, c.gid))
+        }
+        _ => owner_text(c.uid, c.gid),
+    }
+}
+
 impl Plan {
     /// The plan as text: one line per change and a unified diff per file,
     /// secret values masked.
@@ -408,7 +418,7 @@ impl Plan {
                     let _ = writeln!(
                         s,
                         "create   {path} (mode {mode}, owner {}, {} bytes)",
-                        owner_text(c.uid, c.gid),
+                        owner_named(c),
                         c.content.len()
                     );
                 }
@@ -426,7 +436,7 @@ impl Plan {
                         what.push(format!(
                             "owner {} -> {}",
                             owner_text(p.uid, p.gid),
-                            owner_text(c.uid, c.gid)
+                            owner_named(c)
                         ));
                     }
                     if kind == ChangeKind::Content {

@@ -114,7 +114,7 @@ fn owner_differences_are_metadata_changes() {
     assert_eq!(p.changes[0].kind, ChangeKind::Metadata);
     assert_eq!((p.changes[0].uid, p.changes[0].gid), (1000, 1001));
     assert!(
-        p.display().contains("owner 0:0 -> 1000:1001"),
+        p.display().contains("owner 0:0 -> app:app (1000:1001)"),
         "{}",
         p.display()
     );
