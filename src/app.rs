@@ -184,19 +184,7 @@ fn stop_at(inputs: &Inputs, until: Until, so: &mut dyn Write) -> Result<ExitCode
         Until::Render => out
             .rendered
             .as_ref()
-            .map(|r| {
-                r.files
-                    .iter()
-                    .map(|f| {
-                        format!(
-                            "==> {} ({}) <==\n{}\n",
-                            f.path,
-                            f.mode,
-                            out.secrets.mask(&String::from_utf8_lossy(&f.content))
-                        )
-                    })
-                    .collect()
-            })
+            .map(|r| crate::render::display(r, &out.secrets))
             .unwrap_or_default(),
         Until::Validate => out
             .validated

@@ -245,11 +245,13 @@ pub fn run(
             .as_ref()
             .map(|i| i.datasource.name().to_string())
             .unwrap_or_default(),
-        files: out
-            .applied
-            .as_ref()
-            .map(|a| a.written.clone())
-            .unwrap_or_default(),
+        // Every managed file, written now or already as rendered, so that
+        // `verify` covers them all.
+        files: seal::files_of(
+            root,
+            out.applied.as_ref().map(|a| &a.written[..]).unwrap_or(&[]),
+            out.plan.as_ref().map(|p| &p.unchanged[..]).unwrap_or(&[]),
+        ),
         units: out.units.clone(),
     };
     out.timer.time("seal", || seal::write(root, &seal))?;

@@ -53,6 +53,41 @@ pub fn write(root: &Root, seal: &Seal) -> Result<(), StateError> {
     state::write_file(root, FILE, &bytes)
 }
 
+/// The files to seal: those written by this run, then those the plan found
+/// already as rendered (described from disk, through the confined root
+/// handle; one that cannot be read is left out, and `verify` says nothing
+/// about it).
+pub fn files_of(root: &Root, written: &[Written], unchanged: &[String]) -> Vec<Written> {
+    use cap_std::fs::MetadataExt as _;
+    let mut out = written.to_vec();
+    let Ok(rdir) = crate::apply::open_root(root) else {
+        return out;
+    };
+    for path in unchanged {
+        if out.iter().any(|w| &w.path == path) {
+            continue;
+        }
+        let Some(rel) = Root::rel(path) else { continue };
+        let Ok(md) = rdir.symlink_metadata(&rel) else {
+            continue;
+        };
+        if !md.is_file() {
+            continue;
+        }
+        let Ok(content) = rdir.read(&rel) else {
+            continue;
+        };
+        out.push(Written {
+            path: path.clone(),
+            sha256: crate::pipeline::sha256_hex(&content),
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+        });
+    }
+    out
+}
+
 /// Remove the seal; returns whether there was one.
 pub fn remove(root: &Root) -> Result<bool, StateError> {
     state::remove_file(root, FILE)
@@ -240,6 +275,31 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("var/lib/imprint/sealed"), "{msg}");
         assert!(msg.contains("imprint clean"), "{msg}");
+    }
+
+    #[test]
+    fn files_of_adds_unchanged_files_from_disk() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::at(t.path());
+        std::fs::create_dir_all(t.path().join("etc")).unwrap();
+        std::fs::write(t.path().join("etc/u"), "same").unwrap();
+        std::fs::set_permissions(
+            t.path().join("etc/u"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        let written = sample().files;
+        let files = files_of(
+            &root,
+            &written,
+            &["/etc/u".into(), "/etc/x".into(), "/etc/gone".into()],
+        );
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert_eq!(files[0], written[0]);
+        assert_eq!(files[1].path, "/etc/u");
+        assert_eq!(files[1].sha256, crate::pipeline::sha256_hex(b"same"));
+        assert_eq!(files[1].mode, 0o640);
     }
 
     #[test]
