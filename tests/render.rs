@@ -670,3 +670,61 @@ fn enable_is_passed_on() {
     let r = render::render(&Validated::default(), &m).unwrap();
     assert_eq!(r.enable, ["app.service"]);
 }
+
+#[test]
+fn triple_stash_helpers_are_raw_and_missing_each_names_its_key() {
+    let out = one(
+        json!({"p": "a b"}),
+        "/etc/a.env",
+        "R={{{upper p}}}\nQ={{upper p}}\n",
+    )
+    .unwrap();
+    assert_eq!(out, "R=A B\nQ=\"A B\"\n");
+    let err = one(json!({}), "/x", "{{#each hosts}}{{this}}{{/each}}")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("hosts"), "{err}");
+}
+
+/// The whole path, template to sh: random values substituted into an env
+/// file by `render` come back byte for byte from dash's `.`.
+mod through_dash {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn values() -> impl Strategy<Value = String> {
+        let c = prop_oneof![
+            prop::sample::select(vec![
+                ' ', '\t', '"', '\'', '\\', '$', '`', '#', '!', '*', '{', '}', 'é', '€', '😀'
+            ]),
+            any::<char>().prop_filter("printable", |c| !c.is_control() || *c == '\t'),
+        ];
+        prop::collection::vec(c, 0..30).prop_map(|v| v.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn rendered_env_files_round_trip(a in values(), b in values()) {
+            let r = render::render(
+                &validated(json!({"a": a, "n": {"b": b}})),
+                &manifest(vec![spec("/etc/app.env", "# {{{a}}} is not a comment problem\nA={{a}}\nB={{env n.b}}\nC={{concat a n.b}}\n")]),
+            );
+            // A raw {{{a}}} on a comment line is fine for sh unless it holds a newline.
+            let r = r.unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join("app.env");
+            std::fs::write(&f, &r.files[0].content).unwrap();
+            let out = std::process::Command::new("dash")
+                .env_clear()
+                .arg("-c")
+                .arg(r#". "$1" && printf '%s\0%s\0%s' "$A" "$B" "$C""#)
+                .arg("sh")
+                .arg(&f)
+                .output()
+                .unwrap();
+            prop_assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            prop_assert_eq!(out.stdout, format!("{a}\0{b}\0{a}{b}").into_bytes());
+        }
+    }
+}

@@ -12,9 +12,15 @@ use crate::identify::{Datasource, Identified, Request};
 use crate::root::Root;
 use std::time::Duration;
 
+pub mod azure;
+pub mod digitalocean;
+pub mod ec2;
 pub mod file;
+pub mod gce;
+pub mod http;
 pub mod mount;
 pub mod nocloud;
+pub mod openstack;
 
 /// What a datasource gave.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +60,22 @@ pub enum FetchError {
         label: String,
         message: String,
     },
+    #[error("datasource {datasource}: {method} {url} failed: {message}")]
+    Http {
+        datasource: Datasource,
+        method: &'static str,
+        url: String,
+        message: String,
+    },
+    #[error("datasource {datasource} did not answer within {budget:?} (the manifest's datasource.timeout); {attempts} attempt(s), the last {method} {url}: {last}")]
+    Deadline {
+        datasource: Datasource,
+        budget: Duration,
+        method: &'static str,
+        url: String,
+        last: String,
+        attempts: u32,
+    },
     #[error("failed to parse {what}: {message}")]
     Invalid { what: String, message: String },
 }
@@ -69,6 +91,8 @@ pub struct Options {
     /// Whether a labelled seed device may be mounted. `None`: only when the
     /// root is the host (never under `--root`).
     pub allow_mount: Option<bool>,
+    /// Retries and per-request timeout of network sources.
+    pub retry: http::Retry,
 }
 
 impl Default for Options {
@@ -77,6 +101,7 @@ impl Default for Options {
             timeout: Duration::from_secs(60),
             max_user_data: 16 << 20,
             allow_mount: None,
+            retry: http::Retry::default(),
         }
     }
 }
@@ -102,14 +127,31 @@ pub fn fetch(
     let provider: Box<dyn Provider> = match ds {
         Datasource::File => Box::new(file::FileSource::new(request, options)),
         Datasource::NoCloud => Box::new(nocloud::NoCloud::new(root, identified, options)),
-        other => {
-            return Err(absent(format!("the {other} source is not implemented yet")));
+        Datasource::Ec2 => Box::new(ec2::Ec2::new(request, options)?),
+        Datasource::Gce => Box::new(gce::Gce::new(request, options)?),
+        Datasource::DigitalOcean => Box::new(digitalocean::DigitalOcean::new(request, options)?),
+        Datasource::Azure => Box::new(azure::Azure::new(request, options)?),
+        Datasource::OpenStack => {
+            // The config drive first; the metadata service when there is none.
+            match openstack::ConfigDrive::new(root, identified, options).fetch()? {
+                Some(f) => return Ok(f),
+                None => Box::new(openstack::MetadataService::new(request, options)?),
+            }
         }
     };
-    provider.fetch()?.ok_or_else(|| match ds {
+    let started = std::time::Instant::now();
+    let fetched = provider.fetch()?.ok_or_else(|| match ds {
         Datasource::NoCloud => absent(nocloud::absent_message(root)),
         _ => absent("the source is not present".into()),
-    })
+    })?;
+    tracing::debug!(
+        datasource = %ds,
+        source = %fetched.source,
+        ms = started.elapsed().as_millis() as u64,
+        bytes = fetched.user_data.len(),
+        "fetched"
+    );
+    Ok(fetched)
 }
 
 /// Read at most `limit` bytes from `r`; more is [`FetchError::TooLarge`].
