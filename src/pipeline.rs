@@ -202,9 +202,12 @@ pub fn run(
         out.manifest = Some(manifest);
         return Ok(());
     }
-    let rendered = out
-        .timer
-        .time("render", || render::render(&validated, &manifest))?;
+    // The image's own units name EnvironmentFile= paths, which default to
+    // env quoting: gathered here so render itself stays pure.
+    let env_files = render::environment_files(root);
+    let rendered = out.timer.time("render", || {
+        render::render_with(&validated, &manifest, &env_files)
+    })?;
     out.secrets.merge(&rendered.secrets);
     out.timer.secrets.merge(&rendered.secrets);
     out.validated = Some(validated);
