@@ -158,6 +158,17 @@ pub(crate) fn fsync_dir(dir: &Dir) -> io::Result<()> {
     Ok(())
 }
 
+/// An I/O error with the step that failed, and a hint for the usual causes.
+fn step(what: &str, e: io::Error) -> io::Error {
+    let hint = match e.raw_os_error() {
+        Some(1) | Some(13) => " (immutable file or directory, or a read-only mount?)",
+        Some(30) => " (read-only file system)",
+        Some(21) => " (a directory is in the way)",
+        _ => "",
+    };
+    io::Error::new(e.kind(), format!("failed to {what}: {e}{hint}"))
+}
+
 fn temp_name(name: &OsStr) -> OsString {
     let mut t = OsString::from(".");
     t.push(name);
@@ -187,34 +198,38 @@ pub(crate) fn write_atomic(
     let tmp = temp_name(name);
     // A stale temp file of ours (a crash between journal and write): the run
     // lock is held, so nobody else is using this name.
-    unlink_quiet(dir, &tmp)?;
+    unlink_quiet(dir, &tmp).map_err(|e| step("remove a stale temp file", e))?;
     let fd = rustix::fs::openat(
         dir,
         tmp.as_os_str(),
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(mode & 0o777),
-    )?;
+    )
+    .map_err(|e| step("create the temp file beside it", e.into()))?;
     let r = (|| -> io::Result<()> {
         if let Some((uid, gid)) = owner {
             rustix::fs::fchown(
                 &fd,
                 Some(rustix::fs::Uid::from_raw(uid)),
                 Some(rustix::fs::Gid::from_raw(gid)),
-            )?;
+            )
+            .map_err(|e| step("set the owner", e.into()))?;
         }
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))
+            .map_err(|e| step("set the mode", e.into()))?;
         let mut f = std::fs::File::from(fd);
-        f.write_all(content)?;
-        f.sync_all()?;
+        f.write_all(content).map_err(|e| step("write", e))?;
+        f.sync_all().map_err(|e| step("sync", e))?;
         drop(f);
-        rustix::fs::renameat(dir, tmp.as_os_str(), dir, name)?;
+        rustix::fs::renameat(dir, tmp.as_os_str(), dir, name)
+            .map_err(|e| step("rename the temp file over it", e.into()))?;
         Ok(())
     })();
     if let Err(e) = r {
         let _ = unlink_quiet(dir, &tmp);
         return Err(e);
     }
-    fsync_dir(dir)
+    fsync_dir(dir).map_err(|e| step("sync its directory", e))
 }
 
 /// Create `var/lib/imprint` (0700; missing parents 0755) and open it.

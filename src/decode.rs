@@ -254,7 +254,7 @@ impl Decoder<'_> {
                     .collect();
                 b64().decode(&clean).map_err(|e| DecodeError::Base64 {
                     whence: whence.to_string(),
-                    message: format!("Content-Transfer-Encoding base64: {e}"),
+                    message: format!("Content-Transfer-Encoding base64: {}", base64_error(&e)),
                 })?
             }
             "quoted-printable" => quoted_printable(body),
@@ -550,6 +550,25 @@ fn whole_base64(data: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     (is_gzip(&out) || (std::str::from_utf8(&out).is_ok() && !out.contains(&0))).then_some(out)
+}
+
+/// A base64 error in words (white space was removed first, so offsets
+/// count the base64 characters).
+fn base64_error(e: &base64::DecodeError) -> String {
+    match e {
+        base64::DecodeError::InvalidByte(at, b) => format!(
+            "{:?} is not a base64 character (at base64 character {at})",
+            char::from(*b)
+        ),
+        base64::DecodeError::InvalidLength(n) => {
+            format!("{n} base64 characters cannot be complete (a truncated payload?)")
+        }
+        base64::DecodeError::InvalidLastSymbol { offset, symbol, .. } => format!(
+            "the last character {:?} (at {offset}) has bits set past the end of the data",
+            char::from(*symbol)
+        ),
+        _ => "the = padding is wrong".to_string(),
+    }
 }
 
 /// Decode quoted-printable leniently, as Python's `quopri` does: `=XX` is a

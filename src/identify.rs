@@ -228,7 +228,7 @@ impl Dmi {
         if shown.is_empty() {
             format!("/{} has no readable vendor strings", root::DMI_DIR)
         } else {
-            shown.join(" ")
+            shown.join("; ")
         }
     }
 
@@ -613,7 +613,7 @@ pub fn identify(
                     Datasource::File => None,
                     Datasource::NoCloud => seeds
                         .nocloud()
-                        .then(|| format!("nocloud: seed present ({})", seeds.evidence.join("; "))),
+                        .then(|| format!("nocloud: seed present; {}", seeds.evidence.join("; "))),
                     Datasource::OpenStack if seeds.config_drive.is_some() => {
                         Some("openstack: config drive present".into())
                     }
@@ -635,11 +635,18 @@ pub fn identify(
                     None => tried.push(format!("{ds}: no local evidence")),
                 }
             }
+            if let Some((p, why)) = &platform {
+                if !many.contains(p) {
+                    tried.push(format!(
+                        "DMI says {p} ({why}), which the order does not list"
+                    ));
+                }
+            }
             ex.no(
                 "manifest datasource.order",
                 format!(
-                    "{} (seeds: {}; DMI: {})",
-                    tried.join(", "),
+                    "{}; {}; {}",
+                    tried.join("; "),
                     seeds.evidence.join("; "),
                     dmi.evidence()
                 ),
@@ -670,13 +677,13 @@ pub fn identify(
     // 5. DMI.
     match platform {
         Some((ds, why)) => {
-            ex.yes("dmi", format!("{why} ({})", dmi.evidence()), ds);
+            ex.yes("dmi", format!("{why}; {}", dmi.evidence()), ds);
             done(ds, None, None, ex)
         }
         None => {
             ex.no(
                 "dmi",
-                format!("{}: matches no known platform", dmi.evidence()),
+                format!("{}; matches no known platform", dmi.evidence()),
             );
             Err(IdentifyError::Nothing { rules: ex.rules })
         }
@@ -701,34 +708,39 @@ fn device_for(root: &Root, ds: Datasource) -> Option<PathBuf> {
     }
 }
 
-/// The rules as text, one per line, for `imprint identify --explain`.
+/// The rules as text for `imprint identify --explain`: each rule with its
+/// verdict, then its evidence, one item (`; `-separated) per line.
 pub fn explain(rules: &[Rule], chosen: Option<Datasource>) -> String {
     let mut out = String::new();
+    let mut deciding = None;
     for (i, r) in rules.iter().enumerate() {
         let verdict = match &r.verdict {
-            Some(v) => format!("=> {v}"),
+            Some(v) => {
+                deciding = Some(i + 1);
+                format!("=> {v}")
+            }
             None => "=> no match".to_string(),
         };
-        out.push_str(&format!(
-            "{}. {}: {}\n   {verdict}\n",
-            i + 1,
-            r.rule,
-            r.evidence
-        ));
+        out.push_str(&format!("{}. {} {verdict}\n", i + 1, r.rule));
+        for item in r.evidence.split("; ") {
+            out.push_str(&format!("   {item}\n"));
+        }
     }
     match chosen {
         Some(ds) => {
+            let rule = deciding.map(|n| format!("rule {n}")).unwrap_or_default();
             let how = if ds.is_network() {
-                "network metadata service (named by the rule above)"
+                format!("a network metadata service, named by {rule}")
             } else {
-                "local, no network"
+                format!("local, no network; {rule}")
             };
             out.push_str(&format!("datasource: {ds} ({how})\n"));
         }
         None => out.push_str(
-            "datasource: none (nothing names one; no network was probed). \
-             Pass --datasource NAME or --user-data FILE, put imprint.datasource=NAME \
-             on the kernel command line, or set datasource.order in the manifest\n",
+            "datasource: none (nothing names one; no network was probed)\n\
+             to fix: pass --datasource NAME or --user-data FILE,\n\
+             \x20       or put imprint.datasource=NAME on the kernel command line,\n\
+             \x20       or list the datasource in the manifest's datasource.order\n",
         ),
     }
     out

@@ -76,12 +76,15 @@ pub struct Problem {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid user-data: {}", render_problems(.problems))]
+#[error("invalid user-data:{}", render_problems(.problems, *.unsupported))]
 pub struct MergeError {
     pub problems: Vec<Problem>,
+    /// Some problems are unsupported directives or part types (the message
+    /// then says how to turn them into warnings).
+    pub unsupported: bool,
 }
 
-fn render_problems(problems: &[Problem]) -> String {
+fn render_problems(problems: &[Problem], unsupported: bool) -> String {
     let mut s = String::new();
     for p in problems {
         s.push_str("\n  part ");
@@ -91,6 +94,12 @@ fn render_problems(problems: &[Problem]) -> String {
         }
         s.push_str(": ");
         s.push_str(&p.message);
+    }
+    if unsupported {
+        s.push_str(
+            "\n(imprint does not do what cloud-init would for the things marked unsupported; \
+             to only warn about them, set `unsupported: warn` in the manifest)",
+        );
     }
     s
 }
@@ -138,17 +147,14 @@ pub fn merge(parts: &[Part], manifest: &Manifest) -> Result<Merged, MergeError> 
         soft,
         ..
     } = m;
+    let unsupported = !notices.is_empty() && manifest.unsupported == UnsupportedPolicy::Error;
     match manifest.unsupported {
         UnsupportedPolicy::Warn => merged.warnings.extend(notices),
         UnsupportedPolicy::Error => problems.extend(notices.into_iter().map(|n| Problem {
             part: n.part,
             line: None,
             column: None,
-            message: format!(
-                "{} is not supported: {} (or set `unsupported: warn` in the manifest to \
-                 ignore it)",
-                n.what, n.hint
-            ),
+            message: format!("{} is unsupported: {}", n.what, n.hint),
         })),
     }
     merged.warnings.extend(soft);
@@ -157,7 +163,10 @@ pub fn merge(parts: &[Part], manifest: &Manifest) -> Result<Merged, MergeError> 
         Ok(merged)
     } else {
         problems.sort_by_key(|p| p.part);
-        Err(MergeError { problems })
+        Err(MergeError {
+            problems,
+            unsupported,
+        })
     }
 }
 
@@ -256,7 +265,23 @@ fn strip_location(msg: &str) -> String {
     }
 }
 
-/// "a list", "the string \"x\""... without the value for maps and lists.
+/// A scalar as written (strings quoted, cut at 40 characters), or the
+/// shape of a list or map. Only for values that are never secret.
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => {
+            let mut t: String = s.chars().take(40).collect();
+            if t.len() < s.len() {
+                t.push_str("...");
+            }
+            format!("{t:?}")
+        }
+        Value::Array(_) | Value::Object(_) => shape(v).to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// "a list", "a string"... never the value itself.
 pub(crate) fn shape(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -315,7 +340,11 @@ impl Merger {
             },
             kind => self.notices.push(Notice {
                 part: n,
-                what: format!("a {} part ({})", kind, part.content_type),
+                what: format!(
+                    "{} part ({})",
+                    with_article(&kind.to_string()),
+                    part.content_type
+                ),
                 hint: part_hint(kind).to_string(),
             }),
         }
@@ -368,8 +397,13 @@ impl Merger {
                         what: format!("cloud-config key `{key}`"),
                         hint: hint.to_string(),
                     };
-                    if is_soft(&key, &value) {
+                    if key == "merge_how" || key == "merge_type" {
                         self.soft.push(notice);
+                    } else if asks_for_nothing(&key, &value) {
+                        self.soft.push(Notice {
+                            hint: "it asks cloud-init for nothing, so imprint ignores it".into(),
+                            ..notice
+                        });
                     } else {
                         self.notices.push(notice);
                     }
@@ -428,7 +462,7 @@ impl Merger {
                     String::new()
                 }
                 Some(other) => {
-                    bad(format!(".path: expected a string, found {}", shape(other)));
+                    bad(format!(".path: expected a string, found {}", show(other)));
                     String::new()
                 }
             };
@@ -438,7 +472,7 @@ impl Merger {
                 Some(other) => {
                     bad(format!(
                         ".content: expected a string, found {} (quote it)",
-                        shape(other)
+                        show(other)
                     ));
                     String::new()
                 }
@@ -462,7 +496,7 @@ impl Merger {
                 Some(other) => {
                     bad(format!(
                         ".encoding: expected a string, found {}",
-                        shape(other)
+                        show(other)
                     ));
                     None
                 }
@@ -500,7 +534,7 @@ impl Merger {
                 Some(other) => {
                     bad(format!(
                         ".owner: expected user or user:group, found {}",
-                        shape(other)
+                        show(other)
                     ));
                     None
                 }
@@ -512,7 +546,7 @@ impl Merger {
                     None => {
                         bad(format!(
                             ".{name}: expected true or false, found {}",
-                            shape(v)
+                            show(v)
                         ));
                         false
                     }
@@ -620,7 +654,7 @@ pub fn decode_perms(v: &Value) -> Result<Mode, String> {
         other => {
             return Err(format!(
                 "expected an octal mode like \"0644\", found {}",
-                shape(other)
+                show(other)
             ))
         }
     };
@@ -749,6 +783,14 @@ pub fn leaf_keys(values: &Values, prefix: &str, out: &mut Vec<String>) {
     }
 }
 
+fn with_article(noun: &str) -> String {
+    let vowel = noun
+        .chars()
+        .next()
+        .is_some_and(|c| "aeiouAEIOU".contains(c));
+    format!("{} {noun}", if vowel { "an" } else { "a" })
+}
+
 fn part_hint(kind: &PartKind) -> &'static str {
     match kind {
         PartKind::Script => {
@@ -846,11 +888,10 @@ pub fn key_hint(key: &str) -> &'static str {
     }
 }
 
-/// Keys that only steer cloud-init, or values that ask for nothing: always
-/// a warning, never an error.
-fn is_soft(key: &str, value: &Value) -> bool {
+/// Values that ask cloud-init for nothing: always a warning, never an
+/// error.
+fn asks_for_nothing(key: &str, value: &Value) -> bool {
     match key {
-        "merge_how" | "merge_type" => true,
         "package_update"
         | "package_upgrade"
         | "package_reboot_if_required"
@@ -922,7 +963,7 @@ mod tests {
         let e = merge(&parts, &manifest(UnsupportedPolicy::Error)).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid user-data: \n  part 1: `db.host` is set twice, by the keys `db` and \
+            "invalid user-data:\n  part 1: `db.host` is set twice, by the keys `db` and \
              `db.host`; keep one"
         );
     }
@@ -1012,7 +1053,7 @@ mod tests {
         ];
         let e = merge(&parts, &manifest(UnsupportedPolicy::Error)).unwrap_err();
         assert_eq!(e.problems.len(), 2, "{e}");
-        assert!(e.problems[0].message.contains("`runcmd` is not supported"));
+        assert!(e.problems[0].message.contains("`runcmd` is unsupported"));
         assert!(e.problems[1].message.contains("shell script part"));
         let m = merge(&parts, &manifest(UnsupportedPolicy::Warn)).unwrap();
         assert_eq!(m.warnings.len(), 3);

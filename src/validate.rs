@@ -259,15 +259,19 @@ fn undeclared_hint(manifest: &Manifest, leaf: &str) -> String {
         .filter(|(d, k)| *d <= (k.len() / 2).clamp(1, 3));
     match best {
         Some((_, k)) => format!("a key the manifest declares (did you mean {k}?)"),
-        None => format!(
-            "a key the manifest declares ({})",
-            manifest
-                .values
-                .keys()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        None => {
+            let keys: Vec<&str> = manifest.values.keys().map(String::as_str).collect();
+            let more = keys.len().saturating_sub(8);
+            format!(
+                "a key the manifest declares ({}{})",
+                keys[..keys.len().min(8)].join(", "),
+                if more > 0 {
+                    format!(", and {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        }
     }
 }
 
@@ -306,7 +310,7 @@ fn type_words(t: ValueType) -> &'static str {
         ValueType::String => "a string",
         ValueType::Integer => "an integer",
         ValueType::Number => "a number",
-        ValueType::Boolean => "a boolean (true or false)",
+        ValueType::Boolean => "a boolean",
         ValueType::List => "a list",
         ValueType::Map => "a map",
         ValueType::Any => "a value",
@@ -338,7 +342,7 @@ fn check(decl: &ValueDecl, v: &Value) -> Option<String> {
                 " (write true or false without quotes)"
             }
             (ValueType::String, Value::Number(_) | Value::Bool(_)) => {
-                " (quote it, or YAML reads it as a number or boolean)"
+                " (quote it so it stays text)"
             }
             _ => "",
         };
@@ -487,7 +491,7 @@ mod tests {
             e.to_string(),
             "invalid values:\n  \
              db.host: expected a string (it is required), found nothing\n  \
-             db.password: expected a string (quote it, or YAML reads it as a number or boolean), found a number (secret, not shown)\n  \
+             db.password: expected a string (quote it so it stays text), found a number (secret, not shown)\n  \
              db.port: expected an integer (write the number without quotes), found the string \"5432\"\n  \
              mode: expected one of \"a\", \"b\", found the string \"c\"\n  \
              db_hots: expected a key the manifest declares (did you mean db.host?), found the string \"x\""

@@ -56,15 +56,15 @@ fn nothing_matches_exits_69_with_explanation() {
     assert_eq!(c, 69, "{out}{err}");
     // Every rule, its evidence, and the verdict.
     assert!(
-        out.contains("1. flags: no --datasource, no --user-data"),
+        out.contains("1. flags => no match\n   no --datasource, no --user-data\n"),
         "{out}"
     );
     assert!(
-        out.contains("2. kernel command line: /proc/cmdline: no imprint.datasource=, no ds="),
+        out.contains("2. kernel command line => no match\n   /proc/cmdline: no imprint.datasource=, no ds=\n"),
         "{out}"
     );
     assert!(
-        out.contains("3. manifest datasource.order: not set"),
+        out.contains("3. manifest datasource.order => no match\n   not set"),
         "{out}"
     );
     assert!(out.contains("/var/lib/cloud/seed/nocloud: absent"), "{out}");
@@ -78,12 +78,16 @@ fn nothing_matches_exits_69_with_explanation() {
     );
     assert!(
         out.contains(
-            "5. dmi: sys_vendor=\"QEMU\" product_name=\"Standard PC (i440FX + PIIX, 1996)\""
+            "5. dmi => no match\n   sys_vendor=\"QEMU\"\n   product_name=\"Standard PC (i440FX + PIIX, 1996)\"\n"
         ),
         "{out}"
     );
     assert!(out.contains("matches no known platform"), "{out}");
     assert!(out.contains("datasource: none"), "{out}");
+    assert!(out.contains("to fix: pass --datasource NAME"), "{out}");
+    for line in out.lines() {
+        assert!(line.len() <= 80, "wider than 80 columns: {line:?}");
+    }
     assert!(err.contains("no datasource identified"), "{err}");
     assert!(err.contains("identify --explain"), "{err}");
 }
@@ -94,7 +98,7 @@ fn empty_root_exits_69() {
     let (c, out, _) = identify_out(&t, &["--explain"]);
     assert_eq!(c, 69);
     assert!(
-        out.contains("2. kernel command line: /proc/cmdline: absent"),
+        out.contains("2. kernel command line => no match\n   /proc/cmdline: absent\n"),
         "{out}"
     );
     assert!(out.contains("has no readable vendor strings"), "{out}");
@@ -106,12 +110,15 @@ fn explain_names_the_deciding_rule() {
     let (c, out, _) = identify_out(&t, &["--explain"]);
     assert_eq!(c, 0);
     assert!(
-        out.contains("5. dmi: sys_vendor is \"Amazon EC2\""),
+        out.contains("5. dmi => ec2\n   sys_vendor is \"Amazon EC2\"\n"),
         "{out}"
     );
-    assert!(out.contains("   => ec2\n"), "{out}");
     assert!(
-        out.contains("datasource: ec2 (network metadata service"),
+        out.contains("   board_asset_tag=\"i-0123456789abcdef0\"\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("datasource: ec2 (a network metadata service, named by rule 5)\n"),
         "{out}"
     );
     assert!(
@@ -166,7 +173,7 @@ fn cmdline_beats_manifest_seed_and_dmi() {
         "{out}"
     );
     assert!(
-        out.contains("datasource: nocloud (local, no network)"),
+        out.contains("datasource: nocloud (local, no network; rule 2)\n"),
         "{out}"
     );
     // imprint.datasource= wins over ds= on the same line.
@@ -185,7 +192,7 @@ fn manifest_order_one_entry_names_it() {
     let (c, out, _) = identify_out(&t, &["--explain"]);
     assert_eq!(c, 0, "{out}");
     assert!(
-        out.contains("3. manifest datasource.order: names only ec2"),
+        out.contains("3. manifest datasource.order => ec2\n   names only ec2\n"),
         "{out}"
     );
 }
@@ -218,7 +225,7 @@ fn manifest_order_several_are_candidates_on_local_evidence() {
     let (c, out, _) = identify_out(&t, &[]);
     assert_eq!(c, 69);
     assert!(
-        out.contains("gce: no local evidence, azure: no local evidence"),
+        out.contains("   gce: no local evidence\n   azure: no local evidence\n   DMI says ec2 (sys_vendor is \"Amazon EC2\"), which the order does not list\n"),
         "{out}"
     );
     t.write(
@@ -243,7 +250,9 @@ fn seed_dir_beats_dmi() {
     let (c, out, _) = identify_out(&t, &["--explain"]);
     assert_eq!(c, 0);
     assert!(
-        out.contains("4. nocloud seed / config drive: /var/lib/cloud/seed/nocloud: present"),
+        out.contains(
+            "4. nocloud seed / config drive => nocloud\n   /var/lib/cloud/seed/nocloud: present\n"
+        ),
         "{out}"
     );
     assert!(out.contains("offline instance-id: iid-seed"), "{out}");
