@@ -51,6 +51,9 @@ impl Default for Retry {
     }
 }
 
+/// Time kept for the last try before the deadline.
+const LAST_TRY: Duration = Duration::from_millis(100);
+
 /// Statuses every provider retries: throttling and transient server errors.
 pub const RETRY_STATUSES: &[u16] = &[429, 500, 502, 503, 504];
 
@@ -220,8 +223,13 @@ impl Client {
                     self.http_error(req, format!("{why} (gave up after {attempts} attempt(s))"))
                 );
             }
-            let wait = retry_after.unwrap_or_else(|| jitter(backoff));
+            let mut wait = retry_after.unwrap_or_else(|| jitter(backoff));
             let left = self.remaining();
+            // Use the budget to its end: a last try just before the
+            // deadline rather than giving up a backoff early.
+            if wait >= left && left > LAST_TRY * 2 {
+                wait = left - LAST_TRY;
+            }
             if left.is_zero() || wait >= left {
                 return Err(FetchError::Deadline {
                     datasource: self.datasource,
