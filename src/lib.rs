@@ -34,8 +34,10 @@ pub mod seal;
 pub mod validate;
 
 pub mod generator;
+pub mod hostkeys;
 pub mod logging;
 pub mod pipeline;
+pub mod shim;
 pub mod state;
 pub mod systemd;
 

@@ -91,7 +91,10 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     while i < out.len() {
         let p = out[i].clone();
         i += 1;
-        if std::fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false) {
+        if std::fs::symlink_metadata(&p)
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
+        {
             let mut kids: Vec<_> = std::fs::read_dir(&p)
                 .unwrap()
                 .map(|e| e.unwrap().path())
