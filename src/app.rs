@@ -4,6 +4,7 @@
 use crate::cli::{Cli, Command, InputArgs, RootArgs, SourceArgs};
 use crate::error::{Error, ExitCode};
 use crate::identify::{Request, UserDataArg};
+use crate::manifest::Manifest;
 use crate::pipeline::{self, Inputs, Outcome, Until};
 use crate::root::Root;
 use crate::systemd::{Recorder, ServiceManager, Systemctl};
@@ -49,15 +50,24 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(f) => {
             let (e, secrets) = *f;
-            let msg = secrets.mask(&e.to_string());
-            match &e {
-                Error::Sealed(_) => {
-                    tracing::info!(message_id = crate::logging::MSG_ALREADY_SEALED, "{msg}")
-                }
-                _ => tracing::error!(message_id = crate::logging::MSG_FAILED, "{msg}"),
-            }
+            log_failure(&e, &secrets);
             e.exit_code()
         }
+    }
+}
+
+/// Log why a command failed, secrets masked.
+fn log_failure(e: &Error, secrets: &crate::secret::Secrets) {
+    let msg = secrets.mask(&e.to_string());
+    match e {
+        // Loud: the operator expected new user-data to take effect.
+        Error::Sealed(s) if s.user_data_changed => {
+            tracing::warn!(message_id = crate::logging::MSG_ALREADY_SEALED, "{msg}")
+        }
+        Error::Sealed(_) => {
+            tracing::info!(message_id = crate::logging::MSG_ALREADY_SEALED, "{msg}")
+        }
+        _ => tracing::error!(message_id = crate::logging::MSG_FAILED, "{msg}"),
     }
 }
 
@@ -85,31 +95,98 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 &mut systemctl
             };
             let r = pipeline::run(&inputs, Until::Run, mgr, &mut out);
-            if !matches!(r, Err(Error::Sealed(_))) {
+            // Sealed: report.json keeps describing the run that configured
+            // the instance. Locked: the report belongs to the run holding it.
+            let locked = matches!(
+                r,
+                Err(Error::State(crate::state::StateError::Locked { .. }))
+            );
+            let record = !matches!(r, Err(Error::Sealed(_))) && !locked;
+            let report = record.then(|| {
                 let report = pipeline::report(&out, &r, started);
-                if let Err(e) = crate::report::write(&inputs.root, &report) {
+                crate::report::mask_report(&report, &out.secrets).0
+            });
+            if let Some(report) = &report {
+                if let Err(e) = crate::report::write_checked(&inputs.root, report, &out.secrets) {
                     tracing::warn!("failed to write the report: {e}");
                 }
-                crate::logging::run_report(&report);
+                crate::logging::run_report(report);
                 for u in &out.units {
                     let _ = writeln!(so, "{} {}: {}", u.action, u.unit, u.result);
                 }
             }
-            r.map(|()| ExitCode::Ok)
-                .map_err(|e| Box::new((e, out.secrets)))
+            // The error first, then the one summary line that ends a run.
+            let code = match &r {
+                Ok(()) => ExitCode::Ok,
+                Err(e) => {
+                    log_failure(e, &out.secrets);
+                    e.exit_code()
+                }
+            };
+            if let Some(report) = &report {
+                crate::report::log_summary(report);
+            }
+            Ok(code)
         }
         Command::Plan(a) => stop_at(&inputs_of(&a, true, true), Until::Plan, &mut so),
         Command::Render(a) => stop_at(&inputs_of(&a, true, true), Until::Render, &mut so),
         Command::Validate(a) => stop_at(&inputs_of(&a, true, true), Until::Validate, &mut so),
-        Command::Fetch(a) => stop_at(&inputs_of(&a, true, true), Until::Fetch, &mut so),
+        Command::Fetch(a) if a.json => fetch_json(&inputs_of(&a.input, true, true), &mut so),
+        Command::Fetch(a) => stop_at(&inputs_of(&a.input, true, true), Until::Fetch, &mut so),
+        Command::Status(a) => {
+            let root = root_of(&a.root);
+            let st = crate::report::status(&root, a.wait).map_err(|e| fail(e.into()))?;
+            let text = if a.json { json_line(&st) } else { st.human() };
+            let _ = so.write_all(text.as_bytes());
+            Ok(st.exit_code())
+        }
+        Command::Verify(a) => {
+            let root = root_of(&a.root);
+            let v = crate::seal::verify(&root).map_err(|e| fail(e.into()))?;
+            let text = if a.json {
+                json_line(&v)
+            } else {
+                v.human(&root)
+            };
+            let _ = so.write_all(text.as_bytes());
+            if !v.sealed {
+                Ok(ExitCode::Drift)
+            } else if v.drift.is_empty() {
+                Ok(ExitCode::Ok)
+            } else {
+                Err(fail(Error::Drift(v.drift.len())))
+            }
+        }
+        Command::Clean(a) => {
+            let root = root_of(&a.root);
+            for line in crate::state::clean(&root, a.machine_id).map_err(fail)? {
+                let _ = writeln!(so, "{line}");
+            }
+            Ok(ExitCode::Ok)
+        }
+        Command::Identify(a) => {
+            let root = root_of(&a.root);
+            crate::identify::command(
+                &root,
+                a.config.as_deref(),
+                &request_of(&a.source),
+                a.explain,
+                &mut so,
+            )
+            .map(|()| ExitCode::Ok)
+            .map_err(fail)
+        }
         Command::Generator(a) => match crate::generator::main(&root_of(&a.root), Some(&a.normal)) {
             0 => Ok(ExitCode::Ok),
             _ => Ok(ExitCode::Usage),
         },
-        Command::Identify(_) | Command::Status(_) | Command::Verify(_) | Command::Clean(_) => {
-            Err(fail(Error::Usage("not implemented yet".into())))
-        }
     }
+}
+
+fn json_line(v: &impl serde::Serialize) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    s.push('\n');
+    s
 }
 
 fn stop_at(inputs: &Inputs, until: Until, so: &mut dyn Write) -> Result<ExitCode, Failure> {
@@ -123,37 +200,107 @@ fn stop_at(inputs: &Inputs, until: Until, so: &mut dyn Write) -> Result<ExitCode
         Until::Render => out
             .rendered
             .as_ref()
-            .map(|r| {
-                r.files
-                    .iter()
-                    .map(|f| {
-                        format!(
-                            "==> {} ({}) <==\n{}\n",
-                            f.path,
-                            f.mode,
-                            out.secrets.mask(&String::from_utf8_lossy(&f.content))
-                        )
-                    })
-                    .collect()
-            })
+            .map(|r| crate::render::display(r, &out.secrets))
             .unwrap_or_default(),
-        Until::Validate => "user-data is valid\n".to_string(),
-        Until::Fetch => out
-            .parts
-            .iter()
-            .map(|p| {
-                format!(
-                    "--- part {} ({}, {}) ---\n{}\n",
-                    p.number,
-                    p.kind,
-                    p.content_type,
-                    out.secrets.mask(&String::from_utf8_lossy(&p.body))
-                )
-            })
-            .collect(),
+        Until::Validate => out
+            .validated
+            .as_ref()
+            .map(|v| validated_text(v, out.parts.len(), &out.secrets))
+            .unwrap_or_default(),
+        Until::Fetch => {
+            let manifest = out.manifest.clone().unwrap_or_else(Manifest::absent);
+            let secrets = crate::validate::secrets_of_parts(&out.parts, &manifest);
+            out.parts
+                .iter()
+                .map(|p| {
+                    let filename = p
+                        .filename
+                        .as_deref()
+                        .map(|f| format!(", filename {f}"))
+                        .unwrap_or_default();
+                    let body = match std::str::from_utf8(&p.body) {
+                        Ok(t) => secrets.mask(t),
+                        Err(_) => format!("<{} bytes of binary data>", p.body.len()),
+                    };
+                    let nl = if body.ends_with('\n') || body.is_empty() {
+                        ""
+                    } else {
+                        "\n"
+                    };
+                    format!(
+                        "--- part {} ({}, {}{filename}) ---\n{body}{nl}",
+                        p.number, p.kind, p.content_type
+                    )
+                })
+                .collect()
+        }
         Until::Run => String::new(),
     };
     let _ = so.write_all(text.as_bytes());
+    Ok(ExitCode::Ok)
+}
+
+/// `validate`'s output: a one-line verdict, then each warning.
+fn validated_text(
+    v: &crate::validate::Validated,
+    parts: usize,
+    secrets: &crate::secret::Secrets,
+) -> String {
+    let mut leaves = Vec::new();
+    crate::merge::leaf_keys(&v.values, "", &mut leaves);
+    let mut s = format!(
+        "user-data is valid: {parts} part(s), {} value(s), {} write_files entr{}\n",
+        leaves.len(),
+        v.write_files.len(),
+        if v.write_files.len() == 1 { "y" } else { "ies" }
+    );
+    for n in &v.warnings {
+        s.push_str(&secrets.mask(&format!(
+            "warning: part {}: {}: {}\n",
+            n.part, n.what, n.hint
+        )));
+    }
+    s
+}
+
+/// `imprint fetch --json` (hidden): the parts and their parsed documents,
+/// secrets masked, for tests (the cloud-init differential test) and
+/// debugging.
+fn fetch_json(inputs: &Inputs, so: &mut dyn Write) -> Result<ExitCode, Failure> {
+    let mut out = Outcome::default();
+    let r = pipeline::run(inputs, Until::Fetch, &mut Recorder, &mut out);
+    if let Err(e) = r {
+        return Err(Box::new((e, out.secrets)));
+    }
+    let manifest = out.manifest.clone().unwrap_or_else(Manifest::absent);
+    let secrets = crate::validate::secrets_of_parts(&out.parts, &manifest);
+    let parts: Vec<serde_json::Value> = out
+        .parts
+        .iter()
+        .map(|p| {
+            let (document, error) = match crate::merge::part_document(p) {
+                Ok(Some(mut d)) => {
+                    crate::validate::mask_document(&mut d, &secrets);
+                    (d, serde_json::Value::Null)
+                }
+                Ok(None) => (serde_json::Value::Null, serde_json::Value::Null),
+                Err(e) => (serde_json::Value::Null, secrets.mask(&e.message).into()),
+            };
+            serde_json::json!({
+                "number": p.number,
+                "kind": p.kind,
+                "content_type": p.content_type,
+                "filename": p.filename,
+                "size": p.body.len(),
+                "body": std::str::from_utf8(&p.body).ok().map(|t| secrets.mask(t)),
+                "document": document,
+                "error": error,
+            })
+        })
+        .collect();
+    let text =
+        serde_json::to_string_pretty(&serde_json::json!({ "parts": parts })).unwrap_or_default();
+    let _ = writeln!(so, "{text}");
     Ok(ExitCode::Ok)
 }
 

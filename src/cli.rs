@@ -33,7 +33,7 @@ pub enum Command {
     /// Check user-data against the manifest; change nothing
     Validate(InputArgs),
     /// Print the decoded user-data parts, secrets masked
-    Fetch(InputArgs),
+    Fetch(FetchArgs),
     /// Say which datasource applies, and why
     Identify(IdentifyArgs),
     /// Show the last run and the seal
@@ -84,6 +84,16 @@ pub struct SourceArgs {
     /// Base URL of the metadata service (tests point it at 127.0.0.1)
     #[arg(long, value_name = "URL", env = "IMPRINT_METADATA_URL")]
     pub metadata_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Print the parts and their parsed documents as JSON (for tests and
+    /// debugging; the shape may change)
+    #[arg(long, hide = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

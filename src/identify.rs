@@ -1,15 +1,31 @@
 //! Stage 1, identify: which datasource, without probing the network blindly
 //! (SPEC §1.1).
 //!
-//! Order: `--datasource` / `--user-data` flags > kernel command line
-//! (`imprint.datasource=NAME`, `ds=nocloud;s=...`) > the manifest's
-//! `datasource.order` > a NoCloud seed that is present > DMI. A network
-//! datasource is chosen only when one of these names it. Every rule's
-//! evidence is kept for `imprint identify --explain`.
+//! The number one complaint about cloud-init is boot time lost waiting for
+//! metadata services that do not exist on this platform; the number two is
+//! a datasource that was not detected, with no way to know why. So this
+//! stage reads only local evidence, in a fixed order, and keeps every rule's
+//! evidence for `imprint identify --explain`:
+//!
+//! 1. flags: `--user-data` (the `file` source) or `--datasource NAME`;
+//! 2. the kernel command line: `imprint.datasource=NAME`, and cloud-init's
+//!    `ds=NAME[;s=SEED]` (also `ci.ds=`, `ci.datasource=`);
+//! 3. the manifest's `datasource.order`: one entry names the datasource;
+//!    several are candidates, in order, each taken only on its local
+//!    evidence (a seed or config drive, or DMI) - like cloud-init's
+//!    `datasource_list`, and the list also restricts what may be chosen;
+//! 4. a NoCloud seed that is present (seed directories, a block device
+//!    labelled `cidata`/`CIDATA`), or an OpenStack config drive
+//!    (`config-2`);
+//! 5. DMI (`/sys/class/dmi/id/*`): the platform's vendor strings.
+//!
+//! A network datasource is chosen only when one of these names it; with
+//! nothing, identification fails (exit 69) and says what it looked at.
+//! Everything is read under the [`Root`], so tests build a fake tree.
 
-use crate::root::Root;
+use crate::root::{self, Root};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The datasources imprint knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -63,6 +79,8 @@ impl Datasource {
     }
 
     /// Whether fetching talks to a metadata service over the network.
+    /// (OpenStack reads its config drive first, but may fall back to the
+    /// network, so it counts as a network source.)
     pub fn is_network(self) -> bool {
         !matches!(self, Datasource::File | Datasource::NoCloud)
     }
@@ -108,6 +126,9 @@ pub struct Identified {
     /// For NoCloud: the seed named on the kernel command line
     /// (`ds=nocloud;s=file://DIR/`), if any.
     pub seed: Option<String>,
+    /// For NoCloud / OpenStack: the labelled block device found
+    /// (`/dev/disk/by-label/cidata`, `config-2`), as a host path.
+    pub device: Option<PathBuf>,
     pub rules: Vec<Rule>,
 }
 
@@ -115,28 +136,795 @@ pub struct Identified {
 pub enum IdentifyError {
     #[error("unknown datasource {name:?} (from {from}); known: file, nocloud, ec2, gce, digitalocean, azure, openstack")]
     Unknown { name: String, from: String },
+    #[error("--user-data reads the file datasource, but --datasource names {datasource}; drop one of them")]
+    Conflict { datasource: String },
+    #[error("the file datasource needs --user-data FILE|- (it was named by {from})")]
+    FileWithoutUserData { from: String },
     #[error("no datasource identified: nothing names one and no NoCloud seed or known platform was found (run `imprint identify --explain` for the evidence; pass --datasource or --user-data)")]
     Nothing { rules: Vec<Rule> },
 }
 
+impl IdentifyError {
+    /// The rules evaluated before the failure (empty for usage errors).
+    pub fn rules(&self) -> &[Rule] {
+        match self {
+            IdentifyError::Nothing { rules } => rules,
+            _ => &[],
+        }
+    }
+}
+
+/// NoCloud seed directories, in the order cloud-init reads them.
+pub const SEED_DIRS: &[&str] = &[
+    "var/lib/cloud/seed/nocloud",
+    "var/lib/cloud/seed/nocloud-net",
+];
+/// Labels of a NoCloud seed device (`cloud-localds` writes `cidata`; vfat
+/// labels are often upper case).
+pub const NOCLOUD_LABELS: &[&str] = &["cidata", "CIDATA"];
+/// Labels of an OpenStack config drive.
+pub const CONFIG_DRIVE_LABELS: &[&str] = &["config-2", "CONFIG-2"];
+/// Where udev lists block devices by file-system label.
+pub const BY_LABEL: &str = "dev/disk/by-label";
+/// Present on UEFI machines (Azure Gen2).
+pub const EFI_DIR: &str = "sys/firmware/efi";
+/// Azure's fixed chassis asset tag.
+pub const AZURE_ASSET_TAG: &str = "7783-7084-3265-9085-8269-3286-77";
+
+/// The DMI strings imprint reads (`/sys/class/dmi/id/NAME`), trimmed;
+/// `None` when absent or unreadable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dmi {
+    pub sys_vendor: Option<String>,
+    pub product_name: Option<String>,
+    pub product_version: Option<String>,
+    pub chassis_asset_tag: Option<String>,
+    pub board_asset_tag: Option<String>,
+    pub bios_vendor: Option<String>,
+    pub bios_version: Option<String>,
+    pub product_uuid: Option<String>,
+    pub product_serial: Option<String>,
+}
+
+impl Dmi {
+    /// Read the DMI strings under the root.
+    pub fn read(root: &Root) -> Dmi {
+        let dir = root.join(root::DMI_DIR);
+        let get = |name: &str| {
+            std::fs::read(dir.join(name)).ok().and_then(|b| {
+                let s = String::from_utf8_lossy(&b).trim().to_string();
+                (!s.is_empty()).then_some(s)
+            })
+        };
+        Dmi {
+            sys_vendor: get("sys_vendor"),
+            product_name: get("product_name"),
+            product_version: get("product_version"),
+            chassis_asset_tag: get("chassis_asset_tag"),
+            board_asset_tag: get("board_asset_tag"),
+            bios_vendor: get("bios_vendor"),
+            bios_version: get("bios_version"),
+            product_uuid: get("product_uuid"),
+            product_serial: get("product_serial"),
+        }
+    }
+
+    /// The fields used for detection, as `name="value"` (for --explain).
+    /// Serials and uuids are ids, not detection evidence: not shown.
+    fn evidence(&self) -> String {
+        let fields = [
+            ("sys_vendor", &self.sys_vendor),
+            ("product_name", &self.product_name),
+            ("product_version", &self.product_version),
+            ("chassis_asset_tag", &self.chassis_asset_tag),
+            ("board_asset_tag", &self.board_asset_tag),
+            ("bios_vendor", &self.bios_vendor),
+            ("bios_version", &self.bios_version),
+        ];
+        let shown: Vec<String> = fields
+            .iter()
+            .filter_map(|(n, v)| v.as_ref().map(|v| format!("{n}={v:?}")))
+            .collect();
+        if shown.is_empty() {
+            format!("/{} has no readable vendor strings", root::DMI_DIR)
+        } else {
+            shown.join("; ")
+        }
+    }
+
+    /// The platform these strings identify, and the matching string.
+    pub fn platform(&self) -> Option<(Datasource, String)> {
+        let eq = |v: &Option<String>, want: &str| v.as_deref() == Some(want);
+        let has = |v: &Option<String>, want: &str| {
+            v.as_deref()
+                .is_some_and(|s| s.to_ascii_lowercase().contains(want))
+        };
+        // EC2: Nitro says so in sys_vendor; Xen instances in the versions.
+        if eq(&self.sys_vendor, "Amazon EC2") {
+            return Some((Datasource::Ec2, "sys_vendor is \"Amazon EC2\"".into()));
+        }
+        if eq(&self.bios_vendor, "Amazon EC2") {
+            return Some((Datasource::Ec2, "bios_vendor is \"Amazon EC2\"".into()));
+        }
+        if has(&self.product_version, "amazon") || has(&self.bios_version, "amazon") {
+            return Some((
+                Datasource::Ec2,
+                "an EC2 Xen version string (\"amazon\")".into(),
+            ));
+        }
+        if eq(&self.product_name, "Google Compute Engine") {
+            return Some((
+                Datasource::Gce,
+                "product_name is \"Google Compute Engine\"".into(),
+            ));
+        }
+        if eq(&self.sys_vendor, "Google") {
+            return Some((Datasource::Gce, "sys_vendor is \"Google\"".into()));
+        }
+        if eq(&self.sys_vendor, "DigitalOcean") {
+            return Some((
+                Datasource::DigitalOcean,
+                "sys_vendor is \"DigitalOcean\"".into(),
+            ));
+        }
+        if eq(&self.chassis_asset_tag, AZURE_ASSET_TAG) {
+            return Some((
+                Datasource::Azure,
+                format!("chassis_asset_tag is Azure's {AZURE_ASSET_TAG:?}"),
+            ));
+        }
+        for name in ["OpenStack Nova", "OpenStack Compute"] {
+            if eq(&self.product_name, name) {
+                return Some((Datasource::OpenStack, format!("product_name is {name:?}")));
+            }
+        }
+        if eq(&self.sys_vendor, "OpenStack Foundation") {
+            return Some((
+                Datasource::OpenStack,
+                "sys_vendor is \"OpenStack Foundation\"".into(),
+            ));
+        }
+        for tag in ["OpenTelekomCloud", "SAP CCloud VM", "HUAWEICLOUD"] {
+            if eq(&self.chassis_asset_tag, tag) {
+                return Some((
+                    Datasource::OpenStack,
+                    format!("chassis_asset_tag is {tag:?} (an OpenStack cloud)"),
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// What the kernel command line says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cmdline {
+    /// `imprint.datasource=NAME`.
+    pub imprint: Option<String>,
+    /// cloud-init's `ds=NAME[;k=v...]` (or `ci.ds=`, `ci.datasource=`): the
+    /// name and the seed (`s=` / `seedfrom=`).
+    pub ds: Option<String>,
+    pub seed: Option<String>,
+}
+
+impl Cmdline {
+    /// Parse a kernel command line. Words are separated by spaces; double
+    /// quotes group (`"a b"`); the words after `--` belong to init.
+    pub fn parse(text: &str) -> Cmdline {
+        let mut out = Cmdline::default();
+        for word in split_cmdline(text) {
+            if word == "--" {
+                break;
+            }
+            let Some((key, value)) = word.split_once('=') else {
+                continue;
+            };
+            match key {
+                "imprint.datasource" => out.imprint = Some(value.to_string()),
+                "ds" | "ci.ds" | "ci.datasource" => {
+                    // GRUB users write `ds=nocloud\;s=...`.
+                    let value = value.replace("\\;", ";");
+                    let mut fields = value.split(';');
+                    out.ds = fields.next().map(str::to_string);
+                    out.seed = None;
+                    for f in fields {
+                        if let Some(("s" | "seedfrom", s)) = f.split_once('=') {
+                            out.seed = Some(s.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+fn split_cmdline(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in text.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    words.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        words.push(cur);
+    }
+    words
+}
+
+/// Local evidence of seeds and config drives, probed once.
+#[derive(Debug, Clone, Default)]
+struct Seeds {
+    /// First seed directory holding `user-data` or `meta-data`.
+    dir: Option<PathBuf>,
+    /// A device labelled `cidata`/`CIDATA`.
+    nocloud_device: Option<PathBuf>,
+    /// A device labelled `config-2`.
+    config_drive: Option<PathBuf>,
+    evidence: Vec<String>,
+}
+
+impl Seeds {
+    fn probe(root: &Root) -> Seeds {
+        let mut s = Seeds::default();
+        for d in SEED_DIRS {
+            let p = root.join(d);
+            if seed_dir_present(&p) {
+                s.evidence.push(format!("/{d}: present"));
+                if s.dir.is_none() {
+                    s.dir = Some(p);
+                }
+            } else {
+                s.evidence.push(format!("/{d}: absent"));
+            }
+        }
+        s.nocloud_device = find_label(root, NOCLOUD_LABELS, &mut s.evidence);
+        s.config_drive = find_label(root, CONFIG_DRIVE_LABELS, &mut s.evidence);
+        s
+    }
+
+    fn nocloud(&self) -> bool {
+        self.dir.is_some() || self.nocloud_device.is_some()
+    }
+}
+
+/// Whether `dir` is a NoCloud seed directory: it holds `user-data` or
+/// `meta-data`.
+pub fn seed_dir_present(dir: &Path) -> bool {
+    dir.join("user-data").is_file() || dir.join("meta-data").is_file()
+}
+
+/// The host path of the first device with one of `labels`, as listed by
+/// udev in `/dev/disk/by-label` under the root (a symlink, resolved against
+/// the root).
+pub fn find_label(root: &Root, labels: &[&str], evidence: &mut Vec<String>) -> Option<PathBuf> {
+    let mut found = None;
+    let mut absent = Vec::new();
+    for label in labels {
+        let link = root.join(BY_LABEL).join(label);
+        if std::fs::symlink_metadata(&link).is_err() {
+            absent.push(*label);
+            continue;
+        }
+        let dev = resolve_under(root, &link);
+        evidence.push(format!("/{BY_LABEL}/{label}: {}", dev.display()));
+        found = Some(dev);
+        break;
+    }
+    if found.is_none() {
+        evidence.push(format!("/{BY_LABEL}/{{{}}}: absent", absent.join(",")));
+    }
+    found
+}
+
+/// Resolve a by-label symlink inside the root (one level, as udev makes
+/// them: `../../sr0`); an absolute target is taken inside the root.
+fn resolve_under(root: &Root, link: &Path) -> PathBuf {
+    match std::fs::read_link(link) {
+        Ok(t) if t.is_absolute() => root.join(t),
+        Ok(t) => {
+            let joined = link.parent().unwrap_or(Path::new("/")).join(t);
+            normalize(&joined)
+        }
+        Err(_) => link.to_path_buf(),
+    }
+}
+
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Rules gathered while identifying.
+struct Explain {
+    rules: Vec<Rule>,
+}
+
+impl Explain {
+    fn no(&mut self, rule: &str, evidence: impl Into<String>) {
+        self.rules.push(Rule {
+            rule: rule.into(),
+            evidence: evidence.into(),
+            verdict: None,
+        });
+    }
+
+    fn yes(&mut self, rule: &str, evidence: impl Into<String>, ds: Datasource) {
+        self.rules.push(Rule {
+            rule: rule.into(),
+            evidence: evidence.into(),
+            verdict: Some(ds.name().into()),
+        });
+    }
+}
+
+fn parse_named(name: &str, from: &str) -> Result<Datasource, IdentifyError> {
+    Datasource::parse(name).ok_or_else(|| IdentifyError::Unknown {
+        name: name.to_string(),
+        from: from.to_string(),
+    })
+}
+
 /// Identify the datasource. Reads only local files under the root (kernel
-/// command line, seed directories, DMI); never the network.
+/// command line, seed directories, by-label links, DMI); never the network.
 pub fn identify(
     root: &Root,
     request: &Request,
     manifest_order: &[String],
 ) -> Result<Identified, IdentifyError> {
-    let _ = (root, request, manifest_order);
-    todo!("identify")
+    let mut ex = Explain { rules: Vec::new() };
+    let done = |ds: Datasource, seed: Option<String>, device: Option<PathBuf>, ex: Explain| {
+        Ok(Identified {
+            datasource: ds,
+            seed,
+            device,
+            rules: ex.rules,
+        })
+    };
+
+    // 1. Flags.
+    match (&request.datasource, &request.user_data) {
+        (Some(name), ud) => {
+            let ds = parse_named(name, "--datasource")?;
+            if ud.is_some() && ds != Datasource::File {
+                return Err(IdentifyError::Conflict {
+                    datasource: ds.name().into(),
+                });
+            }
+            if ds == Datasource::File && ud.is_none() {
+                return Err(IdentifyError::FileWithoutUserData {
+                    from: "--datasource".into(),
+                });
+            }
+            ex.yes("flags", format!("--datasource {name}"), ds);
+            let device = device_for(root, ds);
+            return done(ds, None, device, ex);
+        }
+        (None, Some(_)) => {
+            ex.yes("flags", "--user-data given", Datasource::File);
+            return done(Datasource::File, None, None, ex);
+        }
+        (None, None) => ex.no("flags", "no --datasource, no --user-data"),
+    }
+
+    // 2. Kernel command line.
+    let cmdline_path = root.join(root::CMDLINE);
+    match std::fs::read_to_string(&cmdline_path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            ex.no("kernel command line", format!("/{}: absent", root::CMDLINE))
+        }
+        Err(e) => ex.no(
+            "kernel command line",
+            format!("/{}: unreadable ({e})", root::CMDLINE),
+        ),
+        Ok(text) => {
+            let c = Cmdline::parse(&text);
+            let ds_seed = |c: &Cmdline| match (&c.ds, &c.seed) {
+                (Some(ds), Some(s)) if Datasource::parse(ds) == Some(Datasource::NoCloud) => {
+                    Some(s.clone())
+                }
+                _ => None,
+            };
+            if let Some(name) = &c.imprint {
+                let ds = parse_named(name, "the kernel command line imprint.datasource=")?;
+                file_needs_user_data(ds, "the kernel command line")?;
+                ex.yes(
+                    "kernel command line",
+                    format!("imprint.datasource={name}"),
+                    ds,
+                );
+                let seed = if ds == Datasource::NoCloud {
+                    ds_seed(&c)
+                } else {
+                    None
+                };
+                return done(ds, seed, device_for(root, ds), ex);
+            }
+            if let Some(name) = &c.ds {
+                let ds = parse_named(name, "the kernel command line ds=")?;
+                file_needs_user_data(ds, "the kernel command line")?;
+                let ev = match &c.seed {
+                    Some(s) => format!("ds={name} with seed {s}"),
+                    None => format!("ds={name}"),
+                };
+                ex.yes("kernel command line", ev, ds);
+                return done(ds, ds_seed(&c), device_for(root, ds), ex);
+            }
+            ex.no(
+                "kernel command line",
+                format!("/{}: no imprint.datasource=, no ds=", root::CMDLINE),
+            );
+        }
+    }
+
+    // 3. The manifest's order.
+    let order = manifest_order
+        .iter()
+        .map(|n| parse_named(n, "the manifest's datasource.order"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let seeds = Seeds::probe(root);
+    let dmi = Dmi::read(root);
+    let platform = dmi.platform();
+    match order.as_slice() {
+        [] => ex.no(
+            "manifest datasource.order",
+            "not set: every datasource may be detected",
+        ),
+        [only] => {
+            file_needs_user_data(*only, "the manifest's datasource.order")?;
+            ex.yes(
+                "manifest datasource.order",
+                format!("names only {only}"),
+                *only,
+            );
+            return done(*only, None, device_for(root, *only), ex);
+        }
+        many => {
+            let mut tried = Vec::new();
+            for ds in many {
+                let local = match ds {
+                    Datasource::File => None,
+                    Datasource::NoCloud => seeds
+                        .nocloud()
+                        .then(|| format!("nocloud: seed present; {}", seeds.evidence.join("; "))),
+                    Datasource::OpenStack if seeds.config_drive.is_some() => {
+                        Some("openstack: config drive present".into())
+                    }
+                    other => platform
+                        .as_ref()
+                        .filter(|(p, _)| p == other)
+                        .map(|(_, why)| format!("{other}: DMI {why}")),
+                };
+                match local {
+                    Some(why) => {
+                        ex.yes("manifest datasource.order", why, *ds);
+                        let device = match ds {
+                            Datasource::NoCloud => seeds.nocloud_device.clone(),
+                            Datasource::OpenStack => seeds.config_drive.clone(),
+                            _ => None,
+                        };
+                        return done(*ds, None, device, ex);
+                    }
+                    None => tried.push(format!("{ds}: no local evidence")),
+                }
+            }
+            if let Some((p, why)) = &platform {
+                if !many.contains(p) {
+                    tried.push(format!(
+                        "DMI says {p} ({why}), which the order does not list"
+                    ));
+                }
+            }
+            ex.no(
+                "manifest datasource.order",
+                format!(
+                    "{}; {}; {}",
+                    tried.join("; "),
+                    seeds.evidence.join("; "),
+                    dmi.evidence()
+                ),
+            );
+            return Err(IdentifyError::Nothing { rules: ex.rules });
+        }
+    }
+
+    // 4. A seed or config drive that is present.
+    if seeds.nocloud() {
+        ex.yes(
+            "nocloud seed / config drive",
+            seeds.evidence.join("; "),
+            Datasource::NoCloud,
+        );
+        return done(Datasource::NoCloud, None, seeds.nocloud_device, ex);
+    }
+    if seeds.config_drive.is_some() {
+        ex.yes(
+            "nocloud seed / config drive",
+            seeds.evidence.join("; "),
+            Datasource::OpenStack,
+        );
+        return done(Datasource::OpenStack, None, seeds.config_drive, ex);
+    }
+    ex.no("nocloud seed / config drive", seeds.evidence.join("; "));
+
+    // 5. DMI.
+    match platform {
+        Some((ds, why)) => {
+            ex.yes("dmi", format!("{why}; {}", dmi.evidence()), ds);
+            done(ds, None, None, ex)
+        }
+        None => {
+            ex.no(
+                "dmi",
+                format!("{}; matches no known platform", dmi.evidence()),
+            );
+            Err(IdentifyError::Nothing { rules: ex.rules })
+        }
+    }
 }
 
-/// The instance-id when it can be known without the network (NoCloud
-/// meta-data, DMI ids, `--instance-id`), so a sealed instance exits at once.
+fn file_needs_user_data(ds: Datasource, from: &str) -> Result<(), IdentifyError> {
+    if ds == Datasource::File {
+        return Err(IdentifyError::FileWithoutUserData { from: from.into() });
+    }
+    Ok(())
+}
+
+/// The labelled device of a datasource named outright (not detected), so
+/// fetch need not look again.
+fn device_for(root: &Root, ds: Datasource) -> Option<PathBuf> {
+    let mut ignore = Vec::new();
+    match ds {
+        Datasource::NoCloud => find_label(root, NOCLOUD_LABELS, &mut ignore),
+        Datasource::OpenStack => find_label(root, CONFIG_DRIVE_LABELS, &mut ignore),
+        _ => None,
+    }
+}
+
+/// The rules as text for `imprint identify --explain`: each rule with its
+/// verdict, then its evidence, one item (`; `-separated) per line.
+pub fn explain(rules: &[Rule], chosen: Option<Datasource>) -> String {
+    let mut out = String::new();
+    let mut deciding = None;
+    for (i, r) in rules.iter().enumerate() {
+        let verdict = match &r.verdict {
+            Some(v) => {
+                deciding = Some(i + 1);
+                format!("=> {v}")
+            }
+            None => "=> no match".to_string(),
+        };
+        out.push_str(&format!("{}. {} {verdict}\n", i + 1, r.rule));
+        for item in r.evidence.split("; ") {
+            out.push_str(&format!("   {item}\n"));
+        }
+    }
+    match chosen {
+        Some(ds) => {
+            let rule = deciding.map(|n| format!("rule {n}")).unwrap_or_default();
+            let how = if ds.is_network() {
+                format!("a network metadata service, named by {rule}")
+            } else {
+                format!("local, no network; {rule}")
+            };
+            out.push_str(&format!("datasource: {ds} ({how})\n"));
+        }
+        None => out.push_str(
+            "datasource: none (nothing names one; no network was probed)\n\
+             to fix: pass --datasource NAME or --user-data FILE,\n\
+             \x20       or put imprint.datasource=NAME on the kernel command line,\n\
+             \x20       or list the datasource in the manifest's datasource.order\n",
+        ),
+    }
+    out
+}
+
+/// The instance-id when it can be known without the network, so a sealed
+/// instance exits at once: `--instance-id`; NoCloud `meta-data`
+/// (`instance-id`) from a seed directory; DMI on EC2 Nitro
+/// (`board_asset_tag`, `i-...`), Azure (`product_uuid`, byte-swapped on
+/// Gen1 to match IMDS `vmId`) and DigitalOcean (`product_serial`, the
+/// droplet id). `None` elsewhere (GCE, OpenStack, a seed on a device that
+/// would need mounting): then the seal is trusted or the source is read.
 pub fn offline_instance_id(
     root: &Root,
     identified: &Identified,
     request: &Request,
 ) -> Option<String> {
-    let _ = (root, identified, request);
-    None
+    if let Some(id) = &request.instance_id {
+        return Some(id.clone());
+    }
+    match identified.datasource {
+        Datasource::File => None,
+        Datasource::NoCloud => {
+            let dir = match &identified.seed {
+                Some(s) => Some(crate::fetch::nocloud::seed_path(root, s).ok()?),
+                None => SEED_DIRS
+                    .iter()
+                    .map(|d| root.join(d))
+                    .find(|d| seed_dir_present(d)),
+            }?;
+            let text = std::fs::read_to_string(dir.join("meta-data")).ok()?;
+            crate::fetch::nocloud::parse_meta_data(&text)
+                .ok()?
+                .instance_id
+        }
+        Datasource::Ec2 => Dmi::read(root)
+            .board_asset_tag
+            .filter(|t| t.starts_with("i-") && t.len() > 2),
+        Datasource::Azure => {
+            let uuid = Dmi::read(root).product_uuid?;
+            let gen1 = !root.join(EFI_DIR).exists();
+            azure_vm_id(&uuid, gen1)
+        }
+        Datasource::DigitalOcean => Dmi::read(root)
+            .product_serial
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())),
+        Datasource::Gce | Datasource::OpenStack => None,
+    }
+}
+
+/// Azure's `vmId` from the SMBIOS system uuid. Gen1 VMs have SMBIOS 2.3,
+/// whose uuid Linux reads big-endian while Azure wrote the first three
+/// fields little-endian: swap their bytes (as cloud-init and azure-init
+/// do). Gen2 (UEFI) needs no swap. Lower case, as IMDS gives it.
+pub fn azure_vm_id(uuid: &str, gen1: bool) -> Option<String> {
+    let uuid = uuid.trim().to_ascii_lowercase();
+    let parts: Vec<&str> = uuid.split('-').collect();
+    let lens = [8, 4, 4, 4, 12];
+    if parts.len() != 5
+        || parts
+            .iter()
+            .zip(lens)
+            .any(|(p, n)| p.len() != n || !p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return None;
+    }
+    if !gen1 {
+        return Some(uuid);
+    }
+    let swap = |p: &str| -> String {
+        let bytes: Vec<&str> = (0..p.len()).step_by(2).map(|i| &p[i..i + 2]).collect();
+        bytes.into_iter().rev().collect()
+    };
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        swap(parts[0]),
+        swap(parts[1]),
+        swap(parts[2]),
+        parts[3],
+        parts[4]
+    ))
+}
+
+/// `imprint identify [--explain]`: print the datasource name (or, with
+/// `--explain`, every rule, its evidence and the verdict). On failure the
+/// explanation is printed anyway, so the operator sees why.
+pub fn command(
+    root: &Root,
+    config: Option<&Path>,
+    request: &Request,
+    verbose_explain: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<(), crate::error::Error> {
+    let manifest = crate::manifest::load(root, config)?;
+    let order = manifest
+        .as_ref()
+        .map(|m| m.datasource_order.clone())
+        .unwrap_or_default();
+    let text = match identify(root, request, &order) {
+        Ok(id) if verbose_explain => {
+            let mut t = explain(&id.rules, Some(id.datasource));
+            let offline = match offline_instance_id(root, &id, request) {
+                Some(iid) => format!("offline instance-id: {iid}\n"),
+                None => "offline instance-id: not knowable without fetching\n".to_string(),
+            };
+            t.push_str(&offline);
+            t
+        }
+        Ok(id) => format!("{}\n", id.datasource),
+        Err(e) => {
+            if !e.rules().is_empty() {
+                let _ = out.write_all(explain(e.rules(), None).as_bytes());
+            }
+            return Err(e.into());
+        }
+    };
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_words() {
+        let c = Cmdline::parse("ro quiet ds=nocloud;s=file:///seed/ console=ttyS0");
+        assert_eq!(c.ds.as_deref(), Some("nocloud"));
+        assert_eq!(c.seed.as_deref(), Some("file:///seed/"));
+        let c = Cmdline::parse("a \"imprint.datasource=ec2\" -- imprint.datasource=gce");
+        assert_eq!(c.imprint.as_deref(), Some("ec2"));
+        let c = Cmdline::parse("ds=nocloud\\;seedfrom=/x/ ci.ds=foo");
+        assert_eq!(c.ds.as_deref(), Some("foo"));
+        assert_eq!(c.seed, None);
+        let c = Cmdline::parse("ds=nocloud\\;seedfrom=/x/\n");
+        assert_eq!(c.seed.as_deref(), Some("/x/"));
+        assert_eq!(Cmdline::parse(""), Cmdline::default());
+    }
+
+    #[test]
+    fn azure_gen1_swaps_first_three_fields() {
+        // The vector from cloud-init's tests of byte_swap_system_uuid.
+        assert_eq!(
+            azure_vm_id("527C2691-029F-FE4C-B1F4-A4DA7EBAC2CF", true).unwrap(),
+            "91267c52-9f02-4cfe-b1f4-a4da7ebac2cf"
+        );
+        assert_eq!(
+            azure_vm_id("527c2691-029f-fe4c-b1f4-a4da7ebac2cf", false).unwrap(),
+            "527c2691-029f-fe4c-b1f4-a4da7ebac2cf"
+        );
+        assert_eq!(azure_vm_id("not-a-uuid", true), None);
+    }
+
+    #[test]
+    fn dmi_platforms() {
+        let d = |f: fn(&mut Dmi)| {
+            let mut x = Dmi::default();
+            f(&mut x);
+            x.platform().map(|(p, _)| p)
+        };
+        assert_eq!(
+            d(|x| x.sys_vendor = Some("Amazon EC2".into())),
+            Some(Datasource::Ec2)
+        );
+        assert_eq!(
+            d(|x| x.bios_version = Some("4.11.amazon".into())),
+            Some(Datasource::Ec2)
+        );
+        assert_eq!(
+            d(|x| x.product_name = Some("Google Compute Engine".into())),
+            Some(Datasource::Gce)
+        );
+        assert_eq!(
+            d(|x| x.sys_vendor = Some("DigitalOcean".into())),
+            Some(Datasource::DigitalOcean)
+        );
+        assert_eq!(
+            d(|x| x.chassis_asset_tag = Some(AZURE_ASSET_TAG.into())),
+            Some(Datasource::Azure)
+        );
+        assert_eq!(
+            d(|x| x.product_name = Some("OpenStack Nova".into())),
+            Some(Datasource::OpenStack)
+        );
+        assert_eq!(d(|x| x.sys_vendor = Some("QEMU".into())), None);
+    }
 }

@@ -24,6 +24,7 @@ pub mod manifest;
 
 pub mod apply;
 pub mod decode;
+pub mod escape;
 pub mod fetch;
 pub mod identify;
 pub mod merge;
@@ -34,6 +35,7 @@ pub mod seal;
 pub mod validate;
 
 pub mod generator;
+pub mod helpers;
 pub mod hostkeys;
 pub mod logging;
 pub mod pipeline;

@@ -96,28 +96,35 @@ pub fn stream_matches(value: &str, dev: u64, ino: u64) -> bool {
     d.parse::<u64>().ok() == Some(dev) && i.parse::<u64>().ok() == Some(ino)
 }
 
-/// Plain lines on stderr: `error: ...`, `warning: ...`, the message alone
-/// for info. Structured fields are for the journal; debug lines show them.
+/// Plain lines on stderr, as tracing-subscriber's fmt prints them
+/// (`ERROR message key=value ...`, level padded to 5). Events with a
+/// `message_id` are written to be read whole: their fields (for the
+/// journal) are left off.
 struct Stderr;
 
 #[derive(Default)]
 struct Fields {
     message: String,
     rest: String,
+    has_id: bool,
 }
 
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
             self.message = format!("{value:?}");
-        } else if field.name() != "message_id" {
+        } else if field.name() == "message_id" {
+            self.has_id = true;
+        } else {
             self.rest.push_str(&format!(" {}={value:?}", field.name()));
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message = value.to_string();
-        } else if field.name() != "message_id" {
+        } else if field.name() == "message_id" {
+            self.has_id = true;
+        } else {
             self.rest.push_str(&format!(" {}={value}", field.name()));
         }
     }
@@ -128,19 +135,16 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Stderr {
         let mut f = Fields::default();
         event.record(&mut f);
         let level = *event.metadata().level();
-        let line = match level {
-            tracing::Level::ERROR => format!("error: {}\n", f.message),
-            tracing::Level::WARN => format!("warning: {}\n", f.message),
-            tracing::Level::INFO => format!("{}\n", f.message),
-            _ => format!("debug: {}{}\n", f.message, f.rest),
-        };
+        let rest = if f.has_id { "" } else { f.rest.as_str() };
+        let line = format!("{level:>5} {}{rest}\n", f.message);
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 }
 
 /// Log a run's report: one entry per stage with its duration, one per file
-/// written, one per unit action, and the summary. Secrets are already
-/// masked in the report.
+/// written, one per unit action, and "sealed" when done
+/// (`report::log_summary` then writes the line that ends the run). Secrets
+/// are already masked in the report.
 pub fn run_report(report: &Report) {
     for s in &report.stages {
         tracing::info!(
@@ -174,20 +178,14 @@ pub fn run_report(report: &Report) {
         );
     }
     if report.status == "done" {
-        let id = report.instance_id.as_deref().unwrap_or("?");
-        let total: f64 = report.stages.iter().map(|s| s.duration_ms).sum();
+        let id = report.instance_id.as_deref().unwrap_or("-");
         tracing::info!(
             message_id = MSG_SEALED,
             instance_id = %id,
-            files_written = report.files_written.len(),
-            files_unchanged = report.files_unchanged.len(),
-            duration_ms = total,
-            "configured instance {id} and sealed it: {} file(s) written, {} unchanged, \
-             {} unit action(s), {} warning(s), {total:.0} ms",
+            "configured instance {id} and sealed it: {} file(s) written, {} unchanged, {} unit action(s)",
             report.files_written.len(),
             report.files_unchanged.len(),
             report.units.len(),
-            report.warnings.len(),
         );
     }
 }

@@ -8,7 +8,19 @@ fn main() {
     if let Some(code) = imprint::app::by_name() {
         std::process::exit(code);
     }
-    let cli = imprint::cli::Cli::parse();
+    let cli = match imprint::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version go to stdout and succeed; every usage
+            // error is sysexits' 64, not clap's default 2 (SPEC §2).
+            std::process::exit(if e.use_stderr() {
+                imprint::ExitCode::Usage.code()
+            } else {
+                0
+            });
+        }
+    };
     imprint::logging::init(cli.verbose);
     std::process::exit(imprint::app::main(cli).code());
 }

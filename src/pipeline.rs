@@ -109,17 +109,18 @@ pub fn run(
     out: &mut Outcome,
 ) -> Result<(), Error> {
     let root = &inputs.root;
+    // The lock comes first: a run that does not hold it touches nothing.
+    let _lock = if until == Until::Run {
+        Some(state::lock(root)?)
+    } else {
+        None
+    };
     let manifest = out
         .timer
         .time("manifest", || {
             manifest::load(root, inputs.config.as_deref())
         })?
         .unwrap_or_else(Manifest::absent);
-    let _lock = if until == Until::Run {
-        Some(state::lock(root)?)
-    } else {
-        None
-    };
     if until == Until::Run {
         out.restored = out.timer.time("recover", || apply::recover(root))?;
     }
@@ -131,15 +132,19 @@ pub fn run(
     } else {
         None
     };
+    // Known offline: same id stops here, before any network. A local source
+    // (file, NoCloud) is still read, offline, so that changed user-data can
+    // be reported loudly below; if it cannot be read, the seal still wins.
+    let mut sealed_offline = None;
     if let Some(s) = &sealed {
-        // Known offline: same id stops here, before any network.
         match identify::offline_instance_id(root, &identified, &inputs.request) {
-            Some(id) if id == s.instance_id => {
+            Some(id) if id == s.instance_id && identified.datasource.is_network() => {
                 return Err(Error::Sealed(Sealed {
                     instance_id: id,
                     user_data_changed: false,
                 }))
             }
+            Some(id) if id == s.instance_id => sealed_offline = Some(id),
             Some(_) => {}
             None if identified.datasource.is_network() => {
                 // Not knowable offline: trust the seal (SPEC §5).
@@ -157,7 +162,16 @@ pub fn run(
     };
     let fetched = out.timer.time("fetch", || {
         fetch::fetch(root, &identified, &inputs.request, &options)
-    })?;
+    });
+    let fetched = match (fetched, sealed_offline) {
+        (Err(_), Some(id)) => {
+            return Err(Error::Sealed(Sealed {
+                instance_id: id,
+                user_data_changed: false,
+            }))
+        }
+        (r, _) => r?,
+    };
     if let Some(s) = &sealed {
         if s.instance_id == fetched.instance_id {
             return Err(Error::Sealed(Sealed {
@@ -189,9 +203,12 @@ pub fn run(
         out.manifest = Some(manifest);
         return Ok(());
     }
-    let rendered = out
-        .timer
-        .time("render", || render::render(&validated, &manifest))?;
+    // The image's own units name EnvironmentFile= paths, which default to
+    // env quoting: gathered here so render itself stays pure.
+    let env_files = render::environment_files(root);
+    let rendered = out.timer.time("render", || {
+        render::render_with(&validated, &manifest, &env_files)
+    })?;
     out.secrets.merge(&rendered.secrets);
     out.timer.secrets.merge(&rendered.secrets);
     out.validated = Some(validated);
@@ -239,11 +256,13 @@ pub fn run(
             .as_ref()
             .map(|i| i.datasource.name().to_string())
             .unwrap_or_default(),
-        files: out
-            .applied
-            .as_ref()
-            .map(|a| a.written.clone())
-            .unwrap_or_default(),
+        // Every managed file, written now or already as rendered, so that
+        // `verify` covers them all.
+        files: seal::files_of(
+            root,
+            out.applied.as_ref().map(|a| &a.written[..]).unwrap_or(&[]),
+            out.plan.as_ref().map(|p| &p.unchanged[..]).unwrap_or(&[]),
+        ),
         units: out.units.clone(),
     };
     out.timer.time("seal", || seal::write(root, &seal))?;
@@ -291,9 +310,12 @@ pub fn report(out: &Outcome, result: &Result<(), Error>, started: String) -> Rep
                         out.secrets
                             .mask(&format!("part {}: {}: {}", n.part, n.what, n.hint))
                     })
-                    .collect()
+                    .collect::<Vec<_>>()
             })
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into_iter()
+            .chain(out.applied.iter().flat_map(|a| a.warnings.clone()))
+            .collect(),
         error: result
             .as_ref()
             .err()

@@ -4,12 +4,21 @@
 //!
 //! [`read_disk`] is the one impure half (reads the targets and the root's
 //! passwd/group); [`plan`] is pure.
+//!
+//! Owners: a file with no `owner` is root's (0:0), as cloud-init's
+//! `write_files` default `root:root`. `user` alone means the user's login
+//! group (as `chown user:` does; cloud-init would leave the group as it
+//! was). Names are resolved against the *root's* `/etc/passwd` and
+//! `/etc/group`, never the host's: under `--root` the image's users count.
+//! `root` resolves to 0 even when the root has no passwd file.
 
 use crate::error::ExitCode;
-use crate::render::{Rendered, RenderedFile};
+use crate::model::OwnerSpec;
+use crate::render::{Rendered, RenderedFile, UNIT_DIRS};
 use crate::root::Root;
-use crate::secret::Secrets;
+use crate::secret::{self, Secrets, MASK};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 /// A file as it is on disk now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +78,7 @@ pub enum PlanError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: owner {owner:?}: {message}")]
+    #[error("failed to resolve owner {owner:?} of {path}: {message}")]
     Owner {
         path: String,
         owner: String,
@@ -86,22 +95,419 @@ impl PlanError {
     }
 }
 
-/// Read what is on disk for every rendered file (the impure half).
+/// Read what is on disk for every rendered file (the impure half): each
+/// target's content, mode and owner (not following a symlink: a target that
+/// is a symlink or a directory is an error), and every owner named, resolved
+/// against the root's `/etc/passwd` and `/etc/group`.
+///
+/// Reads go through a cap-std directory handle on the root, so a path whose
+/// parent is a symlink leading outside the root fails here as in apply.
 pub fn read_disk(root: &Root, rendered: &Rendered) -> Result<Disk, PlanError> {
-    let _ = (root, rendered);
-    todo!("read_disk")
+    use cap_std::fs::MetadataExt as _;
+    let rerr = |path: &str, source: std::io::Error| PlanError::Read {
+        path: path.to_string(),
+        source,
+    };
+    let dir = cap_std::fs::Dir::open_ambient_dir(root.dir(), cap_std::ambient_authority())
+        .map_err(|e| rerr(&root.dir().display().to_string(), e))?;
+    let mut disk = Disk::default();
+    for f in &rendered.files {
+        let rel = Root::rel(&f.path).ok_or_else(|| {
+            rerr(
+                &f.path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a path inside the root",
+                ),
+            )
+        })?;
+        let existing =
+            match dir.symlink_metadata(&rel) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(rerr(&f.path, e)),
+                Ok(md) if md.file_type().is_symlink() => {
+                    return Err(rerr(
+                        &f.path,
+                        std::io::Error::other(
+                            "it is a symbolic link; imprint never writes through one: \
+                         remove the link from the image or write its target's path",
+                        ),
+                    ))
+                }
+                Ok(md) if !md.is_file() => return Err(rerr(
+                    &f.path,
+                    std::io::Error::other(
+                        "it is not a regular file (a directory?); remove it or choose another path",
+                    ),
+                )),
+                Ok(md) => Some(Existing {
+                    content: dir.read(&rel).map_err(|e| rerr(&f.path, e))?,
+                    mode: md.mode() & 0o7777,
+                    uid: md.uid(),
+                    gid: md.gid(),
+                }),
+            };
+        disk.files.insert(f.path.clone(), existing);
+    }
+    let mut db: Option<(Vec<Entry>, Vec<Entry>)> = None;
+    for f in &rendered.files {
+        let Some(o) = &f.owner else { continue };
+        let key = o.to_string();
+        if disk.owners.contains_key(&key) {
+            continue;
+        }
+        let (users, groups) =
+            db.get_or_insert_with(|| (read_db(&dir, "etc/passwd"), read_db(&dir, "etc/group")));
+        let ids = resolve(o, users, groups).map_err(|message| PlanError::Owner {
+            path: f.path.clone(),
+            owner: key.clone(),
+            message,
+        })?;
+        disk.owners.insert(key, ids);
+    }
+    Ok(disk)
 }
 
-/// Compare and decide (pure).
+/// One line of passwd or group: name, id, and (passwd) the login group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    name: String,
+    id: u32,
+    gid: Option<u32>,
+}
+
+fn read_db(dir: &cap_std::fs::Dir, rel: &str) -> Vec<Entry> {
+    dir.read_to_string(rel)
+        .map(|t| parse_db(&t))
+        .unwrap_or_default()
+}
+
+/// Parse `/etc/passwd` or `/etc/group` text (`name:x:id:gid-or-members:...`);
+/// comments, blank and malformed lines (and NIS `+`/`-` lines) are skipped.
+fn parse_db(text: &str) -> Vec<Entry> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('+') && !l.starts_with('-'))
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?.trim();
+            let _pw = f.next()?;
+            let id = f.next()?.trim().parse().ok()?;
+            let gid = f.next().and_then(|g| g.trim().parse().ok());
+            (!name.is_empty()).then(|| Entry {
+                name: name.to_string(),
+                id,
+                gid,
+            })
+        })
+        .collect()
+}
+
+/// Resolve `user[:group]` to ids (pure, for tests).
+fn resolve(o: &OwnerSpec, users: &[Entry], groups: &[Entry]) -> Result<(u32, u32), String> {
+    let user = users.iter().find(|e| e.name == o.user);
+    let uid = match (o.user.parse::<u32>(), user) {
+        (Ok(n), _) => n,
+        (Err(_), Some(e)) => e.id,
+        (Err(_), None) if o.user == "root" => 0,
+        (Err(_), None) => {
+            return Err(format!(
+                "no user {:?} in the root's /etc/passwd; create it in the image \
+                 (useradd, or a systemd-sysusers file), or give a numeric uid",
+                o.user
+            ))
+        }
+    };
+    let gid = match &o.group {
+        None => match user {
+            Some(e) => e.gid.unwrap_or(0),
+            None if o.user == "root" => 0,
+            None => {
+                let by_id = users.iter().find(|e| e.id == uid).and_then(|e| e.gid);
+                by_id.ok_or_else(|| {
+                    format!(
+                        "uid {uid} has no entry in the root's /etc/passwd to take its login \
+                         group from; write the group too, as {uid}:GID"
+                    )
+                })?
+            }
+        },
+        Some(g) => match (g.parse::<u32>(), groups.iter().find(|e| &e.name == g)) {
+            (Ok(n), _) => n,
+            (Err(_), Some(e)) => e.id,
+            (Err(_), None) if g == "root" => 0,
+            (Err(_), None) => {
+                return Err(format!(
+                    "no group {g:?} in the root's /etc/group; create it in the image \
+                     (groupadd, or a systemd-sysusers file), or give a numeric gid"
+                ))
+            }
+        },
+    };
+    Ok((uid, gid))
+}
+
+/// Whether a path is a unit file or a drop-in (a change needs
+/// `daemon-reload`): a unit-named file directly in one of [`UNIT_DIRS`], or a
+/// `*.conf` in a `*.d` directory there.
+pub fn is_unit_path(path: &str) -> bool {
+    let Some((dir, name)) = path.rsplit_once('/') else {
+        return false;
+    };
+    if UNIT_DIRS.contains(&dir) && crate::manifest::is_unit_name(name) {
+        return true;
+    }
+    if let Some((parent, dname)) = dir.rsplit_once('/') {
+        return name.ends_with(".conf")
+            && dname.len() > 2
+            && dname.ends_with(".d")
+            && UNIT_DIRS.contains(&parent);
+    }
+    false
+}
+
+/// Compare and decide (pure). Only files whose content, mode or owner differ
+/// become changes; units are restarted or reloaded only for changed files
+/// (in order, each once; a unit both restarted and reloaded is restarted).
 pub fn plan(rendered: Rendered, disk: &Disk) -> Result<Plan, PlanError> {
-    let _ = (rendered, disk);
-    todo!("plan")
+    let mut plan = Plan {
+        enable: rendered.enable.clone(),
+        secrets: rendered.secrets.clone(),
+        ..Plan::default()
+    };
+    for file in rendered.files {
+        let (uid, gid) = match &file.owner {
+            None => (0, 0),
+            Some(o) => *disk
+                .owners
+                .get(&o.to_string())
+                .ok_or_else(|| PlanError::Owner {
+                    path: file.path.clone(),
+                    owner: o.to_string(),
+                    message: "not resolved (read_disk was not given this file)".into(),
+                })?,
+        };
+        let previous = disk.files.get(&file.path).cloned().flatten();
+        let content = match (&previous, file.append) {
+            (Some(p), true) => {
+                let mut c = p.content.clone();
+                c.extend_from_slice(&file.content);
+                c
+            }
+            _ => file.content.clone(),
+        };
+        let kind = match &previous {
+            None => Some(ChangeKind::Create),
+            Some(p) if p.content != content => Some(ChangeKind::Content),
+            Some(p) if p.mode != file.mode.0 || p.uid != uid || p.gid != gid => {
+                Some(ChangeKind::Metadata)
+            }
+            Some(_) => None,
+        };
+        let Some(kind) = kind else {
+            plan.unchanged.push(file.path);
+            continue;
+        };
+        if is_unit_path(&file.path) {
+            plan.daemon_reload = true;
+        }
+        for u in &file.restart {
+            if !plan.restart.contains(u) {
+                plan.restart.push(u.clone());
+            }
+        }
+        for u in &file.reload {
+            if !plan.reload.contains(u) {
+                plan.reload.push(u.clone());
+            }
+        }
+        plan.changes.push(FileChange {
+            file,
+            content,
+            uid,
+            gid,
+            kind,
+            previous,
+        });
+    }
+    let restart = plan.restart.clone();
+    plan.reload.retain(|u| !restart.contains(u));
+    Ok(plan)
+}
+
+/// Whether bytes are shown as text in a diff (UTF-8 without NUL).
+fn text_of(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| !t.contains('\0'))
+}
+
+/// The key part of a `KEY=value` / `key: value` line (up to and with the
+/// first `=` or `:`), if any.
+fn key_prefix(line: &str) -> Option<&str> {
+    let at = line.find(['=', ':'])?;
+    Some(&line[..=at])
+}
+
+/// Old content, masked for a file that holds secrets: known secrets are
+/// masked, and so is the value of every line that is gone from the new
+/// content when its key now holds a masked value or is named like a secret
+/// (the old value was likely a secret that imprint does not know as such).
+fn mask_old(old: &str, new_masked: &str, secrets: &Secrets) -> String {
+    let old = secrets.mask(old);
+    let new_lines: std::collections::BTreeSet<&str> = new_masked.lines().collect();
+    let secret_keys: std::collections::BTreeSet<&str> = new_masked
+        .lines()
+        .filter(|l| l.contains(MASK))
+        .filter_map(|l| key_prefix(l.trim()))
+        .collect();
+    let mut out = String::with_capacity(old.len());
+    for line in old.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        let hide = !new_lines.contains(body)
+            && key_prefix(body.trim()).is_some_and(|k| {
+                secret_keys.contains(k)
+                    || secret::is_secret_key(
+                        k.trim_end_matches(['=', ':']).trim().trim_matches('"'),
+                    )
+            });
+        if hide {
+            let lead = body.len() - body.trim_start().len();
+            let k = key_prefix(body.trim()).expect("checked");
+            out.push_str(&body[..lead]);
+            out.push_str(k);
+            out.push_str(MASK);
+            out.push_str(&line[body.len()..]);
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+fn owner_text(uid: u32, gid: u32) -> String {
+    format!("{uid}:{gid}")
+}
+
+/// `root:app (0:990)` when the owner was named, else `0:0`.
+fn owner_named(c: &FileChange) -> String {
+    match &c.file.owner {
+        Some(o) if o.to_string() != owner_text(c.uid, c.gid) => {
+            format!("{o} ({})", owner_text(c.uid, c.gid))
+        }
+        _ => owner_text(c.uid, c.gid),
+    }
 }
 
 impl Plan {
     /// The plan as text: one line per change and a unified diff per file,
     /// secret values masked.
     pub fn display(&self) -> String {
-        todo!("plan display")
+        let mut s = String::new();
+        if self.changes.is_empty() {
+            let _ = writeln!(
+                s,
+                "no changes: {} file(s) already as rendered",
+                self.unchanged.len()
+            );
+        }
+        for c in &self.changes {
+            let path = &c.file.path;
+            let mode = c.file.mode;
+            match (&c.previous, c.kind) {
+                (None, _) | (_, ChangeKind::Create) => {
+                    let _ = writeln!(
+                        s,
+                        "create   {path} (mode {mode}, owner {}, {} bytes)",
+                        owner_named(c),
+                        c.content.len()
+                    );
+                }
+                (Some(p), kind) => {
+                    let word = if kind == ChangeKind::Content {
+                        "modify  "
+                    } else {
+                        "metadata"
+                    };
+                    let mut what = Vec::new();
+                    if p.mode != mode.0 {
+                        what.push(format!("mode {:04o} -> {mode}", p.mode));
+                    }
+                    if (p.uid, p.gid) != (c.uid, c.gid) {
+                        what.push(format!(
+                            "owner {} -> {}",
+                            owner_text(p.uid, p.gid),
+                            owner_named(c)
+                        ));
+                    }
+                    if kind == ChangeKind::Content {
+                        what.push(if c.file.append {
+                            "content appended".to_string()
+                        } else {
+                            "content".to_string()
+                        });
+                    }
+                    let _ = writeln!(s, "{word} {path} ({})", what.join(", "));
+                }
+            }
+        }
+        for p in &self.unchanged {
+            let _ = writeln!(s, "unchanged {p}");
+        }
+        if self.daemon_reload {
+            let _ = writeln!(s, "daemon-reload");
+        }
+        for u in &self.enable {
+            let _ = writeln!(s, "enable   {u}");
+        }
+        for u in &self.restart {
+            let _ = writeln!(s, "restart  {u} (if active)");
+        }
+        for u in &self.reload {
+            let _ = writeln!(s, "reload   {u} (if active)");
+        }
+        for c in &self.changes {
+            if c.kind == ChangeKind::Metadata {
+                continue;
+            }
+            let old_bytes = c
+                .previous
+                .as_ref()
+                .map(|p| p.content.as_slice())
+                .unwrap_or(b"");
+            let path = &c.file.path;
+            match (text_of(old_bytes), text_of(&c.content)) {
+                (Some(old), Some(new)) => {
+                    let new = self.secrets.mask(new);
+                    let old = if c.file.holds_secret {
+                        mask_old(old, &new, &self.secrets)
+                    } else {
+                        self.secrets.mask(old)
+                    };
+                    let a = if c.previous.is_some() {
+                        format!("a{path}")
+                    } else {
+                        "/dev/null".to_string()
+                    };
+                    let diff = similar::TextDiff::from_lines(&old, &new);
+                    let _ = write!(
+                        s,
+                        "{}",
+                        diff.unified_diff()
+                            .context_radius(3)
+                            .missing_newline_hint(true)
+                            .header(&a, &format!("b{path}"))
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        s,
+                        "--- {path}: binary, {} bytes\n+++ {path}: binary, {} bytes",
+                        old_bytes.len(),
+                        c.content.len()
+                    );
+                }
+            }
+        }
+        s
     }
 }

@@ -4,10 +4,18 @@
 //! `json`, `shell`, `none`), the helpers of SPEC §4; `write_files` entries
 //! decoded. Pure: values and templates in, bytes out.
 
-use crate::manifest::Manifest;
-use crate::model::{Mode, Origin, OwnerSpec};
+use crate::escape;
+use crate::helpers::{self, FileState, Shared};
+use crate::manifest::{Manifest, Source};
+use crate::merge::WriteFile;
+use crate::model::{Mode, Origin, OwnerSpec, Values};
+use crate::plan::is_unit_path;
+use crate::root::Root;
 use crate::secret::Secrets;
 use crate::validate::Validated;
+use handlebars::{JsonRender, RenderErrorReason};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 
 /// One file to be written, fully rendered.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,11 +50,15 @@ pub struct Rendered {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("failed to render {path} from template {template}, line {line}: {message}")]
+    /// `line` and `column` are 1-based (0: not known).
+    #[error(
+        "failed to render {path} from template {template}, line {line}, column {column}: {message}"
+    )]
     Template {
         path: String,
         template: String,
         line: usize,
+        column: usize,
         message: String,
     },
     #[error("{origin} ({path}): {message}")]
@@ -64,7 +76,487 @@ pub enum RenderError {
 }
 
 /// Render every file.
+///
+/// `EnvironmentFile=` targets are found in the unit files and drop-ins this
+/// run renders itself (manifest files and `write_files`); use [`render_with`]
+/// to add those named by the image's own units ([`environment_files`]).
 pub fn render(validated: &Validated, manifest: &Manifest) -> Result<Rendered, RenderError> {
-    let _ = (validated, manifest);
-    todo!("render")
+    render_with(validated, manifest, &BTreeSet::new())
+}
+
+/// [`render`], with the `EnvironmentFile=` paths the root's unit files name
+/// (from [`environment_files`]), so that those files default to `escape: env`.
+pub fn render_with(
+    validated: &Validated,
+    manifest: &Manifest,
+    env_files: &BTreeSet<String>,
+) -> Result<Rendered, RenderError> {
+    let data = serde_json::Value::Object(validated.values.clone());
+    let shared = Shared::default();
+    shared.lock().secrets = validated.secrets.clone();
+    let mut hb = helpers::registry(&shared);
+    let mut secrets = validated.secrets.clone();
+
+    // write_files first: their unit files may name EnvironmentFile= paths.
+    let mut extra: Vec<RenderedFile> = Vec::new();
+    if manifest.write_files {
+        let (plain, deferred): (Vec<_>, Vec<_>) =
+            validated.write_files.iter().partition(|w| !w.defer);
+        for w in plain.into_iter().chain(deferred) {
+            let f = write_file(w, &secrets)?;
+            fold(&mut extra, f, w.permissions);
+        }
+    }
+
+    // Manifest files: unit files first (they name EnvironmentFile= paths),
+    // then the others, kept in manifest order.
+    let mut env_files = env_files.clone();
+    for f in &extra {
+        if is_unit_path(&f.path) {
+            env_files.extend(environment_file_paths(&String::from_utf8_lossy(&f.content)));
+        }
+    }
+    let mut out: Vec<Option<RenderedFile>> = vec![None; manifest.files.len()];
+    let mut skipped = Vec::new();
+    let order: Vec<usize> = {
+        let (units, rest): (Vec<usize>, Vec<usize>) = (0..manifest.files.len())
+            .partition(|&i| is_unit_path(&normal(&manifest.files[i].path)));
+        units.into_iter().chain(rest).collect()
+    };
+    let mut registered = BTreeSet::new();
+    for i in order {
+        let spec = &manifest.files[i];
+        let path = normal(&spec.path);
+        if let Some(key) = &spec.when {
+            if matches!(
+                lookup(&validated.values, key),
+                None | Some(serde_json::Value::Null)
+            ) {
+                skipped.push((path, key.clone()));
+                continue;
+            }
+        }
+        let origin = Origin::Manifest { index: i };
+        let (content, holds_secret) = match &spec.source {
+            Source::Template { name, text } => {
+                if registered.insert(name.clone()) {
+                    hb.register_template_string(name, text)
+                        .map_err(|e| RenderError::Template {
+                            path: path.clone(),
+                            template: name.clone(),
+                            line: e.pos().map(|p| p.0).unwrap_or(0),
+                            column: e.pos().map(|p| p.1).unwrap_or(0),
+                            message: secrets.mask(&template_error_message(&e)),
+                        })?;
+                }
+                let escape = spec
+                    .escape
+                    .unwrap_or_else(|| escape::default_for(&path, &env_files));
+                {
+                    let mut st = shared.lock();
+                    st.escape = Some(escape);
+                    st.holds_secret = false;
+                    st.escape_error = None;
+                }
+                let text = hb.render(name, &data);
+                let mut st = shared.lock();
+                let text = text.map_err(|e| RenderError::Template {
+                    path: path.clone(),
+                    template: name.clone(),
+                    line: e.line_no.unwrap_or(0),
+                    column: e.column_no.unwrap_or(0),
+                    message: st.secrets.mask(&render_error_message(&e)),
+                })?;
+                if let Some((err, raw)) = st.escape_error.take() {
+                    return Err(RenderError::File {
+                        origin,
+                        path,
+                        message: format!(
+                            "failed to quote {} for escape {}: {err}",
+                            keys_with_text(&validated.values, &raw),
+                            escape::name(escape)
+                        ),
+                    });
+                }
+                let holds = st.holds_secret || st.secrets.contains_any(text.as_bytes());
+                (text.into_bytes(), holds)
+            }
+            Source::Env(vars) => env_lines(
+                vars,
+                validated,
+                manifest,
+                &origin,
+                &path,
+                &mut shared.lock(),
+            )?,
+        };
+        if is_unit_path(&path) {
+            env_files.extend(environment_file_paths(&String::from_utf8_lossy(&content)));
+        }
+        out[i] = Some(RenderedFile {
+            mode: spec.mode.unwrap_or(if holds_secret {
+                Mode(0o600)
+            } else {
+                Mode(0o644)
+            }),
+            owner: spec.owner.clone(),
+            restart: spec.restart.clone(),
+            reload: spec.reload.clone(),
+            origin,
+            append: false,
+            holds_secret,
+            path,
+            content,
+        });
+    }
+    secrets.merge(&shared.lock().secrets);
+
+    let mut files: Vec<RenderedFile> = out.into_iter().flatten().collect();
+    let mut seen: BTreeMap<String, Origin> = BTreeMap::new();
+    for f in files.iter().chain(&extra) {
+        if let Some(first) = seen.insert(f.path.clone(), f.origin.clone()) {
+            return Err(RenderError::Duplicate {
+                path: f.path.clone(),
+                first,
+                second: f.origin.clone(),
+            });
+        }
+    }
+    files.extend(extra);
+    Ok(Rendered {
+        files,
+        skipped,
+        enable: manifest.enable.clone(),
+        secrets,
+    })
+}
+
+/// Decompressed `write_files` content stops here (SPEC §1.3's cap).
+pub const GUNZIP_CAP: u64 = 64 << 20;
+
+fn template_error_message(e: &handlebars::TemplateError) -> String {
+    format!("invalid template: {}", e.reason())
+}
+
+fn render_error_message(e: &handlebars::RenderError) -> String {
+    match e.reason() {
+        RenderErrorReason::MissingVariable(Some(key)) => format!(
+            "value {key} is not set (set it in user-data, give it a default in the \
+             manifest's values:, or guard it with {{{{#if {key}}}}})"
+        ),
+        RenderErrorReason::MissingVariable(None) => "a value is not set".to_string(),
+        RenderErrorReason::TemplateError(t) => template_error_message(t),
+        RenderErrorReason::Other(m) => m.clone(),
+        RenderErrorReason::PartialNotFound(p) => {
+            format!("partial {p} not found: imprint registers no partials; inline the text")
+        }
+        r => r.to_string(),
+    }
+}
+
+/// `path` normalised: `/` + its components, `.` dropped (the manifest and
+/// merge have already refused `..`).
+fn normal(path: &str) -> String {
+    match Root::rel(path) {
+        Some(rel) => format!("/{}", rel.display()),
+        None => path.to_string(),
+    }
+}
+
+/// The value at a dotted key of the values tree.
+pub fn lookup<'a>(values: &'a Values, dotted: &str) -> Option<&'a serde_json::Value> {
+    let mut segs = dotted.split('.');
+    let mut cur = values.get(segs.next()?)?;
+    for s in segs {
+        cur = cur.as_object()?.get(s)?;
+    }
+    Some(cur)
+}
+
+/// "value db.motd" (every key whose scalar text is `text`), for an escape
+/// failure the escape function cannot attribute; "a value" when none match
+/// (the text came out of a helper).
+fn keys_with_text(values: &Values, text: &str) -> String {
+    fn walk(prefix: &str, v: &serde_json::Value, text: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(o) => {
+                for (k, v) in o {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&p, v, text, out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(&format!("{prefix}.[{i}]"), v, text, out);
+                }
+            }
+            v => {
+                if v.render() == text {
+                    out.push(prefix.to_string());
+                }
+            }
+        }
+    }
+    let mut keys = Vec::new();
+    for (k, v) in values {
+        walk(k, v, text, &mut keys);
+    }
+    if keys.is_empty() {
+        "a value".to_string()
+    } else {
+        format!("value {}", keys.join(" / "))
+    }
+}
+
+/// The `env:` shorthand: `VAR="value"` lines, sorted by variable. A value
+/// declared in `values:` but unset is left out (the variable stays unset);
+/// a key neither declared nor set is an error (a typo in the manifest).
+fn env_lines(
+    vars: &BTreeMap<String, String>,
+    validated: &Validated,
+    manifest: &Manifest,
+    origin: &Origin,
+    path: &str,
+    st: &mut FileState,
+) -> Result<(Vec<u8>, bool), RenderError> {
+    let err = |message: String| RenderError::File {
+        origin: origin.clone(),
+        path: path.to_string(),
+        message,
+    };
+    st.holds_secret = false;
+    let mut out = String::new();
+    for (var, key) in vars {
+        match lookup(&validated.values, key) {
+            None | Some(serde_json::Value::Null) => {
+                if !manifest.values.contains_key(key) && lookup(&validated.values, key).is_none() {
+                    return Err(err(format!(
+                        "env.{var}: value {key} is neither declared in the manifest's values: \
+                         nor set by user-data; declare it (or fix the key)"
+                    )));
+                }
+            }
+            Some(v @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => {
+                return Err(err(format!(
+                    "env.{var}: value {key} is a {}; env: takes strings, numbers and booleans \
+                     (use a template with join or json)",
+                    if v.is_array() { "list" } else { "map" }
+                )))
+            }
+            Some(v) => {
+                let q = escape::env(&v.render()).map_err(|e| {
+                    err(format!(
+                        "env.{var}: failed to quote value {key} for env: {e}"
+                    ))
+                })?;
+                st.derived(v, &q);
+                out.push_str(var);
+                out.push('=');
+                out.push_str(&q);
+                out.push('\n');
+            }
+        }
+    }
+    let holds = st.holds_secret || st.secrets.contains_any(out.as_bytes());
+    Ok((out.into_bytes(), holds))
+}
+
+/// Decode a `write_files` entry's content by its `encoding:`, with every
+/// spelling cloud-init accepts (`cc_write_files.canonicalize_extraction`:
+/// case-insensitive, surrounding blanks ignored). An unknown encoding is an
+/// error here (cloud-init warns and writes the text as is).
+pub fn decode_content(content: &str, encoding: Option<&str>) -> Result<Vec<u8>, String> {
+    let enc = encoding.unwrap_or("").trim().to_lowercase();
+    match enc.as_str() {
+        "" | "text/plain" => Ok(content.as_bytes().to_vec()),
+        "b64" | "base64" => b64(content),
+        // YAML cannot hold raw gzip bytes in a string: gzip content arrives as
+        // `!!binary`, i.e. base64 text, which PyYAML decodes for cloud-init.
+        "gz" | "gzip" | "gz+b64" | "gz+base64" | "gzip+b64" | "gzip+base64" => {
+            gunzip(&b64(content)?)
+        }
+        other => Err(format!(
+            "unknown encoding {other:?}; use one of b64, base64, gz, gzip, gz+b64, \
+             gz+base64, gzip+b64, gzip+base64, text/plain"
+        )),
+    }
+}
+
+fn b64(text: &str) -> Result<Vec<u8>, String> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine;
+    const ENGINE: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    ENGINE
+        .decode(&compact)
+        .map_err(|e| format!("content is not valid base64: {e}"))
+}
+
+fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .take(GUNZIP_CAP + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("content is not valid gzip: {e}"))?;
+    if out.len() as u64 > GUNZIP_CAP {
+        return Err(format!(
+            "decompressed content exceeds {} MiB; write such a file from the image instead",
+            GUNZIP_CAP >> 20
+        ));
+    }
+    Ok(out)
+}
+
+/// One `write_files` entry as a file (mode not final: see [`fold`]).
+fn write_file(w: &WriteFile, secrets: &Secrets) -> Result<RenderedFile, RenderError> {
+    let err = |message: String| RenderError::File {
+        origin: w.origin.clone(),
+        path: w.path.clone(),
+        message,
+    };
+    if !w.path.starts_with('/') || Root::rel(&w.path).is_none() {
+        return Err(err(
+            "path must be absolute and without '..' (imprint does not guess a directory)".into(),
+        ));
+    }
+    let content = decode_content(&w.content, w.encoding.as_deref()).map_err(err)?;
+    Ok(RenderedFile {
+        path: normal(&w.path),
+        holds_secret: secrets.contains_any(&content),
+        content,
+        mode: w.permissions.unwrap_or(Mode(0o644)),
+        owner: w.owner.clone(),
+        restart: Vec::new(),
+        reload: Vec::new(),
+        origin: w.origin.clone(),
+        append: w.append,
+    })
+}
+
+/// Add a `write_files` file, folding it into an earlier one for the same
+/// path the way cloud-init's sequential writes would end: a plain entry
+/// replaces the content, an `append` entry adds to it; the last entry's
+/// permissions and owner win. Without `permissions`, a file holding a
+/// secret is 0600.
+fn fold(files: &mut Vec<RenderedFile>, f: RenderedFile, explicit: Option<Mode>) {
+    let default = |holds: bool| explicit.unwrap_or(if holds { Mode(0o600) } else { Mode(0o644) });
+    if let Some(e) = files.iter_mut().find(|e| e.path == f.path) {
+        if f.append {
+            e.content.extend_from_slice(&f.content);
+            e.holds_secret |= f.holds_secret;
+        } else {
+            e.content = f.content;
+            e.append = false;
+            e.holds_secret = f.holds_secret;
+        }
+        e.mode = default(e.holds_secret);
+        e.owner = f.owner;
+        e.origin = f.origin;
+    } else {
+        let mut f = f;
+        f.mode = default(f.holds_secret);
+        files.push(f);
+    }
+}
+
+/// The absolute paths named by `EnvironmentFile=` lines of a unit file or
+/// drop-in (a leading `-` allowed; paths with specifiers such as `%i` are
+/// skipped: they are only known at run time).
+pub fn environment_file_paths(unit_text: &str) -> Vec<String> {
+    unit_text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("EnvironmentFile="))
+        .map(|v| v.trim().trim_start_matches('-').trim())
+        .filter(|v| v.starts_with('/') && !v.contains('%') && Root::rel(v).is_some())
+        .map(normal)
+        .collect()
+}
+
+/// Where unit files and drop-ins live (system units).
+pub const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+/// The `EnvironmentFile=` paths named by the unit files and drop-ins already
+/// in the root (the image's own units). Reads the root: call it beside
+/// `manifest::load`, then pass the set to [`render_with`]. Unreadable files
+/// are skipped (this only chooses a default escape).
+pub fn environment_files(root: &Root) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut read = |p: &std::path::Path| {
+        let small = std::fs::metadata(p).map(|m| m.is_file() && m.len() <= 1 << 20);
+        if small.unwrap_or(false) {
+            if let Ok(t) = std::fs::read_to_string(p) {
+                out.extend(environment_file_paths(&t));
+            }
+        }
+    };
+    for dir in UNIT_DIRS {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for e in entries {
+            let name = e
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.ends_with(".d") {
+                if let Ok(drop) = std::fs::read_dir(&e) {
+                    for d in drop.flatten() {
+                        if d.file_name().to_string_lossy().ends_with(".conf") {
+                            read(&d.path());
+                        }
+                    }
+                }
+            } else if crate::manifest::is_unit_name(&name) {
+                read(&e);
+            }
+        }
+    }
+    out
+}
+
+/// Every rendered file as text for `imprint render`: a header line (path,
+/// mode, owner, origin) and the content, secrets masked; binary content is
+/// shown as its size. Then the files skipped by `if:`.
+pub fn display(rendered: &Rendered, secrets: &Secrets) -> String {
+    let mut s = String::new();
+    for f in &rendered.files {
+        let owner = f
+            .owner
+            .as_ref()
+            .map(|o| o.to_string())
+            .unwrap_or_else(|| "root:root".into());
+        let append = if f.append { ", appended" } else { "" };
+        s.push_str(&format!(
+            "==> {} (mode {}, owner {owner}, {}{append}) <==\n",
+            f.path, f.mode, f.origin
+        ));
+        match std::str::from_utf8(&f.content) {
+            Ok(t) if !t.contains('\0') => {
+                s.push_str(&secrets.mask(t));
+                if !t.is_empty() && !t.ends_with('\n') {
+                    s.push_str("\n\\ No newline at end of file\n");
+                }
+            }
+            _ => s.push_str(&format!("(binary, {} bytes)\n", f.content.len())),
+        }
+    }
+    for (path, key) in &rendered.skipped {
+        s.push_str(&format!("==> {path} skipped: {key} is not set <==\n"));
+    }
+    s
 }

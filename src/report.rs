@@ -1,9 +1,19 @@
 //! Stage 10, report: one structured summary to the log and
 //! `/var/lib/imprint/report.json` for `imprint status` (SPEC §1.10).
-//! Never holds a secret.
+//! Never holds a secret: the pipeline builds it from paths, unit names and
+//! error text masked with every secret it knows; [`write`] checks once more
+//! and refuses to store text that still holds a known secret.
+//!
+//! `imprint status` reads the report and the seal (and probes the run lock):
+//! exit 0 when the last run is done (or nothing ran yet, or a run is in
+//! progress), 1 when the last run failed; `--wait` polls the lock until no
+//! run holds it. "Not run yet" is 0, as `cloud-init status` does: status
+//! answers "did something fail?", and a fresh image has not failed.
 
+use crate::error::ExitCode;
 use crate::root::Root;
-use crate::state::StateError;
+use crate::secret::Secrets;
+use crate::state::{self, StateError};
 
 /// One stage's outcome.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -33,16 +43,231 @@ pub struct Report {
     pub error: Option<String>,
 }
 
+/// The report's file name inside the state directory.
+pub const FILE: &str = "report.json";
+
 /// Write `report.json` atomically.
 pub fn write(root: &Root, report: &Report) -> Result<(), StateError> {
-    let _ = (root, report);
-    Ok(())
+    let mut bytes = serde_json::to_vec_pretty(report).map_err(|e| StateError::Corrupt {
+        path: state::dir(root).join(FILE),
+        message: e.to_string(),
+    })?;
+    bytes.push(b'\n');
+    state::write_file(root, FILE, &bytes)
+}
+
+/// Write the report after masking, once more, every string in it with every
+/// known secret: the pipeline masks already, this is the second look (a
+/// change here is logged as the bug it is).
+pub fn write_checked(root: &Root, report: &Report, secrets: &Secrets) -> Result<(), StateError> {
+    let (masked, changed) = mask_report(report, secrets);
+    if changed {
+        tracing::error!("the report held a secret value; it was masked (this is a bug in imprint)");
+    }
+    write(root, &masked)
+}
+
+/// Every string of the report masked; whether anything changed.
+pub fn mask_report(report: &Report, secrets: &Secrets) -> (Report, bool) {
+    fn walk(v: &mut serde_json::Value, s: &Secrets, changed: &mut bool) {
+        match v {
+            serde_json::Value::String(t) => {
+                let m = s.mask(t);
+                if m != *t {
+                    *changed = true;
+                    *t = m;
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|x| walk(x, s, changed)),
+            serde_json::Value::Object(o) => o.values_mut().for_each(|x| walk(x, s, changed)),
+            _ => {}
+        }
+    }
+    if secrets.is_empty() {
+        return (report.clone(), false);
+    }
+    let Ok(mut v) = serde_json::to_value(report) else {
+        return (report.clone(), false);
+    };
+    let mut changed = false;
+    walk(&mut v, secrets, &mut changed);
+    match serde_json::from_value(v) {
+        Ok(r) if changed => (r, true),
+        _ => (report.clone(), false),
+    }
 }
 
 /// Read `report.json`, if any.
 pub fn read(root: &Root) -> Result<Option<Report>, StateError> {
-    let _ = root;
-    Ok(None)
+    let Some(bytes) = state::read_file(root, FILE)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StateError::Corrupt {
+            path: state::dir(root).join(FILE),
+            message: e.to_string(),
+        })
+}
+
+/// Remove the report; returns whether there was one.
+pub fn remove(root: &Root) -> Result<bool, StateError> {
+    state::remove_file(root, FILE)
+}
+
+/// The one structured summary line at the end of a run.
+pub fn log_summary(report: &Report) {
+    let duration_ms: f64 = report.stages.iter().map(|s| s.duration_ms).sum();
+    let duration_ms = (duration_ms * 10.0).round() / 10.0;
+    let instance_id = report.instance_id.as_deref().unwrap_or("-");
+    let datasource = report.datasource.as_deref().unwrap_or("-");
+    let files_written = report.files_written.len();
+    let files_unchanged = report.files_unchanged.len();
+    let units = report.units.len();
+    let warnings = report.warnings.len();
+    let text = format!("imprint run {}", report.status);
+    if report.exit_code == 0 {
+        tracing::info!(
+            status = %report.status,
+            exit_code = report.exit_code,
+            instance_id,
+            datasource,
+            files_written,
+            files_unchanged,
+            units,
+            warnings,
+            duration_ms,
+            "{text}"
+        );
+    } else {
+        tracing::error!(
+            status = %report.status,
+            exit_code = report.exit_code,
+            instance_id,
+            datasource,
+            files_written,
+            files_unchanged,
+            units,
+            warnings,
+            duration_ms,
+            "{text}"
+        );
+    }
+}
+
+/// What `imprint status` shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// `done`, `failed`, `applied-unit-failed`, `running`, `not-run`.
+    pub status: String,
+    pub running: bool,
+    pub sealed: bool,
+    pub report: Option<Report>,
+    pub seal: Option<crate::seal::Seal>,
+}
+
+impl Status {
+    /// 0 done, not run or running; 1 when the last run failed.
+    pub fn exit_code(&self) -> ExitCode {
+        match self.status.as_str() {
+            "failed" | "applied-unit-failed" => ExitCode::Drift,
+            _ => ExitCode::Ok,
+        }
+    }
+
+    /// The human summary.
+    pub fn human(&self) -> String {
+        let mut o = String::new();
+        let r = self.report.as_ref();
+        let s = self.seal.as_ref();
+        kv(&mut o, "status:", &self.status);
+        let id = r
+            .and_then(|r| r.instance_id.clone())
+            .or_else(|| s.map(|s| s.instance_id.clone()));
+        kv(&mut o, "instance-id:", id.as_deref().unwrap_or("-"));
+        let ds = r
+            .and_then(|r| r.datasource.clone())
+            .or_else(|| s.map(|s| s.datasource.clone()));
+        kv(&mut o, "datasource:", ds.as_deref().unwrap_or("-"));
+        if let Some(r) = r {
+            kv(
+                &mut o,
+                "last run:",
+                &format!("{} (exit {})", r.started, r.exit_code),
+            );
+        }
+        let sealed = match s {
+            Some(s) => format!("yes, at {} by imprint {}", s.time, s.version),
+            None => "no".into(),
+        };
+        kv(&mut o, "sealed:", &sealed);
+        let Some(r) = r else {
+            if !self.running && s.is_none() {
+                o.push_str("imprint has not run on this root yet\n");
+            }
+            return o;
+        };
+        kv(&mut o, "files written:", &r.files_written.len().to_string());
+        for f in &r.files_written {
+            o.push_str(&format!("  {f}\n"));
+        }
+        kv(&mut o, "unchanged:", &r.files_unchanged.len().to_string());
+        kv(
+            &mut o,
+            "units:",
+            if r.units.is_empty() { "none" } else { "" },
+        );
+        for u in &r.units {
+            let unit = if u.unit.is_empty() {
+                "(manager)"
+            } else {
+                &u.unit
+            };
+            o.push_str(&format!("  {} {unit}: {}\n", u.action, u.result));
+        }
+        kv(
+            &mut o,
+            "warnings:",
+            if r.warnings.is_empty() { "none" } else { "" },
+        );
+        for w in &r.warnings {
+            o.push_str(&format!("  {w}\n"));
+        }
+        kv(&mut o, "error:", r.error.as_deref().unwrap_or("none"));
+        o
+    }
+}
+
+fn kv(o: &mut String, k: &str, v: &str) {
+    o.push_str(format!("{k:<15}{v}").trim_end());
+    o.push('\n');
+}
+
+/// Gather the status of a root; with `wait`, first wait (polling every
+/// 100 ms) until no run holds the lock.
+pub fn status(root: &Root, wait: bool) -> Result<Status, StateError> {
+    while wait && state::is_locked(root) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let running = state::is_locked(root);
+    let report = read(root)?;
+    let seal = crate::seal::read(root)?;
+    let status = if running {
+        "running".to_string()
+    } else if let Some(r) = &report {
+        r.status.clone()
+    } else if seal.is_some() {
+        "done".to_string()
+    } else {
+        "not-run".to_string()
+    };
+    Ok(Status {
+        status,
+        running,
+        sealed: seal.is_some(),
+        report,
+        seal,
+    })
 }
 
 /// Now as RFC 3339 UTC (`2026-11-22T00:35:29Z`), without a date crate.

@@ -115,15 +115,20 @@ pub struct Observed {
     /// A run holds the lock, or systemd has a job for imprint.service.
     pub running: bool,
     pub report: Option<Report>,
+    /// No report, but a seal: configured (by an older imprint, say).
+    pub sealed: bool,
 }
 
 fn status(root: &Root) -> Observed {
-    let report = std::fs::read(crate::state::dir(root).join("report.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Report>(&b).ok());
+    let report = crate::report::read(root).ok().flatten();
+    let sealed = report.is_none() && crate::seal::read(root).ok().flatten().is_some();
     let running = lock_held_at(&root.join(root::RUN_DIR).join("lock"))
         || (root.is_host() && crate::systemd::booted() && imprint_job_pending());
-    Observed { running, report }
+    Observed {
+        running,
+        report,
+        sealed,
+    }
 }
 
 /// Whether a lock (flock, POSIX or OFD) is held on `path`, from
@@ -186,7 +191,7 @@ pub fn details(st: &Observed) -> Value {
     let r = st.report.as_ref();
     let running = if st.running {
         "running"
-    } else if r.is_some() {
+    } else if r.is_some() || st.sealed {
         "done"
     } else {
         "not started"
@@ -211,6 +216,7 @@ pub fn details(st: &Observed) -> Value {
         .unwrap_or_default();
     let detail = match r {
         _ if st.running => "imprint is running".to_string(),
+        None if st.sealed => "imprint configured this instance (sealed)".to_string(),
         None => "imprint has not run on this instance yet".to_string(),
         Some(r) if failed => format!(
             "imprint failed (exit {}){}",
@@ -233,7 +239,7 @@ pub fn details(st: &Observed) -> Value {
         json!({ "WARNING": warnings })
     };
     let mut v = json!({
-        "boot_status_code": if r.is_some() || st.running { "enabled-by-generator" } else { "unknown" },
+        "boot_status_code": if r.is_some() || st.running || st.sealed { "enabled-by-generator" } else { "unknown" },
         "datasource": r.and_then(|r| r.datasource.clone()).unwrap_or_default(),
         "detail": detail,
         "errors": errors,

@@ -1,11 +1,26 @@
 //! Stage 5, validate: the merged values against the manifest's `values`
 //! declarations (SPEC §1.5): types, required keys, defaults, enums. Every
 //! problem in one report; secret values never appear in a message.
+//!
+//! Decisions where the spec is silent (docs/user-data.md says the same):
+//! - No coercion: `"5432"` is not an integer and `1.10` (a YAML number) is
+//!   not a string; the message says how to write it. A silent coercion
+//!   would hide the mistake until a template renders something surprising.
+//! - `null` means "not set": a default applies, a required key is missing.
+//! - When the manifest declares values, a value it does not declare (or
+//!   that is not under a declared `map`/`any`) is a problem under
+//!   `unsupported: error` (it is usually a typo) and a warning under `warn`.
+//!   With no declarations at all (or no manifest) anything goes.
+//! - Secrets: every value declared `secret: true` and every value whose key
+//!   names a secret (`secret::is_secret_key`), declared or not, is recorded
+//!   in [`Validated::secrets`]; a problem about a secret says its type,
+//!   never its value.
 
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, UnsupportedPolicy, ValueDecl, ValueType};
 use crate::merge::{Merged, Notice, WriteFile};
 use crate::model::Values;
-use crate::secret::Secrets;
+use crate::secret::{self, Secrets};
+use serde_json::Value;
 
 /// Values checked and completed with defaults.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +50,510 @@ pub struct ValidateError {
 
 /// Validate and complete the values.
 pub fn validate(merged: Merged, manifest: &Manifest) -> Result<Validated, ValidateError> {
-    let _ = (merged, manifest);
-    todo!("validate")
+    let Merged {
+        mut values,
+        write_files,
+        mut warnings,
+        value_parts,
+    } = merged;
+    let mut problems = Vec::new();
+    for (key, decl) in &manifest.values {
+        let secret = decl.secret || secret::is_secret_key(key);
+        match get_path(&values, key) {
+            None | Some(Value::Null) => {
+                if decl.required {
+                    problems.push(Problem {
+                        key: key.clone(),
+                        expected: format!("{} (it is required)", expected(decl)),
+                        found: match get_path(&values, key) {
+                            Some(Value::Null) => "null".into(),
+                            _ => "nothing".into(),
+                        },
+                    });
+                } else if let Some(d) = &decl.default {
+                    if let Err(at) = set_path(&mut values, key, d.clone()) {
+                        problems.push(Problem {
+                            key: at.clone(),
+                            expected: format!("a map (the manifest declares {key})"),
+                            found: describe(get_path(&values, &at).unwrap_or(&Value::Null), secret),
+                        });
+                    }
+                }
+            }
+            Some(v) => {
+                if let Some(why) = check(decl, v) {
+                    problems.push(Problem {
+                        key: key.clone(),
+                        expected: why,
+                        found: describe(v, secret),
+                    });
+                }
+            }
+        }
+    }
+    // A declared key whose parent was given as a scalar (`db: x` when the
+    // manifest declares db.host) is found as "nothing" above; say why.
+    for key in manifest.values.keys() {
+        let segs: Vec<&str> = key.split('.').collect();
+        for i in 1..segs.len() {
+            let parent = segs[..i].join(".");
+            if manifest.values.contains_key(&parent) {
+                break;
+            }
+            if let Some(v) = get_path(&values, &parent) {
+                if !v.is_object() && !v.is_null() {
+                    let secret = secret::is_secret_key(&parent);
+                    let p = Problem {
+                        key: parent.clone(),
+                        expected: format!("a map (the manifest declares {key})"),
+                        found: describe(v, secret),
+                    };
+                    if !problems.contains(&p) {
+                        problems.push(p);
+                    }
+                }
+                break;
+            }
+        }
+    }
+    if !manifest.values.is_empty() {
+        let mut leaves = Vec::new();
+        crate::merge::leaf_keys(&values, "", &mut leaves);
+        for leaf in leaves {
+            if covered(manifest, &leaf) {
+                continue;
+            }
+            match manifest.unsupported {
+                UnsupportedPolicy::Error => problems.push(Problem {
+                    key: leaf.clone(),
+                    expected: undeclared_hint(manifest, &leaf),
+                    found: describe(
+                        get_path(&values, &leaf).unwrap_or(&Value::Null),
+                        secret::is_secret_key(&leaf),
+                    ),
+                }),
+                UnsupportedPolicy::Warn => warnings.push(Notice {
+                    part: value_parts.get(&leaf).copied().unwrap_or(0),
+                    what: format!("value `{leaf}`"),
+                    hint: format!(
+                        "the manifest does not declare it; {}",
+                        undeclared_hint(manifest, &leaf)
+                    ),
+                }),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ValidateError { problems });
+    }
+    let secrets = secrets_of(&values, manifest);
+    warnings.sort_by_key(|n| n.part);
+    Ok(Validated {
+        values,
+        write_files,
+        warnings,
+        secrets,
+    })
+}
+
+/// Every secret string in `values`: declared `secret: true`, or under a key
+/// whose name says secret.
+pub fn secrets_of(values: &Values, manifest: &Manifest) -> Secrets {
+    let mut s = Secrets::new();
+    for (key, decl) in &manifest.values {
+        if decl.secret {
+            if let Some(v) = get_path(values, key) {
+                s.add_value(v);
+            }
+        }
+    }
+    walk_secrets(values, "", &mut s);
+    s
+}
+
+/// Best-effort secrets of parts that were not merged (`imprint fetch`):
+/// each part's values on their own, problems ignored.
+pub fn secrets_of_parts(parts: &[crate::decode::Part], manifest: &Manifest) -> Secrets {
+    let mut s = Secrets::new();
+    for p in parts {
+        let v = crate::merge::part_values(p);
+        s.merge(&secrets_of(&v, manifest));
+        // Secret-named keys anywhere in a cloud-config document too.
+        if p.kind == crate::decode::PartKind::CloudConfig {
+            if let Ok(Some(Value::Object(doc))) = crate::merge::part_document(p) {
+                walk_secrets(&doc, "", &mut s);
+            }
+        }
+    }
+    s
+}
+
+/// Mask a parsed document for display: every value under a key that names
+/// a secret, and every string or number that is (or holds) a known secret.
+pub fn mask_document(v: &mut Value, secrets: &Secrets) {
+    match v {
+        Value::String(s) => {
+            let m = secrets.mask(s);
+            if m != *s {
+                *s = m;
+            }
+        }
+        Value::Number(n) => {
+            if secrets.iter().any(|x| x == n.to_string()) {
+                *v = Value::String(secret::MASK.into());
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| mask_document(x, secrets)),
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if secret::is_secret_key(k) && !x.is_object() && !x.is_array() && !x.is_null() {
+                    *x = Value::String(secret::MASK.into());
+                } else if secret::is_secret_key(k) {
+                    let mut all = Secrets::new();
+                    all.add_value(x);
+                    all.merge(secrets);
+                    mask_document(x, &all);
+                } else {
+                    mask_document(x, secrets);
+                }
+            }
+        }
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+fn walk_secrets(values: &Values, prefix: &str, s: &mut Secrets) {
+    for (k, v) in values {
+        let key = format!("{prefix}{k}");
+        if secret::is_secret_key(&key) {
+            s.add_value(v);
+        } else if let Value::Object(m) = v {
+            walk_secrets(m, &format!("{key}."), s);
+        }
+    }
+}
+
+/// Whether a leaf is declared, or under a declared map/any.
+fn covered(manifest: &Manifest, leaf: &str) -> bool {
+    if manifest.values.contains_key(leaf) {
+        return true;
+    }
+    let mut at = leaf;
+    while let Some((parent, _)) = at.rsplit_once('.') {
+        if manifest.values.contains_key(parent) {
+            return true;
+        }
+        at = parent;
+    }
+    // An empty map given for a key whose children are declared.
+    let prefix = format!("{leaf}.");
+    manifest.values.keys().any(|k| k.starts_with(&prefix))
+}
+
+fn undeclared_hint(manifest: &Manifest, leaf: &str) -> String {
+    let best = manifest
+        .values
+        .keys()
+        .map(|k| (distance(k, leaf), k))
+        .min()
+        .filter(|(d, k)| *d <= (k.len() / 2).clamp(1, 3));
+    match best {
+        Some((_, k)) => format!("a key the manifest declares (did you mean {k}?)"),
+        None => {
+            let keys: Vec<&str> = manifest.values.keys().map(String::as_str).collect();
+            let more = keys.len().saturating_sub(8);
+            format!(
+                "a key the manifest declares ({}{})",
+                keys[..keys.len().min(8)].join(", "),
+                if more > 0 {
+                    format!(", and {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean".
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// What a declaration expects, in words.
+fn expected(decl: &ValueDecl) -> String {
+    if let Some(allowed) = &decl.allowed {
+        return format!(
+            "one of {}",
+            allowed
+                .iter()
+                .map(Value::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    type_words(decl.ty).to_string()
+}
+
+fn type_words(t: ValueType) -> &'static str {
+    match t {
+        ValueType::String => "a string",
+        ValueType::Integer => "an integer",
+        ValueType::Number => "a number",
+        ValueType::Boolean => "a boolean",
+        ValueType::List => "a list",
+        ValueType::Map => "a map",
+        ValueType::Any => "a value",
+    }
+}
+
+/// `None` when `v` fits `decl`, else what was expected (with a hint).
+fn check(decl: &ValueDecl, v: &Value) -> Option<String> {
+    let ok = match decl.ty {
+        ValueType::String => v.is_string(),
+        ValueType::Integer => v.is_i64() || v.is_u64(),
+        ValueType::Number => v.is_number(),
+        ValueType::Boolean => v.is_boolean(),
+        ValueType::List => v.is_array(),
+        ValueType::Map => v.is_object(),
+        ValueType::Any => true,
+    };
+    if !ok {
+        let hint = match (decl.ty, v) {
+            (ValueType::Integer | ValueType::Number, Value::String(s))
+                if s.trim().parse::<f64>().is_ok() =>
+            {
+                " (write the number without quotes)"
+            }
+            (ValueType::Boolean, Value::String(s))
+                if ["true", "false", "yes", "no", "on", "off"]
+                    .contains(&s.trim().to_ascii_lowercase().as_str()) =>
+            {
+                " (write true or false without quotes)"
+            }
+            (ValueType::String, Value::Number(_) | Value::Bool(_)) => {
+                " (quote it so it stays text)"
+            }
+            _ => "",
+        };
+        return Some(format!("{}{hint}", type_words(decl.ty)));
+    }
+    if let Some(allowed) = &decl.allowed {
+        if !allowed.contains(v) {
+            return Some(expected(decl));
+        }
+    }
+    None
+}
+
+/// What was found, in words; a secret shows only its type.
+fn describe(v: &Value, secret: bool) -> String {
+    if secret {
+        return match v {
+            Value::Null => "null".into(),
+            other => format!("{} (secret, not shown)", crate::merge::shape(other)),
+        };
+    }
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => {
+            let mut t: String = s.chars().take(60).collect();
+            if t.len() < s.len() {
+                t.push_str("...");
+            }
+            format!("the string {t:?}")
+        }
+        Value::Array(a) => format!("a list of {} item(s)", a.len()),
+        Value::Object(m) => format!(
+            "a map with keys {}",
+            m.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// The value at a dotted key.
+pub fn get_path<'a>(values: &'a Values, dotted: &str) -> Option<&'a Value> {
+    let mut segs = dotted.split('.');
+    let mut cur = values.get(segs.next()?)?;
+    for s in segs {
+        cur = cur.as_object()?.get(s)?;
+    }
+    Some(cur)
+}
+
+/// Set the value at a dotted key, creating maps; `Err(prefix)` when a
+/// prefix holds a non-map.
+fn set_path(values: &mut Values, dotted: &str, v: Value) -> Result<(), String> {
+    let segs: Vec<&str> = dotted.split('.').collect();
+    let mut cur = values;
+    for (i, s) in segs[..segs.len() - 1].iter().enumerate() {
+        let entry = cur
+            .entry(s.to_string())
+            .or_insert_with(|| Value::Object(Values::new()));
+        if entry.is_null() {
+            *entry = Value::Object(Values::new());
+        }
+        cur = match entry {
+            Value::Object(m) => m,
+            _ => return Err(segs[..=i].join(".")),
+        };
+    }
+    cur.insert(segs[segs.len() - 1].to_string(), v);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn decl(ty: ValueType) -> ValueDecl {
+        ValueDecl {
+            ty,
+            required: false,
+            default: None,
+            allowed: None,
+            secret: false,
+            description: None,
+        }
+    }
+
+    fn manifest(decls: Vec<(&str, ValueDecl)>) -> Manifest {
+        Manifest {
+            values: decls
+                .into_iter()
+                .map(|(k, d)| (k.to_string(), d))
+                .collect::<BTreeMap<_, _>>(),
+            unsupported: UnsupportedPolicy::Error,
+            ..Manifest::absent()
+        }
+    }
+
+    fn merged(v: Value) -> Merged {
+        Merged {
+            values: v.as_object().unwrap().clone(),
+            ..Merged::default()
+        }
+    }
+
+    #[test]
+    fn all_problems_in_one_report() {
+        let m = manifest(vec![
+            (
+                "db.host",
+                ValueDecl {
+                    required: true,
+                    ..decl(ValueType::String)
+                },
+            ),
+            (
+                "db.port",
+                ValueDecl {
+                    default: Some(json!(5432)),
+                    ..decl(ValueType::Integer)
+                },
+            ),
+            (
+                "db.password",
+                ValueDecl {
+                    required: true,
+                    secret: true,
+                    ..decl(ValueType::String)
+                },
+            ),
+            (
+                "mode",
+                ValueDecl {
+                    allowed: Some(vec![json!("a"), json!("b")]),
+                    ..decl(ValueType::String)
+                },
+            ),
+        ]);
+        let e = validate(
+            merged(json!({"db": {"port": "5432", "password": 1234}, "mode": "c", "db_hots": "x"})),
+            &m,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid values:\n  \
+             db.host: expected a string (it is required), found nothing\n  \
+             db.password: expected a string (quote it so it stays text), found a number (secret, not shown)\n  \
+             db.port: expected an integer (write the number without quotes), found the string \"5432\"\n  \
+             mode: expected one of \"a\", \"b\", found the string \"c\"\n  \
+             db_hots: expected a key the manifest declares (did you mean db.host?), found the string \"x\""
+        );
+        assert!(!e.to_string().contains("1234"));
+    }
+
+    #[test]
+    fn defaults_and_secrets() {
+        let m = manifest(vec![
+            (
+                "db.port",
+                ValueDecl {
+                    default: Some(json!(5432)),
+                    ..decl(ValueType::Integer)
+                },
+            ),
+            (
+                "db.pass",
+                ValueDecl {
+                    secret: true,
+                    ..decl(ValueType::String)
+                },
+            ),
+            ("api", decl(ValueType::Map)),
+        ]);
+        let v = validate(
+            merged(json!({"db": {"pass": "hunter2"}, "api": {"token": "t0k", "url": "u"}})),
+            &m,
+        )
+        .unwrap();
+        assert_eq!(v.values["db"]["port"], json!(5432));
+        let s: Vec<&str> = v.secrets.iter().collect();
+        assert!(s.contains(&"hunter2") && s.contains(&"t0k"), "{s:?}");
+        assert!(!s.contains(&"u"));
+    }
+
+    #[test]
+    fn undeclared_values_warn_under_warn() {
+        let mut m = manifest(vec![("a", decl(ValueType::Any))]);
+        m.unsupported = UnsupportedPolicy::Warn;
+        let mut mg = merged(json!({"a": 1, "b": {"c": 2}}));
+        mg.value_parts.insert("b.c".into(), 3);
+        let v = validate(mg, &m).unwrap();
+        assert_eq!(v.warnings.len(), 1);
+        assert_eq!(v.warnings[0].part, 3);
+        assert_eq!(v.warnings[0].what, "value `b.c`");
+    }
+
+    #[test]
+    fn scalar_where_a_map_is_declared() {
+        let m = manifest(vec![("db.host", decl(ValueType::String))]);
+        let e = validate(merged(json!({"db": "x"})), &m).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid values:\n  db: expected a map (the manifest declares db.host), found the string \"x\""
+        );
+    }
+
+    #[test]
+    fn no_declarations_accept_anything() {
+        let v = validate(merged(json!({"x": {"y": 1}})), &Manifest::absent()).unwrap();
+        assert_eq!(v.values["x"]["y"], json!(1));
+    }
 }

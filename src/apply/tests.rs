@@ -1,0 +1,357 @@
+//! Unit tests of apply on temp roots with in-memory plans.
+
+use super::*;
+use crate::model::{Mode as FileMode, Origin};
+use crate::plan::{ChangeKind, FileChange};
+use crate::render::RenderedFile;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+fn change(path: &str, content: &str, mode: u32, uid: u32, gid: u32) -> FileChange {
+    FileChange {
+        file: RenderedFile {
+            path: path.into(),
+            content: content.as_bytes().to_vec(),
+            mode: FileMode(mode),
+            owner: None,
+            restart: vec![],
+            reload: vec![],
+            origin: Origin::Manifest { index: 0 },
+            append: false,
+            holds_secret: false,
+        },
+        content: content.as_bytes().to_vec(),
+        uid,
+        gid,
+        kind: ChangeKind::Create,
+        previous: None,
+    }
+}
+
+fn plan(changes: Vec<FileChange>) -> Plan {
+    Plan {
+        changes,
+        ..Plan::default()
+    }
+}
+
+/// Hash of every path, type, mode, owner, link target and content.
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        let rel = p.strip_prefix(dir).unwrap().display().to_string();
+        let extra = if md.file_type().is_symlink() {
+            std::fs::read_link(&p).unwrap().display().to_string()
+        } else if md.is_file() {
+            String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned()
+        } else {
+            let mut kids: Vec<_> = std::fs::read_dir(&p)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            kids.sort();
+            stack.extend(kids);
+            String::new()
+        };
+        out.push(format!(
+            "{rel} {:o} {}:{} {extra}",
+            md.mode(),
+            md.uid(),
+            md.gid()
+        ));
+    }
+    out.sort();
+    out
+}
+
+fn root_with_base() -> (tempfile::TempDir, Root) {
+    let t = tempfile::tempdir().unwrap();
+    for d in ["etc", "var/lib", "run"] {
+        std::fs::create_dir_all(t.path().join(d)).unwrap();
+    }
+    let r = Root::at(t.path());
+    (t, r)
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+#[test]
+fn writes_files_parents_modes_and_owners() {
+    let (t, root) = root_with_base();
+    let (u, g) = if is_root() { (1234, 2345) } else { ids() };
+    let p = plan(vec![
+        change("/opt/app/conf/app.env", "A=1\n", 0o640, u, g),
+        change("/etc/motd", "hello\n", 0o644, 0, 0),
+        change("/usr/local/bin/tool", "#!/bin/sh\n", 0o4755, 0, 0),
+    ]);
+    let a = apply(&root, &p).unwrap();
+    assert_eq!(a.written.len(), 3);
+    assert_eq!(
+        a.created_dirs,
+        vec![
+            "/opt",
+            "/opt/app",
+            "/opt/app/conf",
+            "/usr",
+            "/usr/local",
+            "/usr/local/bin"
+        ]
+    );
+    let md = std::fs::metadata(t.path().join("opt/app/conf/app.env")).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o640);
+    if is_root() {
+        assert_eq!((md.uid(), md.gid()), (1234, 2345));
+        let md = std::fs::metadata(t.path().join("usr/local/bin/tool")).unwrap();
+        assert_eq!(
+            md.mode() & 0o7777,
+            0o4755,
+            "set-uid kept: chmod comes after chown"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("opt/app/conf/app.env")).unwrap(),
+        "A=1\n"
+    );
+    for d in ["opt", "opt/app", "opt/app/conf"] {
+        let md = std::fs::metadata(t.path().join(d)).unwrap();
+        assert_eq!(md.mode() & 0o7777, 0o755, "{d}");
+    }
+    assert_eq!(a.written[0].sha256, crate::pipeline::sha256_hex(b"A=1\n"));
+    assert_eq!((a.written[0].uid, a.written[0].gid), (u, g));
+    // No temp files, no journal left behind.
+    let all = tree(t.path()).join("\n");
+    assert!(!all.contains("imprint-tmp"), "{all}");
+    assert!(!t.path().join(JOURNAL).exists());
+}
+
+#[test]
+fn replaces_existing_file_atomically() {
+    let (t, root) = root_with_base();
+    let f = t.path().join("etc/app.conf");
+    std::fs::write(&f, "old\n").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let ino = std::fs::metadata(&f).unwrap().ino();
+    let (u, g) = ids();
+    apply(
+        &root,
+        &plan(vec![change("/etc/app.conf", "new\n", 0o600, u, g)]),
+    )
+    .unwrap();
+    let md = std::fs::metadata(&f).unwrap();
+    assert_ne!(md.ino(), ino, "renamed over, not rewritten in place");
+    assert_eq!(md.mode() & 0o7777, 0o600);
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "new\n");
+}
+
+#[test]
+fn empty_plan_touches_nothing() {
+    let (t, root) = root_with_base();
+    let before = tree(t.path());
+    apply(&root, &Plan::default()).unwrap();
+    assert_eq!(tree(t.path()), before);
+}
+
+fn assert_refused(root: &Root, t: &tempfile::TempDir, p: Plan, needle: &str) {
+    let before = tree(t.path());
+    let e = apply(root, &p).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, ApplyError::Refused { .. }), "{msg}");
+    assert!(msg.contains(needle), "{msg}");
+    assert_eq!(
+        tree(t.path()),
+        before,
+        "nothing written, not even the journal"
+    );
+}
+
+#[test]
+fn refuses_symlink_at_final_path() {
+    let (t, root) = root_with_base();
+    std::fs::write(t.path().join("etc/real"), "x").unwrap();
+    std::os::unix::fs::symlink("real", t.path().join("etc/link")).unwrap();
+    let (u, g) = ids();
+    assert_refused(
+        &root,
+        &t,
+        plan(vec![
+            change("/etc/ok", "fine", 0o644, u, g),
+            change("/etc/link", "y", 0o644, u, g),
+        ]),
+        "is a symlink",
+    );
+}
+
+#[test]
+fn refuses_symlink_out_of_the_root() {
+    let (t, root) = root_with_base();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), t.path().join("etc/out")).unwrap();
+    std::os::unix::fs::symlink("../../..", t.path().join("etc/up")).unwrap();
+    let (u, g) = ids();
+    for path in ["/etc/out/x", "/etc/out/sub/x", "/etc/up/x"] {
+        assert_refused(
+            &root,
+            &t,
+            plan(vec![
+                change("/etc/ok", "fine", 0o644, u, g),
+                change(path, "y", 0o644, u, g),
+            ]),
+            "leads outside the root",
+        );
+    }
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn refuses_parent_dir_components() {
+    let (t, root) = root_with_base();
+    let (u, g) = ids();
+    assert_refused(
+        &root,
+        &t,
+        plan(vec![change("/etc/../../x", "y", 0o644, u, g)]),
+        "`..`",
+    );
+}
+
+#[test]
+fn refuses_directory_in_the_way_and_file_as_parent() {
+    let (t, root) = root_with_base();
+    std::fs::create_dir_all(t.path().join("etc/app.conf")).unwrap();
+    std::fs::write(t.path().join("etc/plain"), "x").unwrap();
+    let (u, g) = ids();
+    assert_refused(
+        &root,
+        &t,
+        plan(vec![change("/etc/app.conf", "y", 0o644, u, g)]),
+        "a directory is in the way",
+    );
+    assert_refused(
+        &root,
+        &t,
+        plan(vec![change("/etc/plain/x", "y", 0o644, u, g)]),
+        "/etc/plain is not a directory",
+    );
+}
+
+#[test]
+fn follows_in_root_symlinks_for_parents() {
+    let (t, root) = root_with_base();
+    std::fs::create_dir_all(t.path().join("usr/lib")).unwrap();
+    std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+    let (u, g) = ids();
+    apply(&root, &plan(vec![change("/lib/x.conf", "y", 0o644, u, g)])).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("usr/lib/x.conf")).unwrap(),
+        "y"
+    );
+}
+
+#[test]
+fn failure_part_way_restores_everything() {
+    let (t, root) = root_with_base();
+    std::fs::write(t.path().join("etc/y"), "old y\n").unwrap();
+    std::fs::set_permissions(
+        t.path().join("etc/y"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    let before = tree(t.path());
+    let (u, g) = ids();
+    // /a/b is created as a directory (the parent of /a/b/c) and then cannot
+    // be replaced by a file: a real failure after two files were written.
+    let p = plan(vec![
+        change("/etc/x", "new x\n", 0o644, u, g),
+        change("/etc/y", "new y\n", 0o600, u, g),
+        change("/a/b", "file\n", 0o644, u, g),
+        change("/a/b/c", "deep\n", 0o644, u, g),
+    ]);
+    let e = apply(&root, &p).unwrap_err();
+    assert!(matches!(e, ApplyError::Write { .. }), "{e}");
+    assert!(e.to_string().contains("/a/b"), "{e}");
+    assert!(e.to_string().contains("rolled back"), "{e}");
+    // Only imprint's own (empty) state directory is new: the journal is gone.
+    std::fs::remove_dir(t.path().join("var/lib/imprint")).unwrap();
+    assert_eq!(tree(t.path()), before);
+}
+
+#[test]
+fn recover_rolls_back_a_crashed_run() {
+    let (t, root) = root_with_base();
+    std::fs::write(t.path().join("etc/y"), "old y\n").unwrap();
+    let before = tree(t.path());
+    let rdir = open_root(&root).unwrap();
+    let (u, g) = ids();
+    let mut create = Vec::new();
+    let ty = preflight(&rdir, "/etc/y", &mut create).unwrap();
+    let tx = preflight(&rdir, "/new/dir/x", &mut create).unwrap();
+    let j = Journal {
+        version: 1,
+        started: "now".into(),
+        entries: vec![
+            Entry {
+                path: ty.path.clone(),
+                previous: ty.previous.clone(),
+            },
+            Entry {
+                path: tx.path.clone(),
+                previous: None,
+            },
+        ],
+        created_dirs: create.iter().map(|d| display(d)).collect(),
+    };
+    write_journal(&root, &j).unwrap();
+    // The "crash": /etc/y written, /new/dir created and a temp file left.
+    std::fs::write(t.path().join("etc/y"), "new y\n").unwrap();
+    std::fs::create_dir_all(t.path().join("new/dir")).unwrap();
+    std::fs::write(t.path().join("new/dir/.x.imprint-tmp"), "partial").unwrap();
+    let _ = (u, g);
+    let restored = recover(&root).unwrap();
+    assert_eq!(restored, vec!["/etc/y", "/new/dir/x"]);
+    // The state dir was created by the journal; everything else is as before.
+    std::fs::remove_dir(t.path().join("var/lib/imprint")).unwrap();
+    assert_eq!(tree(t.path()), before);
+    assert!(recover(&root).unwrap().is_empty(), "idempotent");
+}
+
+#[test]
+fn corrupt_journal_is_a_clear_error() {
+    let (t, root) = root_with_base();
+    std::fs::create_dir_all(t.path().join("var/lib/imprint")).unwrap();
+    std::fs::write(t.path().join(JOURNAL), "{half").unwrap();
+    let e = recover(&root).unwrap_err().to_string();
+    assert!(e.contains("journal.json"), "{e}");
+    assert!(e.contains("by hand"), "{e}");
+}
+
+#[test]
+fn temp_file_is_created_with_final_mode() {
+    // The temp file never has more permission bits than the final mode:
+    // created O_EXCL with them, chmodded exactly before any byte is written.
+    let t = tempfile::tempdir().unwrap();
+    let dir = Dir::open_ambient_dir(t.path(), ambient_authority()).unwrap();
+    write_atomic(&dir, OsStr::new("s"), b"secret", 0o600, None).unwrap();
+    let md = std::fs::metadata(t.path().join("s")).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o600);
+    // A stale temp (from a crash) is replaced, not an error.
+    std::fs::write(t.path().join(".s.imprint-tmp"), "stale").unwrap();
+    write_atomic(&dir, OsStr::new("s"), b"again", 0o600, None).unwrap();
+    assert!(!t.path().join(".s.imprint-tmp").exists());
+    assert_eq!(std::fs::read(t.path().join("s")).unwrap(), b"again");
+}
+
+#[test]
+fn owner_policy() {
+    assert_eq!(owner_to_set(0, 0, true, (5, 6)), Ok(Some((5, 6))));
+    assert_eq!(
+        owner_to_set(1000, 1000, true, (1000, 1000)),
+        Ok(Some((1000, 1000)))
+    );
+    assert_eq!(owner_to_set(1000, 1000, false, (0, 0)), Ok(None));
+    assert!(owner_to_set(1000, 1000, true, (0, 0))
+        .unwrap_err()
+        .contains("not running as root"));
+}

@@ -1,0 +1,114 @@
+//! The `gce` source: Google Compute Engine's metadata server.
+//!
+//! Every request carries `Metadata-Flavor: Google` (without it the server
+//! answers 403), and every answer must carry it back: a server that does
+//! not is not Google's metadata server, and imprint stops. Paths under
+//! `/computeMetadata/v1/`: `instance/id` (required), `instance/hostname`,
+//! `instance/attributes/user-data` (404 = none) and
+//! `instance/attributes/user-data-encoding` (`base64`: the user-data is
+//! decoded here, as cloud-init does).
+//!
+//! The endpoint is the link-local address, not `metadata.google.internal`:
+//! no DNS in early boot.
+
+use super::http::{self, Client, Req};
+use super::{FetchError, Fetched, Options, Provider};
+use crate::identify::{Datasource, Request};
+use base64::Engine;
+
+pub const ENDPOINTS: &[&str] = &["http://169.254.169.254"];
+pub const PREFIX: &str = "/computeMetadata/v1";
+pub const FLAVOR_HEADER: &str = "Metadata-Flavor";
+pub const FLAVOR: &str = "Google";
+
+pub struct Gce {
+    base: String,
+    client: Client,
+    limit: u64,
+}
+
+impl Gce {
+    pub fn new(request: &Request, options: &Options) -> Result<Gce, FetchError> {
+        let bases = http::bases(Datasource::Gce, request.metadata_url.as_deref(), ENDPOINTS)?;
+        Ok(Gce {
+            base: bases[0].clone(),
+            client: Client::new(Datasource::Gce, options.timeout, options.retry.clone()),
+            limit: options.max_user_data,
+        })
+    }
+
+    fn get(&self, path: &str, what: &'static str, cap: u64) -> Result<Option<Vec<u8>>, FetchError> {
+        let req = Req::get(format!("{}{PREFIX}/{path}", self.base), what, cap)
+            .header(FLAVOR_HEADER, FLAVOR);
+        let resp = self.client.send(&req)?;
+        if resp.header(FLAVOR_HEADER) != Some(FLAVOR) {
+            return Err(self.client.error(
+                &req,
+                format!(
+                    "status {}{}: the answer has no \"Metadata-Flavor: Google\" header, so \
+                     this is not a GCE metadata server",
+                    resp.status,
+                    resp.snippet()
+                ),
+            ));
+        }
+        http::ok_or_absent(&self.client, &req, resp)
+    }
+}
+
+impl Provider for Gce {
+    fn fetch(&self) -> Result<Option<Fetched>, FetchError> {
+        let cap = super::nocloud::MAX_META_DATA;
+        let instance_id = match self.get("instance/id", "instance-id", cap)? {
+            Some(b) => http::text(b, "instance-id", "instance/id")?,
+            None => {
+                return Err(FetchError::Unavailable {
+                    datasource: Datasource::Gce,
+                    message: "instance/id is missing (404)".into(),
+                })
+            }
+        };
+        let hostname = self
+            .get("instance/hostname", "hostname", cap)?
+            .and_then(|b| http::text(b, "hostname", "instance/hostname").ok());
+        let mut user_data = self
+            .get("instance/attributes/user-data", "user-data", self.limit)?
+            .unwrap_or_default();
+        let encoding = self
+            .get(
+                "instance/attributes/user-data-encoding",
+                "user-data-encoding",
+                256,
+            )?
+            .map(|b| String::from_utf8_lossy(&b).trim().to_ascii_lowercase());
+        match encoding.as_deref() {
+            None | Some("") => {}
+            Some("base64") | Some("b64") => {
+                let text: Vec<u8> = user_data
+                    .iter()
+                    .copied()
+                    .filter(|b| !b.is_ascii_whitespace())
+                    .collect();
+                user_data = base64::engine::general_purpose::STANDARD
+                    .decode(&text)
+                    .map_err(|e| FetchError::Invalid {
+                        what: "user-data (user-data-encoding: base64)".into(),
+                        message: format!("not valid base64: {e}"),
+                    })?;
+            }
+            Some(other) => {
+                return Err(FetchError::Invalid {
+                    what: "instance/attributes/user-data-encoding".into(),
+                    message: format!("unknown encoding {other:?}; only base64 is known"),
+                })
+            }
+        }
+        Ok(Some(Fetched {
+            instance_id,
+            user_data,
+            hostname,
+            source: self.base.clone(),
+            ..Fetched::default()
+        }))
+    }
+}

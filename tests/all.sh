@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README states it and CI runs it:
+#   formatting, lints, unit + black-box tests (with fault-injection
+#   fail points), a short bounded fuzz run, then the VM suite (a real
+#   systemd boot under qemu).
+# IMPRINT_SKIP_VM=1 skips the VM suite (it needs root, qemu and ~10 min).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy"
+cargo clippy --all-targets -- -D warnings
+step "cargo test"
+cargo test --all-targets
+if [ -x tests/fuzz-smoke.sh ]; then
+  step "fuzz smoke (bounded)"
+  tests/fuzz-smoke.sh
+fi
+if [ "${IMPRINT_SKIP_VM:-0}" != 1 ] && [ -x tests/vm/run.sh ]; then
+  step "VM suite"
+  cargo build --release
+  IMPRINT_BIN="$PWD/target/release/imprint" tests/vm/run.sh
+fi

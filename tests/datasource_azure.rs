@@ -1,0 +1,132 @@
+//! The `azure` source against a fake metadata server on 127.0.0.1 that
+//! behaves as the provider documents (tests/fakes).
+
+mod fakes;
+
+use fakes::AZURE as K;
+
+#[test]
+fn happy_path() {
+    fakes::happy(&K);
+}
+
+#[test]
+fn no_user_data() {
+    fakes::no_user_data(&K);
+}
+
+#[test]
+fn unavailable_twice_then_ok() {
+    fakes::unavailable_twice_then_ok(&K);
+}
+
+#[test]
+fn refused_until_the_server_comes_up() {
+    fakes::refused_until_the_server_comes_up(&K);
+}
+
+#[test]
+fn refused_for_good_hits_the_deadline() {
+    fakes::refused_for_good_hits_the_deadline(&K);
+}
+
+#[test]
+fn never_answers_the_deadline_holds() {
+    fakes::never_answers_the_deadline_holds(&K);
+}
+
+#[test]
+fn redirect_is_refused() {
+    fakes::redirect_is_refused(&K);
+}
+
+#[test]
+fn oversized_body_is_capped() {
+    fakes::oversized_body_is_capped(&K);
+}
+
+use fakes::{fetch_from, options, Meta, Reply, Seen, Server, USER_DATA};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `Metadata: true`, an api-version and format=text on every request.
+#[test]
+fn metadata_header_and_api_version() {
+    let s = Server::start(fakes::azure(Meta::new(
+        "91267c52-9f02-4cfe-b1f4-a4da7ebac2cf",
+        Some(USER_DATA),
+    )));
+    let f = fetch_from("azure", &s.url(), &options(Duration::from_secs(5))).unwrap();
+    assert_eq!(f.instance_id, "91267c52-9f02-4cfe-b1f4-a4da7ebac2cf");
+    for r in s.requests() {
+        assert_eq!(r.header("metadata"), Some("true"));
+        assert_eq!(r.query("api-version"), Some("2021-01-01"));
+        assert_eq!(r.query("format"), Some("text"));
+    }
+    let routes: Vec<_> = s.requests().iter().map(|r| r.route().to_string()).collect();
+    assert_eq!(
+        routes,
+        [
+            "/metadata/instance/compute/vmId",
+            "/metadata/instance/compute/osProfile/computerName",
+            "/metadata/instance/compute/userData"
+        ]
+    );
+}
+
+/// Without the header IMDS answers 400 with its JSON error: that text
+/// reaches the operator, and a 400 is not retried.
+#[test]
+fn wrong_header_gives_imds_error() {
+    let inner = fakes::azure(Meta::new("x", None));
+    let s = Server::start(Arc::new(move |r: &Seen| {
+        let mut r = r.clone();
+        r.headers.retain(|(n, _)| n != "metadata");
+        inner(&r)
+    }));
+    let e = fetch_from("azure", &s.url(), &options(Duration::from_secs(5))).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("failed: status 400"), "{msg}");
+    assert!(
+        msg.contains("Required metadata header not specified"),
+        "{msg}"
+    );
+    assert_eq!(s.requests().len(), 1);
+}
+
+/// Early after boot IMDS answers 404 and 410 for a while: retried.
+#[test]
+fn not_ready_yet_is_retried() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let inner = fakes::azure(Meta::new("vm-1", Some(USER_DATA)));
+    let n2 = n.clone();
+    let s = Server::start(Arc::new(move |r: &Seen| {
+        match n2.fetch_add(1, Ordering::SeqCst) {
+            0 => Reply::new(404, "{\"error\":\"Not found\"}"),
+            1 => Reply::new(410, "{\"error\":\"Gone\"}"),
+            _ => inner(r),
+        }
+    }));
+    let f = fetch_from("azure", &s.url(), &options(Duration::from_secs(5))).unwrap();
+    assert_eq!(f.instance_id, "vm-1");
+    assert_eq!(f.user_data, USER_DATA);
+}
+
+/// userData that is not base64 is an error naming it.
+#[test]
+fn user_data_not_base64() {
+    let s = Server::start(Arc::new(|r: &Seen| {
+        if r.route().ends_with("/userData") {
+            Reply::new(200, "#cloud-config\n")
+        } else {
+            Reply::new(200, "vm-1")
+        }
+    }));
+    let e = fetch_from("azure", &s.url(), &options(Duration::from_secs(5))).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("userData base64-encoded, but this is not"),
+        "{e}"
+    );
+}

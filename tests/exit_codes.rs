@@ -1,0 +1,214 @@
+//! Exit codes are a tested contract (SPEC §2): each code, from the binary.
+
+mod common;
+
+use common::*;
+use imprint::root::Root;
+
+#[test]
+fn usage_errors_exit_64_help_and_version_0() {
+    for args in [
+        vec!["--no-such-flag"],
+        vec![],
+        vec!["no-such-command"],
+        vec!["status", "--bogus"],
+        vec!["run", "--root"],
+    ] {
+        let o = run(imprint().args(&args));
+        assert_eq!(code(&o), 64, "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).is_empty(), "{args:?}: says what was wrong");
+    }
+    let o = run(imprint().arg("--help"));
+    assert_eq!(code(&o), 0);
+    assert!(stdout(&o).contains("Usage"), "{}", stdout(&o));
+    let o = run(imprint().arg("--version"));
+    assert_eq!(code(&o), 0);
+    assert!(stdout(&o).contains(env!("CARGO_PKG_VERSION")));
+}
+
+/// imprint's own bookkeeping, the one exception to "nothing changed": a
+/// failed run leaves report.json (checked: and nothing else) and the lock.
+const STATE: &[&str] = &["var/lib/imprint", "run/imprint"];
+
+/// A root shaped like an image: the directories imprint's state lives in.
+fn image_root() -> TempRoot {
+    let root = TempRoot::new();
+    for d in ["etc", "var/lib", "run"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    root
+}
+
+fn only_report_left(root: &TempRoot) {
+    let d = root.join("/var/lib/imprint");
+    if d.exists() {
+        let names: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["report.json"], "no journal, no seal left");
+    }
+}
+
+#[test]
+fn ok_is_0() {
+    let root = TempRoot::new();
+    let o = run(imprint().arg("status").arg("--root").arg(root.path()));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn invalid_manifest_is_65_and_changes_nothing() {
+    let root = image_root();
+    root.write("/etc/imprint/imprint.yaml", "version: 1\nvalues: [oops\n");
+    let before = tree_hash(root.path(), STATE);
+    let o = run(imprint()
+        .arg("run")
+        .arg("--root")
+        .arg(root.path())
+        .arg("--user-data")
+        .arg("-"));
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    assert!(stderr(&o).contains("imprint.yaml"), "{}", stderr(&o));
+    assert_eq!(tree_hash(root.path(), STATE), before);
+    only_report_left(&root);
+}
+
+#[test]
+fn lock_held_is_75_and_changes_nothing() {
+    let root = image_root();
+    root.write("/etc/motd", "hello\n");
+    let lock = imprint::state::lock(&Root::at(root.path())).unwrap();
+    let before = tree_hash(root.path(), &[]);
+    let o = run(imprint()
+        .arg("run")
+        .arg("--root")
+        .arg(root.path())
+        .arg("--user-data")
+        .arg("/dev/null"));
+    assert_eq!(code(&o), 75, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("another imprint run holds"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("run/imprint/lock"), "{}", stderr(&o));
+    assert_eq!(tree_hash(root.path(), &[]), before, "not even a report");
+    drop(lock);
+}
+
+#[test]
+fn verify_drift_is_1() {
+    let root = TempRoot::new();
+    root.write("/etc/a", "a");
+    let r = Root::at(root.path());
+    imprint::seal::write(
+        &r,
+        &imprint::seal::Seal {
+            instance_id: "i-1".into(),
+            user_data_sha256: String::new(),
+            time: String::new(),
+            version: String::new(),
+            datasource: String::new(),
+            files: vec![imprint::apply::Written {
+                path: "/etc/a".into(),
+                sha256: imprint::pipeline::sha256_hex(b"not a"),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            }],
+            units: vec![],
+        },
+    )
+    .unwrap();
+    let o = run(imprint().arg("verify").arg("--root").arg(root.path()));
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("/etc/a: content"), "{}", stdout(&o));
+}
+
+#[test]
+fn no_datasource_is_69_and_changes_nothing() {
+    let root = image_root();
+    let before = tree_hash(root.path(), STATE);
+    let o = run(imprint().arg("run").arg("--root").arg(root.path()));
+    assert_eq!(code(&o), 69, "{}", stderr(&o));
+    assert!(stderr(&o).contains("no datasource"), "{}", stderr(&o));
+    assert_eq!(tree_hash(root.path(), STATE), before);
+    only_report_left(&root);
+}
+
+fn seal_for(root: &TempRoot, id: &str, user_data: &[u8]) {
+    imprint::seal::write(
+        &Root::at(root.path()),
+        &imprint::seal::Seal {
+            instance_id: id.into(),
+            user_data_sha256: imprint::pipeline::sha256_hex(user_data),
+            time: "2026-11-22T00:35:29Z".into(),
+            version: "0.1.0".into(),
+            datasource: "file".into(),
+            files: vec![],
+            units: vec![],
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn sealed_is_77_and_changes_nothing() {
+    let root = image_root();
+    root.write("/ud", "#cloud-config\nimprint: {x: 1}\n");
+    seal_for(&root, "i-1", b"#cloud-config\nimprint: {x: 1}\n");
+    let before = tree_hash(root.path(), &["run/imprint"]);
+    let o = run(imprint()
+        .arg("run")
+        .arg("--root")
+        .arg(root.path())
+        .arg("--user-data")
+        .arg(root.join("/ud"))
+        .arg("--instance-id")
+        .arg("i-1"));
+    assert_eq!(code(&o), 77, "{}", stderr(&o));
+    assert!(stderr(&o).contains("already configured"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("WARN"), "{}", stderr(&o));
+    assert_eq!(
+        tree_hash(root.path(), &["run/imprint"]),
+        before,
+        "not even a report"
+    );
+}
+
+#[test]
+fn sealed_with_changed_user_data_is_77_and_loud() {
+    let root = image_root();
+    root.write("/ud", "#cloud-config\nimprint: {x: 2}\n");
+    seal_for(&root, "i-1", b"#cloud-config\nimprint: {x: 1}\n");
+    let before = tree_hash(root.path(), &["run/imprint"]);
+    let o = run(imprint()
+        .arg("run")
+        .arg("--root")
+        .arg(root.path())
+        .arg("--user-data")
+        .arg(root.join("/ud"))
+        .arg("--instance-id")
+        .arg("i-1"));
+    assert_eq!(code(&o), 77, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("WARN"), "{err}");
+    assert!(
+        err.contains("user-data changed since instance i-1 was configured; not re-applied"),
+        "{err}"
+    );
+    assert_eq!(tree_hash(root.path(), &["run/imprint"]), before);
+    // Unreadable local user-data on a sealed instance: the seal still wins.
+    std::fs::remove_file(root.join("/ud")).unwrap();
+    let o = run(imprint()
+        .arg("run")
+        .arg("--root")
+        .arg(root.path())
+        .arg("--user-data")
+        .arg(root.join("/ud"))
+        .arg("--instance-id")
+        .arg("i-1"));
+    assert_eq!(code(&o), 77, "{}", stderr(&o));
+}

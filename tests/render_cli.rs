@@ -1,0 +1,230 @@
+//! `imprint render` and `imprint plan` as black boxes, on sandbox roots.
+//!
+//! Needs: dash (Debian's /bin/sh).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+
+const DEMO_PASSWORD: &str = "s3cr3t-Pa$$word";
+const DEMO_GREETING: &str = "it's a \"quoted\" $HOME \\ # ünïcødé";
+
+fn demo() -> (TempRoot, PathBuf) {
+    let root = TempRoot::new();
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo");
+    copy_tree(&fx.join("root"), root.path());
+    (root, fx.join("user-data.b64"))
+}
+
+fn cmd(what: &str, root: &TempRoot, user_data: &Path) -> std::process::Output {
+    run(imprint()
+        .arg(what)
+        .arg("--root")
+        .arg(root.path())
+        .arg("--user-data")
+        .arg(user_data))
+}
+
+/// A root with this manifest and templates, and user-data (written outside
+/// the root).
+fn image(
+    manifest: &str,
+    templates: &[(&str, &str)],
+    user_data: &str,
+) -> (TempRoot, tempfile::TempDir) {
+    let root = TempRoot::new();
+    root.write("/etc/imprint/imprint.yaml", manifest);
+    for (name, text) in templates {
+        root.write(&format!("/etc/imprint/templates/{name}"), text);
+    }
+    root.write(
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/sh\napp:x:990:990::/opt/app:/usr/sbin/nologin\n",
+    );
+    root.write("/etc/group", "root:x:0:\napp:x:990:\n");
+    let ud = tempfile::tempdir().unwrap();
+    std::fs::write(ud.path().join("user-data"), user_data).unwrap();
+    (root, ud)
+}
+
+#[test]
+fn render_prints_files_quoted_for_env_with_secrets_masked() {
+    let (root, ud) = demo();
+    let before = tree_hash(root.path(), &[]);
+    let o = cmd("render", &root, &ud);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(r#"APP_GREETING="it's a \"quoted\" \$HOME \\ # ünïcødé""#),
+        "{out}"
+    );
+    assert!(out.contains("WORKER_PORT=\"6432\""), "{out}");
+    assert!(
+        out.contains("==> /opt/app/conf.env (mode 0640, owner root:app, manifest files[0]) <=="),
+        "{out}"
+    );
+    assert!(
+        !out.contains(DEMO_PASSWORD) && !stderr(&o).contains(DEMO_PASSWORD),
+        "{out}"
+    );
+    assert!(out.contains("DB_PASSWORD=********"), "{out}");
+    assert_eq!(
+        tree_hash(root.path(), &[]),
+        before,
+        "render changed the root"
+    );
+}
+
+#[test]
+fn render_missing_value_names_file_template_line_and_key() {
+    let (root, ud) = image(
+        "files:\n  - path: /etc/app.conf\n    template: app.conf.hbs\n",
+        &[("app.conf.hbs", "host={{db.host}}\nport={{db.nope}}\n")],
+        r#"{"db": {"host": "h"}}"#,
+    );
+    let before = tree_hash(root.path(), &[]);
+    let o = cmd("render", &root, &ud.path().join("user-data"));
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    let err = stderr(&o);
+    for needle in ["/etc/app.conf", "app.conf.hbs", "line 2", "db.nope"] {
+        assert!(err.contains(needle), "{needle} missing from: {err}");
+    }
+    assert_eq!(tree_hash(root.path(), &[]), before);
+}
+
+#[test]
+fn render_refuses_a_value_env_cannot_carry_without_showing_it() {
+    let (root, ud) = image(
+        "values:\n  db.password: { type: string, secret: true }\nfiles:\n  - path: /etc/app.env\n    template: app.env.hbs\n",
+        &[("app.env.hbs", "P={{db.password}}\n")],
+        r#"{"db": {"password": "first-line\nsecond-line"}}"#,
+    );
+    let o = cmd("plan", &root, &ud.path().join("user-data"));
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("/etc/app.env") && err.contains("db.password") && err.contains("newline"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("first-line") && !stdout(&o).contains("first-line"),
+        "{err}"
+    );
+}
+
+#[test]
+fn render_write_files_undecodable_content_names_the_entry() {
+    // base64 of "not gzip", said to be gzip.
+    let (root, ud) = image(
+        "",
+        &[],
+        "#cloud-config\nwrite_files:\n  - path: /etc/ok\n    content: fine\n  - path: /etc/x\n    encoding: gz+b64\n    content: bm90IGd6aXA=\n",
+    );
+    let state = ["var", "run"];
+    let before = tree_hash(root.path(), &state);
+    let o = cmd("run", &root, &ud.path().join("user-data"));
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("part 1 write_files[1]")
+            && err.contains("not valid gzip")
+            && err.contains("/etc/x"),
+        "{err}"
+    );
+    assert!(!root.join("/etc/ok").exists(), "nothing is written");
+    assert_eq!(
+        tree_hash(root.path(), &state),
+        before,
+        "only state (the report) may change"
+    );
+}
+
+#[test]
+fn plan_unknown_owner_is_an_error_saying_what_to_do() {
+    let (root, ud) = image(
+        "files:\n  - path: /etc/a\n    template: a.hbs\n    owner: nosuchuser\n",
+        &[("a.hbs", "x\n")],
+        "{}",
+    );
+    let o = cmd("plan", &root, &ud.path().join("user-data"));
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("nosuchuser") && err.contains("/etc/a") && err.contains("numeric uid"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plan_shows_only_changes_masks_secrets_and_changes_nothing() {
+    let (root, ud) = demo();
+    // Already as rendered: unchanged.
+    root.write(
+        "/etc/motd",
+        "This server was configured by imprint at first boot.\n",
+    );
+    // A previous version holding another password.
+    root.write(
+        "/opt/app/conf.env",
+        "DB_HOST=\"old-db\"\nDB_PASSWORD=\"old-Pa55\"\n",
+    );
+    let before = tree_hash(root.path(), &[]);
+    let o = cmd("plan", &root, &ud);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("unchanged /etc/motd"), "{out}");
+    assert!(!out.contains("create   /etc/motd"), "{out}");
+    assert!(out.contains("modify   /opt/app/conf.env"), "{out}");
+    assert!(
+        out.contains("-DB_HOST=\"old-db\"") && out.contains("+DB_HOST=\"db.prod.internal\""),
+        "{out}"
+    );
+    for leak in [DEMO_PASSWORD, "old-Pa55"] {
+        assert!(!out.contains(leak), "{leak} leaked:\n{out}");
+        assert!(!stderr(&o).contains(leak));
+    }
+    assert_eq!(tree_hash(root.path(), &[]), before, "plan changed the root");
+}
+
+#[test]
+fn plan_after_a_run_restarts_only_units_of_changed_files() {
+    let (root, ud) = demo();
+    let o = cmd("run", &root, &ud);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = cmd("plan", &root, &ud);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("no changes: 6 file(s)"),
+        "{}",
+        stdout(&o)
+    );
+
+    root.write("/etc/default/worker", "WORKER_DB=\"elsewhere\"\n");
+    let o = cmd("plan", &root, &ud);
+    let out = stdout(&o);
+    assert!(out.contains("modify   /etc/default/worker"), "{out}");
+    assert!(out.contains("restart  worker.service"), "{out}");
+    assert!(!out.contains(" app.service"), "{out}");
+    assert!(!out.contains("syslog-ng.service"), "{out}");
+    assert!(!out.contains("daemon-reload"), "{out}");
+}
+
+#[test]
+fn env_files_written_by_a_run_read_back_byte_for_byte_in_dash() {
+    let (root, ud) = demo();
+    let o = cmd("run", &root, &ud);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let sh = run(std::process::Command::new("dash")
+        .env_clear()
+        .arg("-c")
+        .arg(r#". "$1" && . "$2" && printf '%s\n' "$APP_GREETING" "$DB_PASSWORD" "$APP_WORKERS" "$WORKER_DB""#)
+        .arg("sh")
+        .arg(root.join("/opt/app/conf.env"))
+        .arg(root.join("/etc/default/worker")));
+    assert!(sh.status.success(), "{}", stderr(&sh));
+    assert_eq!(
+        stdout(&sh),
+        format!("{DEMO_GREETING}\n{DEMO_PASSWORD}\n4\ndb.prod.internal\n")
+    );
+}
