@@ -1,5 +1,6 @@
 //! Exit codes are a tested contract (SPEC §2): each code, from the binary.
 
+mod apply_support;
 mod common;
 
 use common::*;
@@ -211,4 +212,38 @@ fn sealed_with_changed_user_data_is_77_and_loud() {
         .arg("--instance-id")
         .arg("i-1"));
     assert_eq!(code(&o), 77, "{}", stderr(&o));
+}
+
+#[test]
+fn invalid_user_data_is_65_and_changes_nothing() {
+    let root = apply_support::image_root();
+    let ud = "#cloud-config\nimprint: {db: [oops\n";
+    std::fs::write(root.join("/ud"), ud).unwrap();
+    let before = apply_support::hash(&root);
+    let o = apply_support::run_ud(&root, ud, "i-1");
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    assert!(stderr(&o).contains("part 1"), "{}", stderr(&o));
+    assert_eq!(apply_support::hash(&root), before);
+    apply_support::only_report_left(&root);
+}
+
+#[test]
+fn unwritable_target_is_73_and_rolls_back() {
+    let root = apply_support::image_root();
+    std::fs::create_dir_all(root.join("/etc/motd")).unwrap();
+    let ud = apply_support::user_data("db1");
+    std::fs::write(root.join("/ud"), &ud).unwrap();
+    let before = apply_support::hash(&root);
+    let o = apply_support::run_ud(&root, &ud, "i-1");
+    assert_eq!(code(&o), 73, "{}", stderr(&o));
+    assert!(stderr(&o).contains("/etc/motd"), "{}", stderr(&o));
+    assert_eq!(apply_support::hash(&root), before);
+    apply_support::only_report_left(&root);
+}
+
+#[test]
+fn done_is_0() {
+    let root = apply_support::image_root();
+    let o = apply_support::run_ud(&root, &apply_support::user_data("db1"), "i-1");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
 }

@@ -1,0 +1,179 @@
+//! Black-box: a whole `imprint run` on temp roots, and its lifecycle: files,
+//! modes and owners as planned; unchanged files left alone; sealed on the
+//! second run; `clean` then `run` works again; a new instance-id runs again.
+
+mod apply_support;
+mod common;
+
+use apply_support::*;
+use common::*;
+use std::os::unix::fs::MetadataExt;
+
+fn meta(root: &TempRoot, p: &str) -> (u32, u32, u32) {
+    let md = std::fs::metadata(root.join(p)).unwrap();
+    (md.mode() & 0o7777, md.uid(), md.gid())
+}
+
+#[test]
+fn first_run_writes_every_file_with_mode_and_owner() {
+    let root = image_root();
+    let o = run_ud(&root, &user_data("db1.internal"), "i-1");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        root.read("/opt/app/conf.env"),
+        format!("DB_HOST=\"db1.internal\"\nDB_PORT=\"5432\"\nDB_PASSWORD=\"{SECRET}\"\nGREETING=\"hi there\"\n")
+    );
+    assert_eq!(meta(&root, "/opt/app/conf.env"), (0o640, 0, 990));
+    assert_eq!(
+        root.read("/etc/systemd/system/app.service.d/10-imprint.conf"),
+        "[Service]\nEnvironment=GREETING=hi there\n"
+    );
+    assert_eq!(
+        meta(&root, "/etc/systemd/system/app.service.d/10-imprint.conf"),
+        (0o644, 0, 0)
+    );
+    for d in [
+        "/etc/systemd",
+        "/etc/systemd/system",
+        "/etc/systemd/system/app.service.d",
+        "/opt/app",
+        "/etc/app",
+    ] {
+        assert_eq!(meta(&root, d).0, 0o755, "{d} created 0755");
+    }
+    assert!(root
+        .read("/etc/default/worker")
+        .contains("WORKER_DB=\"db1.internal\""));
+    assert_eq!(root.read("/etc/motd"), "configured by imprint\n");
+    assert_eq!(root.read("/etc/app/licence.key"), "LICENSE-1234\n");
+    assert_eq!(meta(&root, "/etc/app/licence.key"), (0o600, 0, 0));
+    // Units are recorded under --root, never restarted.
+    assert!(
+        stdout(&o).contains("would-restart app.service"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("would-restart worker.service"),
+        "{}",
+        stdout(&o)
+    );
+    // The summary line ends the run.
+    let last = stderr(&o).lines().last().unwrap_or_default().to_string();
+    assert!(last.contains("imprint run done"), "{last}");
+    assert!(last.contains("files_written=5"), "{last}");
+    // State: sealed (0600 in 0700), no journal, no temp file anywhere.
+    assert_eq!(meta(&root, "/var/lib/imprint").0, 0o700);
+    assert_eq!(meta(&root, "/var/lib/imprint/sealed").0, 0o600);
+    assert!(!root.join("/var/lib/imprint/journal.json").exists());
+    let find = std::process::Command::new("find")
+        .arg(root.path())
+        .arg("-name")
+        .arg("*imprint-tmp*")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&find.stdout), "");
+    // verify agrees with the disk.
+    let v = run(imprint().arg("verify").arg("--root").arg(root.path()));
+    assert_eq!(code(&v), 0, "{}{}", stdout(&v), stderr(&v));
+    assert!(stdout(&v).contains("5 file(s) match"), "{}", stdout(&v));
+}
+
+#[test]
+fn second_run_is_sealed_and_changes_nothing() {
+    let root = image_root();
+    let ud = user_data("db1.internal");
+    assert_eq!(code(&run_ud(&root, &ud, "i-1")), 0);
+    let before = tree_hash(root.path(), &["run/imprint"]);
+    let o = run_ud(&root, &ud, "i-1");
+    assert_eq!(code(&o), 77, "{}", stderr(&o));
+    assert!(stderr(&o).contains("already configured"), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "", "no unit actions on a sealed run");
+    assert_eq!(
+        tree_hash(root.path(), &["run/imprint"]),
+        before,
+        "sealed: not even the report changes"
+    );
+}
+
+#[test]
+fn forced_rerun_leaves_unchanged_files_alone() {
+    let root = image_root();
+    let ud = user_data("db1.internal");
+    assert_eq!(code(&run_ud(&root, &ud, "i-1")), 0);
+    let files = [
+        "/opt/app/conf.env",
+        "/etc/systemd/system/app.service.d/10-imprint.conf",
+        "/etc/default/worker",
+        "/etc/motd",
+        "/etc/app/licence.key",
+    ];
+    let stamp = |p: &str| {
+        let md = std::fs::metadata(root.join(p)).unwrap();
+        (md.ino(), md.mtime(), md.mtime_nsec())
+    };
+    let before: Vec<_> = files.iter().map(|p| stamp(p)).collect();
+    let o = run(run_cmd(&root, &ud, "i-1").arg("--force"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let after: Vec<_> = files.iter().map(|p| stamp(p)).collect();
+    assert_eq!(before, after, "inode and mtime kept: nothing rewritten");
+    assert_eq!(stdout(&o), "", "no file changed, so no unit to restart");
+    let s = run(imprint()
+        .arg("status")
+        .arg("--json")
+        .arg("--root")
+        .arg(root.path()));
+    let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    assert_eq!(v["report"]["files_written"].as_array().unwrap().len(), 0);
+    assert_eq!(v["report"]["files_unchanged"].as_array().unwrap().len(), 5);
+    // The seal still covers every file.
+    assert_eq!(v["seal"]["files"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn clean_then_run_configures_again() {
+    let root = image_root();
+    let ud = user_data("db1.internal");
+    assert_eq!(code(&run_ud(&root, &ud, "i-1")), 0);
+    let c = run(imprint().arg("clean").arg("--root").arg(root.path()));
+    assert_eq!(code(&c), 0, "{}", stderr(&c));
+    let ud2 = user_data("db2.internal");
+    let o = run_ud(&root, &ud2, "i-1");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(root.read("/opt/app/conf.env").contains("db2.internal"));
+    assert_eq!(code(&run_ud(&root, &ud2, "i-1")), 77);
+}
+
+#[test]
+fn new_instance_id_runs_again() {
+    let root = image_root();
+    assert_eq!(code(&run_ud(&root, &user_data("db1.internal"), "i-1")), 0);
+    // A clone of the image: same disk, new instance, new user-data.
+    let o = run_ud(&root, &user_data("db9.internal"), "i-2");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(root.read("/opt/app/conf.env").contains("db9.internal"));
+    let s = run(imprint().arg("status").arg("--root").arg(root.path()));
+    assert!(stdout(&s).contains("instance-id:   i-2"), "{}", stdout(&s));
+    // And the old instance-id is not sealed any more: the seal is keyed by id.
+    let o = run_ud(&root, &user_data("db9.internal"), "i-2");
+    assert_eq!(code(&o), 77);
+}
+
+#[test]
+fn changed_user_data_on_a_sealed_instance_is_loud_and_ignored() {
+    let root = image_root();
+    assert_eq!(code(&run_ud(&root, &user_data("db1.internal"), "i-1")), 0);
+    let before = tree_hash(root.path(), &["run/imprint"]);
+    let o = run_ud(&root, &user_data("db2.internal"), "i-1");
+    assert_eq!(code(&o), 77);
+    assert!(
+        stderr(&o)
+            .contains("WARN user-data changed since instance i-1 was configured; not re-applied"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(root.join("/ud"), user_data("db1.internal")).unwrap();
+    // (/ud is our input file, outside the managed paths: restore it to compare)
+    assert_eq!(tree_hash(root.path(), &["run/imprint"]), before);
+    assert!(root.read("/opt/app/conf.env").contains("db1.internal"));
+}

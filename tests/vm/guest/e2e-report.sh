@@ -1,0 +1,128 @@
+#!/bin/sh
+# imprint e2e reporter (shell only: no Python, it would cost ~2 s per call
+# under TCG). Waits for the boot to finish, then writes machine-readable
+# sections to /dev/ttyS1 (qemu's second -serial file:) and powers off.
+#
+# Format (parsed by tests/vm/run.sh):
+#   ===IMPRINT-E2E-BEGIN===
+#   @@begin NAME [gz]      base64 of the section's bytes (gzip'd first if "gz")
+#   ...
+#   @@end NAME
+#   ===IMPRINT-E2E-END===
+# Base64 keeps every byte exact (non-ASCII, quotes, \r) through the UART.
+# The UART is set to 115200 baud: qemu paces a 16550 at its baud rate, and
+# at the default 9600 a 36 KB report takes ~35 s.
+systemctl is-system-running --wait >/dev/null 2>&1
+echo "e2e-report: boot finished at uptime $(cut -d' ' -f1 /proc/uptime)" > /dev/kmsg
+state=$(systemctl is-system-running 2>/dev/null)
+
+OUT=/dev/ttyS1
+[ -w "$OUT" ] || OUT=/dev/console
+stty -F "$OUT" 115200 raw -echo 2>/dev/null || true
+
+up() { cut -d' ' -f1 /proc/uptime; }
+sec() {   # sec NAME CMD... : the command's stdout+stderr, base64
+  name=$1; shift
+  echo "$(up) $name" >> /run/e2e-timing
+  echo "@@begin $name"
+  "$@" 2>&1 | base64 -w 76
+  echo "@@end $name"
+}
+secgz() { # secgz NAME CMD... : same, gzip'd (for big sections)
+  name=$1; shift
+  echo "$(up) $name" >> /run/e2e-timing
+  echo "@@begin $name gz"
+  "$@" 2>&1 | gzip -6 | base64 -w 76
+  echo "@@end $name"
+}
+catf() { [ -e "$1" ] && cat "$1"; return 0; }
+
+UNITS="imprint.service early.service app.service ssh.service e2e-report.service
+cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service
+networking.service systemd-journald.service sysinit.target basic.target multi-user.target"
+PROPS="Result ExecMainStatus ExecMainCode ActiveState SubState NRestarts LoadState
+InactiveExitTimestampMonotonic ActiveEnterTimestampMonotonic
+ExecMainStartTimestampMonotonic ExecMainExitTimestampMonotonic"
+
+props() {
+  echo "system.state=$state"
+  echo "system.uptime=$(cut -d' ' -f1 /proc/uptime)"
+  echo "system.hostname=$(hostname)"
+  echo "system.kernel=$(uname -r)"
+  echo "system.finish_usec=$(systemctl show -p FinishTimestampMonotonic --value)"
+  echo "system.userspace_usec=$(systemctl show -p UserspaceTimestampMonotonic --value)"
+  # one systemctl call for all (each call costs ~0.1 s under TCG): blocks of
+  # Prop=value separated by blank lines, labelled by Id=
+  pargs=""; for p in $PROPS; do pargs="$pargs -p $p"; done
+  # shellcheck disable=SC2086
+  systemctl show -p Id $pargs $UNITS 2>/dev/null | awk -v RS= -F '\n' '
+    { id = ""; for (i = 1; i <= NF; i++) if ($i ~ /^Id=/) id = substr($i, 4)
+      for (i = 1; i <= NF; i++) if ($i !~ /^Id=/) print id "." $i }'
+  journalctl -b --no-pager -o cat > /run/e2e-journal.txt 2>/dev/null
+  echo "journal.ordering_cycle=$(grep -ci 'ordering cycle' /run/e2e-journal.txt)"
+  echo "journal.found_ordering_cycle=$(grep -c 'Found ordering cycle' /run/e2e-journal.txt)"
+  echo "app.starts=$(catf /run/app/starts)"
+  echo "early.starts=$(catf /run/early/starts)"
+  if [ -e /var/lib/imprint/sealed ]; then echo "seal.exists=yes"; else echo "seal.exists=no"; fi
+  echo "seal.sha256=$(sha256sum /var/lib/imprint/sealed 2>/dev/null | cut -d' ' -f1)"
+  echo "state.mode=$(stat -c %a /var/lib/imprint 2>/dev/null)"
+  echo "ssh.active=$(systemctl is-active ssh.service 2>/dev/null)"
+  for f in /opt/app/conf.env /etc/early/early.conf; do
+    if [ -e "$f" ]; then
+      echo "file.$f.exists=yes"
+      echo "file.$f.sha256=$(sha256sum "$f" | cut -d' ' -f1)"
+      echo "file.$f.mode=$(stat -c %a "$f")"
+      echo "file.$f.owner=$(stat -c %U:%G "$f")"
+    else
+      echo "file.$f.exists=no"
+    fi
+  done
+  echo "mounts.iso9660=$(findmnt -rn -t iso9660,vfat -o TARGET,SOURCE | tr '\n' ' ')"
+}
+
+ssh_fps() {
+  for f in /etc/ssh/ssh_host_*_key.pub; do
+    [ -e "$f" ] || continue
+    # "256 SHA256:... root@host (ED25519)" -> "ED25519 SHA256:..."
+    ssh-keygen -lf "$f" | awk '{print $NF, $2}' | tr -d '()'
+  done | sort
+}
+
+sh_env() {   # what POSIX sh's "." makes of the env file (must equal systemd's)
+  [ -r /opt/app/conf.env ] || return 0
+  env -i /bin/sh -c 'set -a; . /opt/app/conf.env; env' | grep '^APP_' | LC_ALL=C sort
+}
+
+{
+  echo "===IMPRINT-E2E-BEGIN==="
+  sec props props
+  sec imprint-journal journalctl -b --no-pager -o cat -u imprint.service
+  sec imprint-status systemctl status --no-pager -l imprint.service
+  sec failed systemctl --failed --no-legend --plain --no-pager
+  sec app-seen.env catf /run/app/seen.env
+  sec app-sh.env sh_env
+  sec app-log catf /run/app/log
+  sec early-seen.conf catf /run/early/seen.conf
+  sec early-log catf /run/early/log
+  sec early.conf catf /etc/early/early.conf
+  sec conf.env catf /opt/app/conf.env
+  sec sealed catf /var/lib/imprint/sealed
+  sec report.json catf /var/lib/imprint/report.json
+  sec ssh-fingerprints ssh_fps
+  sec analyze-time systemd-analyze time
+  # blame and critical-chain cost seconds each under TCG (more on a loaded
+  # host): only when asked for (run.sh --perf adds imprint_e2e.verbose=1)
+  if grep -qw 'imprint_e2e.verbose=1' /proc/cmdline; then
+    sec blame sh -c 'systemd-analyze blame --no-pager | head -30'
+    sec critical-chain systemd-analyze critical-chain --no-pager
+  fi
+  sec generator-dropins sh -c 'for f in /run/systemd/generator*/*imprint* /run/systemd/generator*/*/*imprint*; do [ -e "$f" ] && { echo "== $f"; cat "$f"; }; done'
+  secgz journal journalctl -b --no-pager -o short-monotonic
+  sec tty stty -F "$OUT" -a
+  echo "$(up) end" >> /run/e2e-timing
+  sec report-timing cat /run/e2e-timing
+  echo "===IMPRINT-E2E-END==="
+} > "$OUT" 2>&1
+echo "e2e-report: report written at uptime $(cut -d' ' -f1 /proc/uptime)" > /dev/kmsg
+sync
+systemctl poweroff --no-block

@@ -1,0 +1,400 @@
+#!/usr/bin/env bash
+# run.sh - imprint's VM end-to-end tests: build/reuse the cached Debian image,
+# boot scenarios under qemu one at a time, assert on what the guest reports.
+#
+#   tests/vm/run.sh                          deps + image + every scenario
+#   tests/vm/run.sh --scenario second        one scenario (and those it needs)
+#   tests/vm/run.sh --perf                   boot imprint/cloudinit/none variants
+#                                            with the same seed, report timings
+#   options: --no-deps (or IMPRINT_VM_SKIP_DEPS=1), --keep (keep disks/run dir),
+#            --list, --perf-runs N
+#   env:     IMPRINT_BIN=path|stand-in (default target/release/imprint),
+#            IMPRINT_VM_CACHE (default /var/cache/imprint-vm), ACCEL=auto|kvm|tcg,
+#            IMPRINT_VM_BOOT_TIMEOUT (s, default 240), IMPRINT_VM_MEM, IMPRINT_VM_SMP,
+#            IMPRINT_VM_PERF_ENCODING (seed encoding for --perf, default gzip+base64)
+#
+# Scenarios: first fresh2 second newid bad-missing bad-yaml
+# Exit status: 0 all assertions passed, 1 some failed, 2 usage/infrastructure.
+set -euo pipefail
+# shellcheck source=image.sh
+. "$(dirname "${BASH_SOURCE[0]}")/image.sh"
+
+die() { log "ERROR: $*"; exit 2; }   # infrastructure/usage errors: exit 2, not 1
+
+ALL_SCENARIOS=(first fresh2 second newid bad-missing bad-yaml)
+MEM=${IMPRINT_VM_MEM:-1024}
+SMP=${IMPRINT_VM_SMP:-2}
+BOOT_TIMEOUT=${IMPRINT_VM_BOOT_TIMEOUT:-240}
+CI_BOOT_TIMEOUT=${IMPRINT_VM_CLOUDINIT_TIMEOUT:-480}   # cloud-init boots take ~45 s under TCG
+IMPRINT_MAX_FIRST=${IMPRINT_VM_IMPRINT_MAX_FIRST:-30}   # s, imprint.service on a first boot (TCG)
+IMPRINT_MAX_SEALED=${IMPRINT_VM_IMPRINT_MAX_SEALED:-5}  # s, imprint.service when sealed (TCG)
+SECRET=hunter2-S3cret-Pa55                               # db.password in fixtures/user-data/values.json
+
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+
+SCEN=() KEEP=0 SKIP_DEPS=${IMPRINT_VM_SKIP_DEPS:-0} PERF=0 PERF_RUNS=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --scenario) [ $# -ge 2 ] || { usage; exit 2; }; SCEN+=("$2"); shift 2 ;;
+    --scenario=*) SCEN+=("${1#*=}"); shift ;;
+    --keep) KEEP=1; shift ;;
+    --no-deps) SKIP_DEPS=1; shift ;;
+    --perf) PERF=1; shift ;;
+    --perf-runs) PERF=1; PERF_RUNS=$2; shift 2 ;;
+    --list) printf '%s\n' "${ALL_SCENARIOS[@]}" perf-imprint perf-cloudinit perf-none; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+if [ ${#SCEN[@]} -eq 0 ]; then
+  if [ "$PERF" = 1 ]; then SCEN=(perf-imprint perf-cloudinit perf-none); else SCEN=("${ALL_SCENARIOS[@]}"); fi
+fi
+for s in "${SCEN[@]}"; do
+  case " ${ALL_SCENARIOS[*]} perf-imprint perf-cloudinit perf-none " in
+    *" $s "*) ;; *) die "unknown scenario '$s' (see --list)" ;;
+  esac
+done
+need_root
+
+# ------------------------------------------------------------------ results
+PASS=0 FAILN=0 FAILED=() CUR=setup
+ok()   { PASS=$((PASS + 1)); printf '  ok    %-12s %s\n' "$CUR" "$1"; }
+bad()  { FAILN=$((FAILN + 1)); FAILED+=("$CUR: $1"); printf '  FAIL  %-12s %s\n' "$CUR" "$1"; [ -z "${2:-}" ] || printf '%s\n' "$2" | sed 's/^/          | /' | head -40; }
+note() { printf '  note  %-12s %s\n' "$CUR" "$1"; }
+# check DESC CMD...       pass when CMD succeeds
+check() { local d=$1; shift; if "$@" >/dev/null 2>&1; then ok "$d"; else bad "$d"; fi; }
+# eq DESC EXPECTED ACTUAL
+eq() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "expected: '$2'
+actual:   '$3'"; fi; }
+ne() { if [ "$2" != "$3" ]; then ok "$1"; else bad "$1" "both are: '$2'"; fi; }
+# same_file DESC EXPECTED_FILE ACTUAL_FILE   byte-exact, diff (with cat -A) on failure
+same_file() {
+  if cmp -s "$2" "$3"; then ok "$1"; else
+    bad "$1" "$(diff <(cat -A "$2" 2>&1) <(cat -A "$3" 2>&1) | head -30)
+(expected: $2, actual: $3)"; fi
+}
+# le DESC A B: numeric A <= B
+le() { if awk -v a="$2" -v b="$3" 'BEGIN{exit !(a+0 <= b+0 && a != "")}'; then ok "$1 ($2 <= $3)"; else bad "$1" "$2 > $3"; fi; }
+
+# ------------------------------------------------------------------ work dir
+mkdir -p "$CACHE/runs"
+RUN="$CACHE/runs/$(date +%Y%m%d-%H%M%S)-$$"
+mkdir -p "$RUN"
+ln -sfn "$RUN" "$CACHE/runs/last"
+# keep the last 5 runs' logs
+ls -1dt "$CACHE"/runs/2*/ 2>/dev/null | tail -n +6 | xargs -r rm -rf
+cleanup_run() {
+  if [ "$KEEP" = 0 ]; then find "$RUN" -name '*.qcow2' -delete 2>/dev/null || true; fi
+}
+trap cleanup_run EXIT
+T_START=$SECONDS
+TIMINGS=()
+timing() { TIMINGS+=("$(printf '%-28s %6s s' "$1" "$2")"); }
+
+# ------------------------------------------------------------------ setup
+if [ "$SKIP_DEPS" != 1 ]; then
+  t=$SECONDS; deps >"$RUN/deps.log" 2>&1 || { tail -20 "$RUN/deps.log"; die "deps failed ($RUN/deps.log)"; }
+  timing deps $((SECONDS - t))
+fi
+for t in qemu-system-x86_64 qemu-img genisoimage; do
+  command -v "$t" >/dev/null || die "$t missing: run without --no-deps (or tests/vm/image.sh deps)"
+done
+ACC=$(pick_accel)
+case "$ACC" in
+  kvm) ACCEL_ARGS=(-enable-kvm -cpu host) ;;
+  *)   ACCEL_ARGS=(-accel tcg -cpu max) ;;
+esac
+log "run dir: $RUN (accel: $ACC)"
+
+exec 9>"$CACHE/.lock"; flock 9     # one harness at a time per cache (images + CPU)
+declare -A IMG
+image_for() {   # image_for VARIANT -> sets IMAGE KERNEL INITRD (builds once per run)
+  local v=$1 t=$SECONDS bin=
+  if [ -z "${IMG[$v]:-}" ]; then
+    [ "$v" = imprint ] && bin=$(resolve_imprint_bin)
+    [ -n "$bin" ] && log "imprint binary: $bin"
+    build_variant "$v" $bin
+    IMG[$v]=$IMAGE
+    timing "image $v" $((SECONDS - t))
+  fi
+  IMAGE=${IMG[$v]}
+}
+
+# ------------------------------------------------------------------ seeds
+# seed NAME IID FILE:TYPE... -> $RUN/seed-NAME/seed.iso (encoding: $SEED_ENCODING)
+SEED_ENCODING=gzip+base64
+seed() {
+  local name=$1; shift
+  [ "$SEED_ENCODING" = gzip+base64 ] || name="$name-$SEED_ENCODING"
+  [ -f "$RUN/seed-$name/seed.iso" ] || "$VM_DIR/fixtures/make-seed.sh" --encoding "$SEED_ENCODING" \
+    "$RUN/seed-$name" "$@" >/dev/null
+  SEED="$RUN/seed-$name/seed.iso"
+}
+seed_good()    { seed good    iid-e2e-0001 cloud-config.yaml:text/cloud-config values.json:application/json; }
+seed_newid()   { seed newid   iid-e2e-0002 cloud-config-newid.yaml:text/cloud-config values.json:application/json; }
+seed_missing() { seed missing iid-e2e-bad1 cloud-config-missing.yaml:text/cloud-config values.json:application/json; }
+seed_badyaml() { seed badyaml iid-e2e-bad2 cloud-config-badyaml.yaml:text/cloud-config values.json:application/json; }
+
+# ------------------------------------------------------------------ boot
+# boot NAME DISK SEED [TIMEOUT]: DISK is created as a fresh overlay over
+# $IMAGE if it does not exist, else booted as it is (a later boot of the same
+# instance). Results: $RUN/NAME/{console.log,report.log,report/*,wall}
+boot() {
+  local name=$1 disk=$2 seediso=$3 to=${4:-$BOOT_TIMEOUT}
+  local rd="$RUN/$name"; rm -rf "$rd"; mkdir -p "$rd/report"
+  [ -f "$disk" ] || qemu-img create -q -f qcow2 -b "$IMAGE" -F raw "$disk"
+  local t0 t1 rc=0
+  t0=$(date +%s.%N)
+  timeout --kill-after=10 "$to" qemu-system-x86_64 "${ACCEL_ARGS[@]}" -m "$MEM" -smp "$SMP" \
+    -nographic -no-reboot -monitor none -nodefaults -vga none \
+    -kernel "$KERNEL" -initrd "$INITRD" \
+    -append "root=/dev/vda rw console=ttyS0,115200 panic=-1 ${IMPRINT_VM_APPEND:-}" \
+    -drive "file=$disk,if=virtio,format=qcow2" \
+    -drive "file=$seediso,if=virtio,format=raw,readonly=on" \
+    -nic user,model=virtio-net-pci,restrict=on \
+    -object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-pci,rng=rng0 \
+    -serial "file:$rd/console.log" -serial "file:$rd/report.log" \
+    </dev/null >"$rd/qemu.out" 2>&1 || rc=$?
+  t1=$(date +%s.%N)
+  WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')
+  echo "$WALL" > "$rd/wall"
+  timing "boot $name" "$WALL"
+  [ "$rc" = 0 ] || echo "qemu exit status $rc (124 = timeout after ${to}s)" >> "$rd/qemu.out"
+  QEMU_RC=$rc
+  split_report "$rd"
+  RD=$rd
+  log "boot $name: ${WALL} s (qemu rc=$rc)"
+}
+
+# report.log -> report/NAME files (base64/gzip decoded)
+split_report() {
+  local rd=$1 name gz
+  tr -d '\r' < "$rd/report.log" | awk -v dir="$rd/report" '
+    /^@@begin / { name = $2; gz = ($3 == "gz"); f = dir "/" name ".b64"; printf "" > f; if (gz) print name > (dir "/.gz"); next }
+    /^@@end / { close(f); f = ""; next }
+    f != "" { print >> f }
+  '
+  for f in "$rd"/report/*.b64; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f" .b64)
+    if grep -qx "$name" "$rd/report/.gz" 2>/dev/null; then
+      base64 -d < "$f" | gzip -dc > "$rd/report/$name" 2>/dev/null || true
+    else
+      base64 -d < "$f" > "$rd/report/$name" 2>/dev/null || true
+    fi
+    rm -f "$f"
+  done
+}
+prop() { sed -n "s|^$1=||p" "$RD/report/props" 2>/dev/null | head -n1; }
+rep()  { cat "$RD/report/$1" 2>/dev/null || true; }
+# seconds between two monotonic usec props
+unit_secs() {
+  awk -v a="$(prop "$1.InactiveExitTimestampMonotonic")" -v b="$(prop "$1.ActiveEnterTimestampMonotonic")" \
+    'BEGIN{ if (a > 0 && b > 0) printf "%.2f", (b-a)/1e6; else print "" }'
+}
+
+# The boot reached its end and the reporter ran: everything else depends on it.
+assert_booted() {
+  if grep -aq '===IMPRINT-E2E-END===' "$RD/report.log" && [ -s "$RD/report/props" ]; then
+    ok "boot completed and reported ($(cat "$RD/wall") s, timeout ${1:-$BOOT_TIMEOUT} s)"
+    # the guest's own "startup finished" (kernel + userspace), not qemu wall
+    # time, which also counts the reporter and poweroff
+    le "boot finished well inside its timeout (startup s)" \
+      "$(awk -v a="$(prop system.finish_usec)" 'BEGIN{ if (a > 0) printf "%.1f", a/1e6 }')" "$(( ${1:-$BOOT_TIMEOUT} / 2 ))"
+    return 0
+  fi
+  bad "boot completed and reported" "no complete report in $RD/report.log ($(cat "$RD/qemu.out" 2>/dev/null | tail -2))
+console tail:
+$(tail -25 "$RD/console.log" 2>/dev/null)"
+  return 1
+}
+
+assert_common_good() {   # on every boot where imprint should have succeeded
+  eq "imprint.service Result=success" success "$(prop imprint.service.Result)"
+  eq "imprint.service active (RemainAfterExit)" active "$(prop imprint.service.ActiveState)"
+  eq "no failed units" "" "$(rep failed)"
+  eq "system state is running" running "$(prop system.state)"
+  eq "no ordering cycle in the journal" "0/0" "$(prop journal.ordering_cycle)/$(prop journal.found_ordering_cycle)"
+  eq "seal exists" yes "$(prop seal.exists)"
+  eq "/var/lib/imprint is 0700" 700 "$(prop state.mode)"
+  eq "app.service active" active "$(prop app.service.ActiveState)"
+  eq "app.service started once" 1 "$(prop app.starts)"
+  eq "ssh.service active" active "$(prop ssh.service.ActiveState)"
+  check "ssh host keys: ed25519 and ecdsa present" \
+    bash -c 'grep -q "^ED25519 SHA256:" "$1" && grep -q "^ECDSA SHA256:" "$1"' _ "$RD/report/ssh-fingerprints"
+  eq "conf.env mode 0640" 640 "$(prop file./opt/app/conf.env.mode)"
+  no_secret_leak
+}
+no_secret_leak() {
+  local f leaks=""
+  for f in imprint-journal sealed report.json imprint-status; do
+    grep -aqF "$SECRET" "$RD/report/$f" 2>/dev/null && leaks="$leaks $f"
+  done
+  grep -aqF "$SECRET" "$RD/console.log" && leaks="$leaks console.log"
+  eq "secret value never in journal/seal/report/console" "" "${leaks# }"
+}
+assert_app_env() {   # assert_app_env EXPECTED_FILE
+  same_file "app.service environment (systemd EnvironmentFile=) is byte-exact" "$1" "$RD/report/app-seen.env"
+  same_file "conf.env sourced by POSIX sh gives the same bytes" "$1" "$RD/report/app-sh.env"
+}
+warn_seed_mounted() {
+  [ -z "$(prop mounts.iso9660)" ] || note "a seed file system is still mounted after boot: $(prop mounts.iso9660)"
+}
+
+# ------------------------------------------------------------------ scenarios
+declare -A DONE
+need() { [ -n "${DONE[$1]:-}" ] || run_scenario "$1"; }
+run_scenario() {
+  local s=$1; DONE[$s]=1
+  CUR=$s
+  echo "== scenario $s"
+  "scn_${s//-/_}" || true
+}
+
+DISK_A="$RUN/disk-a.qcow2"    # the instance that first/second/newid boot in turn
+
+scn_first() {
+  image_for imprint; seed_good
+  boot first "$DISK_A" "$SEED"
+  assert_booted || { FIRST_OK=0; return; }
+  assert_common_good
+  eq "imprint.service ExecMainStatus=0" 0 "$(prop imprint.service.ExecMainStatus)"
+  le "imprint.service took at most ${IMPRINT_MAX_FIRST}s" "$(unit_secs imprint.service)" "$IMPRINT_MAX_FIRST"
+  assert_app_env "$VM_DIR/fixtures/expected/app-first.env"
+  eq "early.service started twice (start + one restart by imprint)" 2 "$(prop early.starts)"
+  eq "early.service active" active "$(prop early.service.ActiveState)"
+  same_file "early.conf rendered as expected" "$VM_DIR/fixtures/expected/early-first.conf" "$RD/report/early.conf"
+  same_file "early.service's last start saw the final early.conf" "$RD/report/early.conf" "$RD/report/early-seen.conf"
+  check "seal names instance iid-e2e-0001" grep -q 'iid-e2e-0001' "$RD/report/sealed"
+  warn_seed_mounted
+  FIRST_RD=$RD
+  FIRST_FP=$(rep ssh-fingerprints)
+  FIRST_CONF=$(prop file./opt/app/conf.env.sha256)
+  FIRST_EARLY=$(prop file./etc/early/early.conf.sha256)
+  FIRST_SEAL=$(prop seal.sha256)
+}
+
+scn_fresh2() {
+  need first
+  image_for imprint; seed_good
+  boot fresh2 "$RUN/disk-fresh2.qcow2" "$SEED"
+  assert_booted || return
+  eq "imprint.service ExecMainStatus=0" 0 "$(prop imprint.service.ExecMainStatus)"
+  eq "ssh.service active" active "$(prop ssh.service.ActiveState)"
+  assert_app_env "$VM_DIR/fixtures/expected/app-first.env"
+  local a b
+  for t in ED25519 ECDSA; do
+    a=$(printf '%s\n' "$FIRST_FP" | awk -v t=$t '$1==t{print $2}')
+    b=$(rep ssh-fingerprints | awk -v t=$t '$1==t{print $2}')
+    if [ -n "$a" ] && [ -n "$b" ]; then ne "$t host key differs from the first instance's" "$a" "$b"
+    else bad "$t host key differs from the first instance's" "missing fingerprint (first: '$a', this: '$b')"; fi
+  done
+}
+
+scn_second() {
+  need first
+  image_for imprint; seed_good
+  [ -f "$DISK_A" ] || { bad "disk of scenario first exists"; return; }
+  boot second "$DISK_A" "$SEED"
+  assert_booted || return
+  eq "imprint.service ExecMainStatus=77 (sealed)" 77 "$(prop imprint.service.ExecMainStatus)"
+  eq "imprint.service Result=success (77 counts as success)" success "$(prop imprint.service.Result)"
+  eq "imprint.service active" active "$(prop imprint.service.ActiveState)"
+  le "imprint.service exited within ${IMPRINT_MAX_SEALED}s" "$(unit_secs imprint.service)" "$IMPRINT_MAX_SEALED"
+  eq "no failed units" "" "$(rep failed)"
+  eq "no ordering cycle in the journal" "0/0" "$(prop journal.ordering_cycle)/$(prop journal.found_ordering_cycle)"
+  eq "conf.env unchanged (sha256)" "${FIRST_CONF:-?}" "$(prop file./opt/app/conf.env.sha256)"
+  eq "early.conf unchanged (sha256)" "${FIRST_EARLY:-?}" "$(prop file./etc/early/early.conf.sha256)"
+  eq "seal unchanged (sha256)" "${FIRST_SEAL:-?}" "$(prop seal.sha256)"
+  eq "ssh host keys unchanged" "${FIRST_FP:-?}" "$(rep ssh-fingerprints)"
+  eq "ssh.service active" active "$(prop ssh.service.ActiveState)"
+  eq "early.service started once (not restarted)" 1 "$(prop early.starts)"
+  eq "app.service active" active "$(prop app.service.ActiveState)"
+  assert_app_env "$VM_DIR/fixtures/expected/app-first.env"
+  no_secret_leak
+}
+
+scn_newid() {
+  need second
+  image_for imprint; seed_newid
+  [ -f "$DISK_A" ] || { bad "disk of scenario first exists"; return; }
+  boot newid "$DISK_A" "$SEED"
+  assert_booted || return
+  assert_common_good
+  eq "imprint.service ExecMainStatus=0 (configured again)" 0 "$(prop imprint.service.ExecMainStatus)"
+  check "seal names the new instance iid-e2e-0002" grep -q 'iid-e2e-0002' "$RD/report/sealed"
+  check "seal no longer names iid-e2e-0001" bash -c '! grep -q iid-e2e-0001 "$1"' _ "$RD/report/sealed"
+  assert_app_env "$VM_DIR/fixtures/expected/app-newid.env"
+  ne "conf.env changed" "${FIRST_CONF:-?}" "$(prop file./opt/app/conf.env.sha256)"
+  eq "early.service started twice (changed early.conf -> restart)" 2 "$(prop early.starts)"
+  same_file "early.service's last start saw the final early.conf" "$RD/report/early.conf" "$RD/report/early-seen.conf"
+  ne "ssh host keys replaced for the new instance" "${FIRST_FP:-?}" "$(rep ssh-fingerprints)"
+}
+
+assert_bad() {   # assert_bad PATTERN WHAT
+  assert_booted || return
+  eq "imprint.service Result=exit-code" exit-code "$(prop imprint.service.Result)"
+  eq "imprint.service ExecMainStatus=65 (invalid user-data)" 65 "$(prop imprint.service.ExecMainStatus)"
+  check "journal names the problem ($2: /$1/)" grep -aqiE "$1" "$RD/report/imprint-journal"
+  eq "conf.env not written" no "$(prop file./opt/app/conf.env.exists)"
+  eq "early.conf not written" no "$(prop file./etc/early/early.conf.exists)"
+  eq "not sealed" no "$(prop seal.exists)"
+  eq "early.service not restarted" 1 "$(prop early.starts)"
+  eq "no ordering cycle in the journal" "0/0" "$(prop journal.ordering_cycle)/$(prop journal.found_ordering_cycle)"
+  check "boot reached its end (system degraded, not hung)" test "$(prop system.state)" = degraded
+  no_secret_leak
+}
+scn_bad_missing() {
+  image_for imprint; seed_missing
+  boot bad-missing "$RUN/disk-bad-missing.qcow2" "$SEED"
+  assert_bad 'app\.greeting' "missing required value"
+}
+scn_bad_yaml() {
+  image_for imprint; seed_badyaml
+  boot bad-yaml "$RUN/disk-bad-yaml.qcow2" "$SEED"
+  assert_bad 'yaml|syntax|pars|scan' "YAML syntax error"
+}
+
+# --perf: same seed, fresh overlay per boot; report only ("booted" is the one assertion)
+PERF_ROWS=()
+perf_boot() {
+  local v=$1 i=$2 to=$BOOT_TIMEOUT
+  [ "$v" = cloudinit ] && to=$CI_BOOT_TIMEOUT
+  image_for "$v"
+  SEED_ENCODING=${IMPRINT_VM_PERF_ENCODING:-gzip+base64} seed_good
+  IMPRINT_VM_APPEND="imprint_e2e.verbose=1 ${IMPRINT_VM_APPEND:-}" \
+    boot "perf-$v-$i" "$RUN/disk-perf-$v-$i.qcow2" "$SEED" "$to"
+  assert_booted "$to" || return
+  local u cols=""
+  for u in imprint.service cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service ssh.service app.service; do
+    cols="$cols $(printf '%-6s' "$(unit_secs "$u")")"
+  done
+  PERF_ROWS+=("$(printf '%-18s %7s %9s %8s %s' "$v#$i" "$(cat "$RD/wall")" \
+    "$(awk -v a="$(prop system.finish_usec)" 'BEGIN{printf "%.2f", a/1e6}')" "$(prop system.state)" "$cols")")
+  sed -n 1p "$RD/report/analyze-time" | sed 's/^/          /'
+}
+scn_perf_imprint()   { local i; for i in $(seq "$PERF_RUNS"); do perf_boot imprint "$i"; done; }
+scn_perf_cloudinit() { local i; for i in $(seq "$PERF_RUNS"); do perf_boot cloudinit "$i"; done; }
+scn_perf_none()      { local i; for i in $(seq "$PERF_RUNS"); do perf_boot none "$i"; done; }
+
+# ------------------------------------------------------------------ main
+for s in "${SCEN[@]}"; do
+  [ -n "${DONE[$s]:-}" ] || run_scenario "$s"
+done
+
+echo
+echo "== timings (accel $ACC, -smp $SMP -m $MEM)"
+printf '   %s\n' "${TIMINGS[@]}"
+printf '   %-28s %6s s\n' total $((SECONDS - T_START))
+if [ ${#PERF_ROWS[@]} -gt 0 ]; then
+  echo "== perf (s; per unit: ActiveEnter - InactiveExit, monotonic)"
+  printf '   %-18s %7s %9s %8s  %s\n' boot qemu-wall finished state \
+    "imprint ci-local ci     ci-cfg ci-fin ssh    app"
+  printf '   %s\n' "${PERF_ROWS[@]}"
+fi
+echo "== logs: $RUN  (per boot: console.log = serial console, report.log = raw report, report/ = decoded sections)"
+if [ "$FAILN" -gt 0 ]; then
+  echo "== failed:"; printf '   %s\n' "${FAILED[@]}"
+fi
+echo "$PASS passed, $FAILN failed"
+[ "$FAILN" -eq 0 ]
