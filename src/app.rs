@@ -219,7 +219,7 @@ fn stop_at(inputs: &Inputs, until: Until, so: &mut dyn Write) -> Result<ExitCode
                         .map(|f| format!(", filename {f}"))
                         .unwrap_or_default();
                     let body = match std::str::from_utf8(&p.body) {
-                        Ok(t) => secrets.mask(t),
+                        Ok(t) => crate::validate::mask_text(t, &secrets),
                         Err(_) => format!("<{} bytes of binary data>", p.body.len()),
                     };
                     let nl = if body.ends_with('\n') || body.is_empty() {
@@ -292,7 +292,9 @@ fn fetch_json(inputs: &Inputs, so: &mut dyn Write) -> Result<ExitCode, Failure> 
                 "content_type": p.content_type,
                 "filename": p.filename,
                 "size": p.body.len(),
-                "body": std::str::from_utf8(&p.body).ok().map(|t| secrets.mask(t)),
+                "body": std::str::from_utf8(&p.body)
+                    .ok()
+                    .map(|t| crate::validate::mask_text(t, &secrets)),
                 "document": document,
                 "error": error,
             })

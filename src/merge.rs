@@ -132,6 +132,7 @@ const WRITE_FILE_KEYS: &[&str] = &[
 pub fn merge(parts: &[Part], manifest: &Manifest) -> Result<Merged, MergeError> {
     let mut m = Merger {
         write_files_enabled: manifest.write_files,
+        binary: Vec::new(),
         merged: Merged::default(),
         problems: Vec::new(),
         notices: Vec::new(),
@@ -175,6 +176,7 @@ pub fn merge(parts: &[Part], manifest: &Manifest) -> Result<Merged, MergeError> 
 pub fn part_values(part: &Part) -> Values {
     let mut m = Merger {
         write_files_enabled: false,
+        binary: Vec::new(),
         merged: Merged::default(),
         problems: Vec::new(),
         notices: Vec::new(),
@@ -188,7 +190,7 @@ pub fn part_values(part: &Part) -> Values {
 /// has no document (scripts, empty parts, ...). For `imprint fetch --json`.
 pub fn part_document(part: &Part) -> Result<Option<Value>, Problem> {
     match part.kind {
-        PartKind::CloudConfig | PartKind::Yaml => parse_yaml(part).map(Some),
+        PartKind::CloudConfig | PartKind::Yaml => parse_yaml(part).map(|d| Some(d.value)),
         PartKind::Json => parse_json(part).map(Some),
         _ => Ok(None),
     }
@@ -196,6 +198,8 @@ pub fn part_document(part: &Part) -> Result<Option<Value>, Problem> {
 
 struct Merger {
     write_files_enabled: bool,
+    /// `!!binary` scalars of the current part kept as base64 text.
+    binary: Vec<String>,
     merged: Merged,
     problems: Vec<Problem>,
     notices: Vec<Notice>,
@@ -229,12 +233,9 @@ fn text_of(part: &Part) -> Result<&str, Problem> {
     })
 }
 
-fn parse_yaml(part: &Part) -> Result<Value, Problem> {
+fn parse_yaml(part: &Part) -> Result<crate::yaml::Document, Problem> {
     let text = text_of(part)?;
-    if text.trim().is_empty() {
-        return Ok(Value::Null);
-    }
-    crate::yaml::parse::<Value>(text).map_err(|e| Problem {
+    crate::yaml::parse_value(text).map_err(|e| Problem {
         part: part.number,
         line: (e.line > 0).then_some(e.line),
         column: (e.line > 0).then_some(e.column),
@@ -310,7 +311,7 @@ impl Merger {
                 )),
                 Err(p) => self.problems.push(p),
             },
-            PartKind::Yaml => match parse_yaml(part) {
+            PartKind::Yaml => match parse_yaml(part).map(|d| d.value) {
                 Ok(Value::Object(map)) => self.values(n, map, ""),
                 Ok(Value::Null) => {}
                 Ok(other) => self.problems.push(problem(
@@ -324,7 +325,10 @@ impl Merger {
                 )),
                 Err(p) => self.problems.push(p),
             },
-            PartKind::CloudConfig => match parse_yaml(part) {
+            PartKind::CloudConfig => match parse_yaml(part).map(|d| {
+                self.binary = d.binary;
+                d.value
+            }) {
                 Ok(Value::Object(map)) => {
                     self.cloud_config(n, map, text_of(part).unwrap_or_default())
                 }
@@ -500,6 +504,18 @@ impl Merger {
                     ));
                     None
                 }
+            };
+            // `content: !!binary` that is not text: YAML handed it over as
+            // base64 (PyYAML gives cloud-init the bytes), so say so.
+            let encoding = match e.get("content") {
+                Some(Value::String(c)) if self.binary.contains(c) => {
+                    match encoding.as_deref().map(|x| x.trim().to_ascii_lowercase()) {
+                        None => Some("b64".to_string()),
+                        Some(x) if x == "gz" || x == "gzip" => Some("gz+b64".to_string()),
+                        _ => encoding,
+                    }
+                }
+                _ => encoding,
             };
             let mut decimal_warning = None;
             let permissions = match e.get("permissions") {

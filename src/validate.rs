@@ -188,12 +188,42 @@ pub fn secrets_of_parts(parts: &[crate::decode::Part], manifest: &Manifest) -> S
     s
 }
 
+/// `text` with every secret masked for display. A secret of four or more
+/// characters is masked wherever it appears; a shorter one (a port number,
+/// say) only where it stands alone, so that masking `1` does not turn every
+/// digit of the output into stars.
+pub fn mask_text(text: &str, secrets: &Secrets) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter() {
+        if s.chars().count() >= 4 {
+            if out.contains(s) {
+                out = out.replace(s, secret::MASK);
+            }
+            continue;
+        }
+        let mut res = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(i) = rest.find(s) {
+            let before = rest[..i].chars().next_back();
+            let after = rest[i + s.len()..].chars().next();
+            let alone = !before.is_some_and(char::is_alphanumeric)
+                && !after.is_some_and(char::is_alphanumeric);
+            res.push_str(&rest[..i]);
+            res.push_str(if alone { secret::MASK } else { s });
+            rest = &rest[i + s.len()..];
+        }
+        res.push_str(rest);
+        out = res;
+    }
+    out
+}
+
 /// Mask a parsed document for display: every value under a key that names
 /// a secret, and every string or number that is (or holds) a known secret.
 pub fn mask_document(v: &mut Value, secrets: &Secrets) {
     match v {
         Value::String(s) => {
-            let m = secrets.mask(s);
+            let m = mask_text(s, secrets);
             if m != *s {
                 *s = m;
             }
@@ -548,6 +578,17 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "invalid values:\n  db: expected a map (the manifest declares db.host), found the string \"x\""
+        );
+    }
+
+    #[test]
+    fn short_secrets_are_masked_only_where_they_stand_alone() {
+        let mut s = Secrets::new();
+        s.add("42");
+        s.add("hunter2");
+        assert_eq!(
+            mask_text("port 42, 142, x42, pw=hunter2hunter2", &s),
+            "port ********, 142, x42, pw=****************"
         );
     }
 

@@ -1,6 +1,12 @@
 //! YAML with cloud-init's meaning (PyYAML, YAML 1.1): `0644` is octal,
 //! `yes/no/on/off` are booleans. Shared by `decode`/`merge` (user-data) and
 //! `manifest`. Errors carry a 1-based line and column.
+//!
+//! Two entry points: [`parse`] deserializes typed structs through
+//! serde-saphyr with its YAML 1.1 switches (the manifest); [`parse_value`]
+//! composes user-data documents from the parser's events with PyYAML's own
+//! resolvers, because user-data must mean exactly what it means to
+//! cloud-init, corner cases included (see docs/user-data.md).
 
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -51,4 +57,670 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
             message: e.to_string(),
         }
     })
+}
+
+// ------------------------------------------------------------ user-data YAML
+
+/// How deep collections may nest (serde_json's own limit is 128).
+pub const MAX_DEPTH: usize = 128;
+/// Nodes that aliases may copy in one document (alias bombs).
+pub const MAX_ALIAS_NODES: usize = 1_000_000;
+
+/// A document read with PyYAML's `safe_load` meanings, as JSON-shaped data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// `Null` for an empty document.
+    pub value: serde_json::Value,
+    /// The base64 text of every `!!binary` scalar that is not UTF-8 once
+    /// decoded (kept as base64 text in `value`); other `!!binary` scalars
+    /// are decoded into their text.
+    pub binary: Vec<String>,
+}
+
+/// Parse user-data YAML exactly as cloud-init's PyYAML (`yaml.safe_load`,
+/// YAML 1.1) resolves it, into JSON-shaped values.
+///
+/// serde-saphyr's YAML 1.1 switches come close but not all the way (`y`/`n`
+/// are booleans to it, `09` a number, `1e3` a float, `1:20` a string), so
+/// user-data documents are composed here from the parser's events with
+/// PyYAML's own implicit resolvers; the differential test against
+/// cloud-init checks the result. Differences that remain, on purpose: a
+/// key given twice is an error (PyYAML silently keeps the last), `.inf` and
+/// `.nan` are errors (JSON has neither), timestamps stay strings, integers
+/// beyond 64 bits become floats.
+pub fn parse_value(text: &str) -> Result<Document, YamlError> {
+    use serde_saphyr::granit_parser::{Event, Parser};
+    let mut c = Composer {
+        anchors: std::collections::HashMap::new(),
+        stack: Vec::new(),
+        root: None,
+        alias_nodes: 0,
+        binary: Vec::new(),
+        docs: 0,
+    };
+    for ev in Parser::new_from_str(text) {
+        let (ev, span) = ev.map_err(|e| YamlError {
+            line: e.marker().line() as u64,
+            column: e.marker().col() as u64 + 1,
+            message: e.info(),
+        })?;
+        let at = |message: String| YamlError {
+            line: span.start.line() as u64,
+            column: span.start.col() as u64 + 1,
+            message,
+        };
+        match ev {
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
+            Event::DocumentStart(..) => {
+                c.docs += 1;
+                if c.docs > 1 {
+                    return Err(at(
+                        "expected a single document, found a second one (---); user-data is one YAML document"
+                            .into(),
+                    ));
+                }
+            }
+            Event::Alias(id) => {
+                let (v, n) = c
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| at("an alias (*name) before its anchor (&name)".into()))?;
+                c.alias_nodes += n;
+                if c.alias_nodes > MAX_ALIAS_NODES {
+                    return Err(at(format!(
+                        "aliases expand to more than {MAX_ALIAS_NODES} nodes (an alias bomb?)"
+                    )));
+                }
+                c.push(v, n, None, line_col(&span)).map_err(at)?;
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                let v = c.scalar(&value, style, tag.as_deref()).map_err(at)?;
+                c.push(v, 1, (anchor > 0).then_some(anchor), line_col(&span))
+                    .map_err(at)?;
+            }
+            Event::SequenceStart(_, anchor, ref tag) | Event::MappingStart(_, anchor, ref tag) => {
+                let is_map = matches!(ev, Event::MappingStart(..));
+                if c.stack.len() >= MAX_DEPTH {
+                    return Err(at(format!(
+                        "collections nest deeper than {MAX_DEPTH} levels"
+                    )));
+                }
+                let kind = collection_tag(tag.as_deref(), is_map).map_err(at)?;
+                c.stack.push(Frame {
+                    is_map,
+                    kind,
+                    anchor: (anchor > 0).then_some(anchor),
+                    items: Vec::new(),
+                    nodes: 1,
+                    at: line_col(&span),
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let f = c.stack.pop().expect("parser balances collections");
+                let (v, n, anchor, pos) =
+                    c.finish(f).map_err(|(message, (line, column))| YamlError {
+                        line,
+                        column,
+                        message,
+                    })?;
+                c.push(v, n, anchor, pos).map_err(at)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(Document {
+        value: c.root.unwrap_or(serde_json::Value::Null),
+        binary: c.binary,
+    })
+}
+
+fn line_col(span: &serde_saphyr::granit_parser::Span) -> (u64, u64) {
+    (span.start.line() as u64, span.start.col() as u64 + 1)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum CollectionKind {
+    Seq,
+    Map,
+    /// `!!set`: a map whose values are null.
+    Set,
+    /// `!!omap` / `!!pairs`: a list of one-entry maps, as `[key, value]`.
+    Pairs,
+}
+
+fn collection_tag(
+    tag: Option<&serde_saphyr::granit_parser::Tag>,
+    is_map: bool,
+) -> Result<CollectionKind, String> {
+    let default = if is_map {
+        CollectionKind::Map
+    } else {
+        CollectionKind::Seq
+    };
+    let Some(t) = tag else { return Ok(default) };
+    if non_specific(t) {
+        return Ok(default);
+    }
+    match (core(t), is_map) {
+        (Some("map"), true) | (Some("seq"), false) => Ok(default),
+        (Some("set"), true) => Ok(CollectionKind::Set),
+        (Some("omap" | "pairs"), false) => Ok(CollectionKind::Pairs),
+        _ => Err(format!(
+            "unsupported tag {}{} on a {}; cloud-init's YAML loader rejects it too",
+            t.handle(),
+            t.suffix(),
+            if is_map { "mapping" } else { "sequence" }
+        )),
+    }
+}
+
+struct Frame {
+    is_map: bool,
+    kind: CollectionKind,
+    anchor: Option<usize>,
+    /// Values in order (keys and values alternate for a mapping), with the
+    /// position of each.
+    items: Vec<(serde_json::Value, (u64, u64), bool)>,
+    nodes: usize,
+    at: (u64, u64),
+}
+
+/// A finished collection: its value, node count, anchor and position.
+type Finished = (serde_json::Value, usize, Option<usize>, (u64, u64));
+
+struct Composer {
+    anchors: std::collections::HashMap<usize, (serde_json::Value, usize)>,
+    stack: Vec<Frame>,
+    root: Option<serde_json::Value>,
+    alias_nodes: usize,
+    binary: Vec<String>,
+    docs: usize,
+}
+
+impl Composer {
+    fn push(
+        &mut self,
+        v: serde_json::Value,
+        nodes: usize,
+        anchor: Option<usize>,
+        at: (u64, u64),
+    ) -> Result<(), String> {
+        if let Some(a) = anchor {
+            self.anchors.insert(a, (v.clone(), nodes));
+        }
+        match self.stack.last_mut() {
+            Some(f) => {
+                f.nodes += nodes;
+                f.items.push((v, at, false));
+            }
+            None => self.root = Some(v),
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, f: Frame) -> Result<Finished, (String, (u64, u64))> {
+        use serde_json::Value;
+        let v = if !f.is_map {
+            let items: Vec<Value> = f.items.into_iter().map(|(v, _, _)| v).collect();
+            if f.kind == CollectionKind::Pairs {
+                let mut out = Vec::new();
+                for it in items {
+                    match it {
+                        Value::Object(m) if m.len() == 1 => {
+                            let (k, v) = m.into_iter().next().expect("one entry");
+                            out.push(Value::Array(vec![Value::String(k), v]));
+                        }
+                        _ => {
+                            return Err((
+                                "an !!omap or !!pairs item must be a one-entry mapping".into(),
+                                f.at,
+                            ))
+                        }
+                    }
+                }
+                Value::Array(out)
+            } else {
+                Value::Array(items)
+            }
+        } else {
+            let mut explicit = crate::model::Values::new();
+            let mut merged: Vec<crate::model::Values> = Vec::new();
+            let mut it = f.items.into_iter();
+            while let Some((k, (line, col), _)) = it.next() {
+                let (v, _, _) = it.next().unwrap_or((Value::Null, (line, col), false));
+                if k == Value::String("<<".into()) {
+                    match v {
+                        Value::Object(m) => merged.push(m),
+                        Value::Array(list) => {
+                            for m in list {
+                                match m {
+                                    Value::Object(m) => merged.push(m),
+                                    _ => {
+                                        return Err((
+                                            "a merge (<<) list must hold mappings".into(),
+                                            (line, col),
+                                        ))
+                                    }
+                                }
+                            }
+                        }
+                        _ => {
+                            return Err((
+                                "a merge (<<) takes a mapping or a list of mappings".into(),
+                                (line, col),
+                            ))
+                        }
+                    }
+                    continue;
+                }
+                let key = key_text(&k).map_err(|e| (e, (line, col)))?;
+                let v = if f.kind == CollectionKind::Set {
+                    Value::Null
+                } else {
+                    v
+                };
+                if explicit.insert(key.clone(), v).is_some() {
+                    return Err((
+                        format!("the key {key:?} is given twice in one mapping; keep one"),
+                        (line, col),
+                    ));
+                }
+            }
+            // Explicit keys win over merged ones; earlier merges win over later.
+            let mut out = crate::model::Values::new();
+            for m in merged.into_iter().rev() {
+                out.extend(m);
+            }
+            out.extend(explicit);
+            Value::Object(out)
+        };
+        Ok((v, f.nodes, f.anchor, f.at))
+    }
+
+    fn scalar(
+        &mut self,
+        text: &str,
+        style: serde_saphyr::granit_parser::ScalarStyle,
+        tag: Option<&serde_saphyr::granit_parser::Tag>,
+    ) -> Result<serde_json::Value, String> {
+        use serde_json::Value;
+        let plain = matches!(style, serde_saphyr::granit_parser::ScalarStyle::Plain);
+        let Some(t) = tag else {
+            return Ok(if plain {
+                resolve_plain(text)?
+            } else {
+                Value::String(text.to_string())
+            });
+        };
+        if non_specific(t) {
+            // PyYAML resolves `! 12` as if untagged.
+            return if plain {
+                resolve_plain(text)
+            } else {
+                Ok(Value::String(text.to_string()))
+            };
+        }
+        let bad = |what: &str| format!("{text:?} is not {what}");
+        match core(t) {
+            Some("str") => Ok(Value::String(text.to_string())),
+            Some("null") => match text {
+                "" | "~" | "null" | "Null" | "NULL" => Ok(Value::Null),
+                _ => Err(bad("null")),
+            },
+            Some("bool") => resolve_bool(text)
+                .map(Value::Bool)
+                .ok_or_else(|| bad("a YAML 1.1 boolean")),
+            Some("int") => resolve_int(text).ok_or_else(|| bad("an integer")),
+            Some("float") => match resolve_float(text) {
+                Some(v) => v,
+                None => resolve_int(text)
+                    .and_then(|v| v.as_f64())
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+                    .ok_or_else(|| bad("a float")),
+            },
+            Some("binary") => {
+                use base64::Engine;
+                let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(&clean)
+                    .map_err(|e| format!("!!binary is not base64: {e}"))?;
+                match String::from_utf8(bytes) {
+                    Ok(s) => Ok(Value::String(s)),
+                    Err(_) => {
+                        self.binary.push(clean.clone());
+                        Ok(Value::String(clean))
+                    }
+                }
+            }
+            Some("timestamp") => Ok(Value::String(text.to_string())),
+            _ => Err(format!(
+                "unsupported tag {}{}; cloud-init's YAML loader rejects it too",
+                t.handle(),
+                t.suffix()
+            )),
+        }
+    }
+}
+
+/// The bare `!` tag.
+fn non_specific(t: &serde_saphyr::granit_parser::Tag) -> bool {
+    t.handle().is_empty() && t.suffix() == "!"
+}
+
+/// The suffix of a `tag:yaml.org,2002:` (`!!`) tag.
+fn core(t: &serde_saphyr::granit_parser::Tag) -> Option<&str> {
+    (t.handle() == "tag:yaml.org,2002:").then(|| t.suffix())
+}
+
+/// A mapping key as JSON object text (PyYAML keys may be numbers, booleans
+/// or null; JSON keys are strings).
+fn key_text(k: &serde_json::Value) -> Result<String, String> {
+    use serde_json::Value;
+    match k {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null => Ok("null".into()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err("a list or mapping cannot be a key".into()),
+    }
+}
+
+fn resolve_bool(t: &str) -> Option<bool> {
+    match t {
+        "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => Some(true),
+        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => Some(false),
+        _ => None,
+    }
+}
+
+/// A plain scalar through PyYAML's implicit resolvers (YAML 1.1).
+fn resolve_plain(t: &str) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    if matches!(t, "" | "~" | "null" | "Null" | "NULL") {
+        return Ok(Value::Null);
+    }
+    if let Some(b) = resolve_bool(t) {
+        return Ok(Value::Bool(b));
+    }
+    if let Some(v) = resolve_int(t) {
+        return Ok(v);
+    }
+    if let Some(v) = resolve_float(t) {
+        return v;
+    }
+    Ok(Value::String(t.to_string()))
+}
+
+fn split_sign(t: &str) -> (bool, &str) {
+    match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    }
+}
+
+fn all(s: &str, f: impl Fn(u8) -> bool) -> bool {
+    !s.is_empty() && s.bytes().all(f)
+}
+
+/// PyYAML's int resolver and constructor:
+/// `[-+]?0b[01_]+ | [-+]?0[0-7_]+ | [-+]?(0|[1-9][0-9_]*) | [-+]?0x[0-9a-fA-F_]+
+///  | [-+]?[1-9][0-9_]*(:[0-5]?[0-9])+` (sexagesimal).
+fn resolve_int(t: &str) -> Option<serde_json::Value> {
+    let (neg, body) = split_sign(t);
+    let digits = |s: &str| s.replace('_', "");
+    let magnitude: i128 = if let Some(b) = body.strip_prefix("0b") {
+        if !all(b, |c| c == b'0' || c == b'1' || c == b'_') {
+            return None;
+        }
+        let d = digits(b);
+        if d.is_empty() {
+            0
+        } else {
+            i128::from_str_radix(&d, 2).ok()?
+        }
+    } else if let Some(h) = body.strip_prefix("0x") {
+        if !all(h, |c| c.is_ascii_hexdigit() || c == b'_') {
+            return None;
+        }
+        let d = digits(h);
+        if d.is_empty() {
+            0
+        } else {
+            i128::from_str_radix(&d, 16).ok()?
+        }
+    } else if body == "0" {
+        0
+    } else if let Some(o) = body.strip_prefix('0') {
+        if !all(o, |c| (b'0'..=b'7').contains(&c) || c == b'_') {
+            return None;
+        }
+        let d = digits(o);
+        if d.is_empty() {
+            0
+        } else {
+            i128::from_str_radix(&d, 8).ok()?
+        }
+    } else if body.contains(':') {
+        let mut parts = body.split(':');
+        let first = parts.next()?;
+        if !(first
+            .as_bytes()
+            .first()
+            .is_some_and(|c| (b'1'..=b'9').contains(c))
+            && all(first, |c| c.is_ascii_digit() || c == b'_'))
+        {
+            return None;
+        }
+        let mut n: i128 = digits(first).parse().ok()?;
+        for p in parts {
+            if p.is_empty() || p.len() > 2 || !all(p, |c| c.is_ascii_digit()) {
+                return None;
+            }
+            if p.len() == 2 && p.as_bytes()[0] > b'5' {
+                return None;
+            }
+            n = n.checked_mul(60)?.checked_add(p.parse::<i128>().ok()?)?;
+        }
+        n
+    } else {
+        if !(body
+            .as_bytes()
+            .first()
+            .is_some_and(|c| (b'1'..=b'9').contains(c))
+            && all(body, |c| c.is_ascii_digit() || c == b'_'))
+        {
+            return None;
+        }
+        match digits(body).parse::<i128>() {
+            Ok(n) => n,
+            // Beyond 128 bits: a float, like any JSON reader would.
+            Err(_) => {
+                let f: f64 = digits(body).parse().ok()?;
+                let f = if neg { -f } else { f };
+                return serde_json::Number::from_f64(f).map(serde_json::Value::Number);
+            }
+        }
+    };
+    let n = if neg { -magnitude } else { magnitude };
+    if let Ok(i) = i64::try_from(n) {
+        Some(i.into())
+    } else if let Ok(u) = u64::try_from(n) {
+        Some(u.into())
+    } else {
+        serde_json::Number::from_f64(n as f64).map(serde_json::Value::Number)
+    }
+}
+
+/// PyYAML's float resolver: `[-+]?([0-9][0-9_]*)?\.[0-9_]*([eE][-+][0-9]+)?`
+/// (a dot is required; an exponent needs a sign), sexagesimal
+/// `[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+\.[0-9_]*`, `.inf`, `.nan`.
+/// `Some(Err)` for infinities and NaN, which JSON cannot hold.
+fn resolve_float(t: &str) -> Option<Result<serde_json::Value, String>> {
+    let (neg, body) = split_sign(t);
+    if matches!(body, ".inf" | ".Inf" | ".INF") || (matches!(t, ".nan" | ".NaN" | ".NAN")) {
+        return Some(Err(format!(
+            "{t} is not a finite number; values are JSON-shaped (quote it for the text)"
+        )));
+    }
+    let value = if body.contains(':') {
+        let (int, frac) = body.split_once('.')?;
+        let mut parts = int.split(':');
+        let first = parts.next()?;
+        if !(first.as_bytes().first().is_some_and(u8::is_ascii_digit)
+            && all(first, |c| c.is_ascii_digit() || c == b'_'))
+        {
+            return None;
+        }
+        let mut n: f64 = first.replace('_', "").parse().ok()?;
+        for p in parts {
+            if p.is_empty() || p.len() > 2 || !all(p, |c| c.is_ascii_digit()) {
+                return None;
+            }
+            if p.len() == 2 && p.as_bytes()[0] > b'5' {
+                return None;
+            }
+            n = n * 60.0 + p.parse::<f64>().ok()?;
+        }
+        if !frac.bytes().all(|c| c.is_ascii_digit() || c == b'_') {
+            return None;
+        }
+        let f = frac.replace('_', "");
+        n + if f.is_empty() {
+            0.0
+        } else {
+            format!("0.{f}").parse::<f64>().ok()?
+        }
+    } else {
+        let (mantissa, exp) = match body.find(['e', 'E']) {
+            Some(i) => (&body[..i], Some(&body[i + 1..])),
+            None => (body, None),
+        };
+        let (int, frac) = mantissa.split_once('.')?;
+        if !int.bytes().all(|c| c.is_ascii_digit() || c == b'_')
+            || !frac.bytes().all(|c| c.is_ascii_digit() || c == b'_')
+        {
+            return None;
+        }
+        if int.starts_with('_')
+            || (int.is_empty() && !frac.as_bytes().first().is_some_and(u8::is_ascii_digit))
+        {
+            return None;
+        }
+        if int.is_empty() && t.starts_with(['-', '+']) {
+            return None;
+        }
+        if let Some(e) = exp {
+            let digits = e.strip_prefix(['-', '+'])?;
+            if !all(digits, |c| c.is_ascii_digit()) {
+                return None;
+            }
+        }
+        let int = int.replace('_', "");
+        let frac = frac.replace('_', "");
+        let text = format!(
+            "{}.{}{}",
+            if int.is_empty() { "0" } else { &int },
+            if frac.is_empty() { "0" } else { &frac },
+            exp.map(|e| format!("e{e}")).unwrap_or_default()
+        );
+        text.parse::<f64>().ok()?
+    };
+    let value = if neg { -value } else { value };
+    Some(
+        serde_json::Number::from_f64(value)
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| format!("{t} is not a finite number")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn v(t: &str) -> serde_json::Value {
+        parse_value(t).unwrap().value
+    }
+
+    #[test]
+    fn pyyaml_scalars() {
+        // Each expectation is what PyYAML 6 (cloud-init's loader) gives.
+        assert_eq!(
+            v("[yes, No, ON, off, true, False, y, n, Y]"),
+            json!([true, false, true, false, true, false, "y", "n", "Y"])
+        );
+        assert_eq!(
+            v("[0644, 0o644, 644, 0x1f, 1_000, 0b101, 09, 012, -017, +12, 0, 1:20, 0_644]"),
+            json!([420, "0o644", 644, 31, 1000, 5, "09", 10, -15, 12, 0, 80, 420])
+        );
+        assert_eq!(
+            v("[1.5, 1e3, 1.0e3, 1.0e+3, .5, 6.8523015e+5, 1., -.5, 1:20.5, 1_0.5]"),
+            json!([1.5, "1e3", "1.0e3", 1000.0, 0.5, 685230.15, 1.0, "-.5", 80.5, 10.5])
+        );
+        assert_eq!(
+            v("[2001-12-14, ~, null, '', \"0644\", '1.10', 1.10, a b]"),
+            json!(["2001-12-14", null, null, "", "0644", "1.10", 1.1, "a b"])
+        );
+        assert_eq!(
+            v("{1: a, on: b, ~: c}"),
+            json!({"1": "a", "true": "b", "null": "c"})
+        );
+        assert_eq!(v("\"write_files\": [1]"), json!({"write_files": [1]}));
+        assert_eq!(v(""), json!(null));
+        assert_eq!(v("# only a comment\n"), json!(null));
+    }
+
+    #[test]
+    fn tags_anchors_merges() {
+        assert_eq!(
+            v("[!!str 0644, !!int '0644', !!float '1', !!bool 'yes', !!binary aGVsbG8=, ! 12]"),
+            json!(["0644", 420, 1.0, true, "hello", 12])
+        );
+        let d = parse_value("a: !!binary H4sIAAAAAAAAA0vLTy9KLUoBAEFkq5wIAAAA\n").unwrap();
+        assert_eq!(
+            d.binary,
+            vec!["H4sIAAAAAAAAA0vLTy9KLUoBAEFkq5wIAAAA".to_string()]
+        );
+        assert_eq!(
+            v("base: &b {x: 1, y: 2}\nother: {<<: *b, y: 3}\nlist: [*b]\n"),
+            json!({"base": {"x": 1, "y": 2}, "other": {"x": 1, "y": 3}, "list": [{"x": 1, "y": 2}]})
+        );
+        assert_eq!(
+            v("a: &a {x: 1}\nb: &b {x: 2, z: 2}\nc: {<<: [*a, *b]}\n")["c"],
+            json!({"x": 1, "z": 2})
+        );
+        assert_eq!(v("!!set {a, b}"), json!({"a": null, "b": null}));
+    }
+
+    #[test]
+    fn errors_are_located() {
+        let e = parse_value("a: 1\nb: [1\n").unwrap_err();
+        assert!(e.line >= 2, "{e:?}");
+        let e = parse_value("a: 1\na: 2\n").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 1), "{e:?}");
+        assert!(e.message.contains("given twice"), "{e:?}");
+        let e = parse_value("a: 1\n---\nb: 2\n").unwrap_err();
+        assert!(e.message.contains("single document"), "{e:?}");
+        let e = parse_value("a: !custom x\n").unwrap_err();
+        assert!(e.message.contains("unsupported tag"), "{e:?}");
+        assert!(parse_value("a: .inf").is_err());
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(parse_value(&deep).unwrap_err().message.contains("deeper"));
+    }
+
+    #[test]
+    fn alias_bombs_stop() {
+        let mut t = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            t.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let e = parse_value(&t).unwrap_err();
+        assert!(e.message.contains("alias bomb"), "{e:?}");
+    }
 }

@@ -30,11 +30,15 @@ from cloudinit import helpers, user_data, util
 
 
 def plain(value):
-    """JSON-safe: dates and bytes as the strings imprint would hold."""
+    """JSON-safe: dates and bytes as the strings imprint holds (!!binary:
+    its text when it is UTF-8, else the base64 it was written as)."""
     if isinstance(value, (datetime.date, datetime.datetime)):
         return value.isoformat()
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(value).decode("ascii")
     raise TypeError(f"unexpected {type(value).__name__} in a document")
 
 
