@@ -15,6 +15,8 @@ step "cargo clippy"
 cargo clippy --all-targets -- -D warnings
 step "cargo test"
 cargo test --all-targets
+step "cargo test (fault injection: fail points between writes, kill -9)"
+cargo test --features failpoints --test apply_faults
 if [ -x tests/fuzz-smoke.sh ]; then
   step "fuzz smoke (bounded)"
   tests/fuzz-smoke.sh
