@@ -3,10 +3,10 @@
 //! warning, and imprint goes on with stderr.
 //!
 //! Where each line goes:
-//! - stderr *is* the journal (imprint.service: `JOURNAL_STREAM` names the
-//!   stream stderr is connected to): everything goes through the journal's
-//!   native protocol only, as structured entries (`MESSAGE_ID`, `PRIORITY`,
-//!   `STAGE`, `DURATION_MS`, `UNIT`, `PATH`...). Writing the same lines to
+//! - stderr *is* the journal (imprint.service: `JOURNAL_STREAM` names
+//!   stderr's stream, or stdout's while stderr is a socket too): everything
+//!   goes through the journal's native protocol only, as structured entries
+//!   (`MESSAGE_ID`, `PRIORITY`, `STAGE`, `DURATION_MS`, `UNIT`, `PATH`...). Writing the same lines to
 //!   stderr as well would put each one in the journal twice. With the unit's
 //!   `StandardError=journal+console`, the console then gets only what does
 //!   not go through this module (a panic, say) and systemd's own status line;
@@ -75,17 +75,28 @@ pub fn init(verbose: bool) {
     }
 }
 
-/// Whether stderr is the journal stream systemd connected (`JOURNAL_STREAM`
-/// is `DEVICE:INODE` of that stream; a child that redirected stderr keeps
-/// the variable but not the stream).
+/// Whether stderr is a journal stream systemd connected. `JOURNAL_STREAM`
+/// is `DEVICE:INODE` of one stream (stdout's when both go to the journal
+/// with different settings, as with `StandardOutput=journal` and
+/// `StandardError=journal+console`); a child that redirected stderr keeps
+/// the variable but not the stream. So: stderr is that stream, or stdout is
+/// and stderr is a socket too.
 pub fn stderr_is_journal() -> bool {
     let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
         return false;
     };
-    let Ok(st) = rustix::fs::fstat(std::io::stderr()) else {
+    let v = v.to_string_lossy();
+    let Ok(err) = rustix::fs::fstat(std::io::stderr()) else {
         return false;
     };
-    stream_matches(&v.to_string_lossy(), st.st_dev, st.st_ino)
+    if stream_matches(&v, err.st_dev, err.st_ino) {
+        return true;
+    }
+    let is_socket =
+        rustix::fs::FileType::from_raw_mode(err.st_mode) == rustix::fs::FileType::Socket;
+    is_socket
+        && rustix::fs::fstat(std::io::stdout())
+            .is_ok_and(|out| stream_matches(&v, out.st_dev, out.st_ino))
 }
 
 /// `JOURNAL_STREAM` text against a file's device and inode.
