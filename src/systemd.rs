@@ -124,7 +124,13 @@ pub fn act(
         step(mgr.daemon_reload(), &mut done)?;
     }
     let restart = unique(plan.restart.iter().chain(extra_restart));
-    let all = unique(plan.restart.iter().chain(extra_restart).chain(&plan.reload));
+    let all = unique(
+        plan.enable
+            .iter()
+            .chain(&plan.restart)
+            .chain(extra_restart)
+            .chain(&plan.reload),
+    );
     if !all.is_empty() {
         if let Err(mut e) = mgr.prepare(&all) {
             e.done = std::mem::take(&mut done);
@@ -171,18 +177,44 @@ pub struct UnitState {
     pub load_state: String,
     pub active_state: String,
     pub sub_state: String,
+    /// Its direct `After=` and `Before=`, implicit ones included.
+    pub after: Vec<String>,
+    pub before: Vec<String>,
 }
 
 impl UnitState {
     pub fn from_show(unit: &str, props: &BTreeMap<String, String>) -> UnitState {
         let get = |k: &str| props.get(k).cloned().unwrap_or_default();
+        let list = |k: &str| get(k).split_whitespace().map(str::to_string).collect();
         let id = get("Id");
         UnitState {
             id: if id.is_empty() { unit.to_string() } else { id },
             load_state: get("LoadState"),
             active_state: get("ActiveState"),
             sub_state: get("SubState"),
+            after: list("After"),
+            before: list("Before"),
         }
+    }
+}
+
+/// What the direct ordering tells about `unit` and `me` (the unit whose
+/// start job imprint runs in): `Some(true)` the unit is ordered after it
+/// (directly, or after a unit `me` is before, as default dependencies put
+/// every service after `sysinit.target`); `Some(false)` it is ordered
+/// before it (so it cannot be after it); `None`: only the whole `After=`
+/// closure can tell.
+pub fn direct_order(unit: &UnitState, me: &UnitState) -> Option<bool> {
+    if unit
+        .after
+        .iter()
+        .any(|a| *a == me.id || me.before.contains(a))
+    {
+        Some(true)
+    } else if unit.before.contains(&me.id) || me.after.contains(&unit.id) {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -239,7 +271,14 @@ pub fn parse_show_many(text: &str) -> Vec<BTreeMap<String, String>> {
 }
 
 /// The properties of a unit's state.
-const STATE_PROPS: [&str; 4] = ["Id", "LoadState", "ActiveState", "SubState"];
+const STATE_PROPS: [&str; 6] = [
+    "Id",
+    "LoadState",
+    "ActiveState",
+    "SubState",
+    "After",
+    "Before",
+];
 
 /// The unit names in `systemctl list-dependencies --plain` output (tree
 /// indentation and status bullets removed; the first line is the unit
@@ -275,7 +314,7 @@ pub fn unit_of_cgroup(text: &str) -> Option<String> {
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 pub const UNITS_BUDGET: Duration = Duration::from_secs(45);
 /// How long a query (`show`, `list-dependencies`, `--no-block`) may take.
-pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The real service manager: `systemctl` as a subprocess.
 #[derive(Debug)]
@@ -287,9 +326,10 @@ pub struct Systemctl {
     /// The unit imprint runs in: `None` until known (read from
     /// `/proc/self/cgroup` on first use), `Some(None)` when not in a service.
     self_unit: Option<Option<String>>,
-    /// `None` until asked: the self unit when its start job is running
-    /// (`ActiveState=activating`), the only case where waiting can deadlock.
-    self_job: Option<Option<String>>,
+    /// `None` until asked: the self unit's state when its start job is
+    /// running (`ActiveState=activating`), the only case where waiting can
+    /// deadlock.
+    self_job: Option<Option<UnitState>>,
     /// Canonical ids already acted on, with the name used.
     handled: BTreeMap<String, String>,
     /// States learnt by [`ServiceManager::prepare`], by the name asked.
@@ -509,14 +549,14 @@ impl Systemctl {
     }
 
     /// The unit whose start job imprint runs in, if that job is running.
-    fn self_job(&mut self, action: &str) -> Result<Option<String>, UnitError> {
+    fn self_job(&mut self, action: &str) -> Result<Option<UnitState>, UnitError> {
         if let Some(j) = &self.self_job {
             return Ok(j.clone());
         }
         let job = match self.own_unit() {
             Some(u) => {
-                let p = self.show(&u, action, &["ActiveState"])?;
-                (p.get("ActiveState").map(String::as_str) == Some("activating")).then_some(u)
+                let st = UnitState::from_show(&u, &self.show(&u, action, &STATE_PROPS)?);
+                (st.active_state == "activating").then_some(st)
             }
             None => None,
         };
@@ -525,10 +565,22 @@ impl Systemctl {
     }
 
     /// Whether a job for `unit` would wait for imprint's own start job.
-    fn ordered_after_self(&mut self, unit: &str, action: &str) -> Result<bool, UnitError> {
+    /// The direct ordering answers most cases; otherwise the unit's whole
+    /// `After=` closure is asked for, and when even that fails the answer is
+    /// "yes": not waiting can only cost the job's result, waiting can cost
+    /// the boot.
+    fn ordered_after_self(
+        &mut self,
+        unit: &str,
+        action: &str,
+        state: Option<&UnitState>,
+    ) -> Result<bool, UnitError> {
         let Some(me) = self.self_job(action)? else {
             return Ok(false);
         };
+        if let Some(known) = state.and_then(|st| direct_order(st, &me)) {
+            return Ok(known);
+        }
         let args = [
             "list-dependencies",
             "--after",
@@ -537,14 +589,29 @@ impl Systemctl {
             "--",
             unit,
         ];
-        let r = self.run(unit, action, &args, QUERY_TIMEOUT)?;
-        if !r.ok() {
-            return Err(self.fail(unit, action, r.why("list-dependencies", QUERY_TIMEOUT)));
+        match self.exec(&args, QUERY_TIMEOUT) {
+            Ok(r) if r.ok() => Ok(parse_dependency_list(&r.stdout)
+                .iter()
+                .skip(1)
+                .any(|u| *u == me.id)),
+            Ok(r) => {
+                tracing::warn!(
+                    "could not tell whether {unit} is ordered after {}: {}; not waiting for its job",
+                    me.id,
+                    r.why("list-dependencies", QUERY_TIMEOUT)
+                );
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "could not tell whether {unit} is ordered after {}: failed to run {}: {e}; \
+                     not waiting for its job",
+                    me.id,
+                    self.path.display()
+                );
+                Ok(true)
+            }
         }
-        Ok(parse_dependency_list(&r.stdout)
-            .iter()
-            .skip(1)
-            .any(|u| *u == me))
     }
 
     /// The wait left for the next job, or an error when the budget is spent.
@@ -629,7 +696,8 @@ impl Systemctl {
         if let Decision::Skip(why) = decide(&state, false) {
             return Ok(action(why));
         }
-        let block = decide(&state, self.ordered_after_self(unit, verb)?) == Decision::Wait;
+        let after = self.ordered_after_self(unit, verb, Some(&state))?;
+        let block = decide(&state, after) == Decision::Wait;
         let result = self.job(unit, verb, verb, block)?;
         self.handled.insert(state.id, unit.to_string());
         Ok(action(result))
@@ -669,7 +737,7 @@ impl ServiceManager for Systemctl {
         for (n, props) in names.iter().zip(blocks) {
             let st = UnitState::from_show(n, &props);
             if Some(*n) == me.as_deref() && self.self_job.is_none() {
-                self.self_job = Some((st.active_state == "activating").then(|| n.to_string()));
+                self.self_job = Some((st.active_state == "activating").then(|| st.clone()));
             }
             self.states.insert(n.to_string(), st);
         }
@@ -715,7 +783,8 @@ impl ServiceManager for Systemctl {
         if !r.ok() {
             return Err(self.fail(unit, "enable", r.why("enable", timeout)));
         }
-        let block = !self.ordered_after_self(unit, "start")?;
+        let state = self.states.get(unit).cloned();
+        let block = !self.ordered_after_self(unit, "start", state.as_ref())?;
         let result = self.job(unit, "start", "start", block)?;
         Ok(action(result))
     }
@@ -738,8 +807,41 @@ mod tests {
             id: "x.service".into(),
             load_state: load.into(),
             active_state: active.into(),
-            sub_state: String::new(),
+            ..UnitState::default()
         }
+    }
+
+    fn ordered(id: &str, after: &str, before: &str) -> UnitState {
+        UnitState {
+            id: id.into(),
+            after: after.split_whitespace().map(str::to_string).collect(),
+            before: before.split_whitespace().map(str::to_string).collect(),
+            ..UnitState::default()
+        }
+    }
+
+    #[test]
+    fn direct_ordering() {
+        let me = ordered(
+            "imprint.service",
+            "local-fs.target systemd-journald.socket",
+            "sysinit.target shutdown.target",
+        );
+        // Default dependencies: after sysinit.target, which imprint is before.
+        let app = ordered(
+            "app.service",
+            "sysinit.target basic.target",
+            "shutdown.target",
+        );
+        assert_eq!(direct_order(&app, &me), Some(true));
+        let gen = ordered("x.service", "imprint.service", "");
+        assert_eq!(direct_order(&gen, &me), Some(true));
+        let early = ordered("early.service", "local-fs.target", "imprint.service");
+        assert_eq!(direct_order(&early, &me), Some(false));
+        let fs = ordered("local-fs.target", "", "");
+        assert_eq!(direct_order(&fs, &me), Some(false));
+        let free = ordered("worker.service", "system.slice", "shutdown.target");
+        assert_eq!(direct_order(&free, &me), None);
     }
 
     #[test]

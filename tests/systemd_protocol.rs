@@ -16,8 +16,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 /// The stand-in: logs `$*` per call; `show` prints `show/UNIT` for each
-/// unit (or a not-found answer), `list-dependencies` prints `deps/UNIT`; a job on UNIT
-/// fails with `fail/UNIT` on stderr, or hangs when `hang/UNIT` exists.
+/// unit (or a not-found answer), `list-dependencies` prints `deps/UNIT` (or
+/// fails when `depsfail/UNIT` exists); a job on UNIT fails with `fail/UNIT`
+/// on stderr, or hangs when `hang/UNIT` exists.
 struct Fake {
     dir: TempRoot,
 }
@@ -44,6 +45,7 @@ case "$1" in
       else printf 'Id=%s\nLoadState=not-found\nActiveState=inactive\nSubState=dead\n' "$u"; fi
     done ;;
   list-dependencies)
+    [ -f "$D/depsfail/$last" ] && {{ echo "Failed to get properties: Connection timed out" >&2; exit 1; }}
     cat "$D/deps/$last" 2>/dev/null || echo "$last" ;;
   *)
     # hang: a child that keeps the output pipes open, as a stuck helper would
@@ -67,9 +69,14 @@ exit 0
         self
     }
 
-    /// A unit in this state (as `systemctl show` prints the properties
-    /// imprint asks for).
+    /// A unit in this state, unordered (as `systemctl show` prints the
+    /// properties imprint asks for).
     fn unit(&self, unit: &str, active: &str) -> &Fake {
+        self.ordered(unit, active, "", "")
+    }
+
+    /// A unit in this state with these direct `After=` and `Before=`.
+    fn ordered(&self, unit: &str, active: &str, after: &str, before: &str) -> &Fake {
         let sub = match active {
             "active" => "running",
             "activating" => "start",
@@ -87,7 +94,7 @@ exit 0
             unit,
             &format!(
                 "Id={unit}\nLoadState=loaded\nActiveState={active}\nSubState={sub}\n\
-                 Result={result}\nExecMainStatus={status}\n"
+                 After={after}\nBefore={before}\nResult={result}\nExecMainStatus={status}\n"
             ),
         )
     }
@@ -116,21 +123,32 @@ fn sample(name: &str) -> String {
     .unwrap()
 }
 
-const SHOW: &str = "show -p Id -p LoadState -p ActiveState -p SubState -- ";
+const SHOW: &str = "show -p Id -p LoadState -p ActiveState -p SubState -p After -p Before -- ";
 const RESULT: &str = "show -p Result -p ActiveState -p SubState -p ExecMainStatus -- ";
 
+/// Inside imprint.service's running start job, ordered as
+/// units/imprint.service orders it.
 fn in_imprint(fake: &Fake) -> Systemctl {
-    fake.unit("imprint.service", "activating");
+    fake.ordered(
+        "imprint.service",
+        "activating",
+        "local-fs.target systemd-remount-fs.service systemd-journald.socket",
+        "sysinit.target shutdown.target",
+    );
     fake.systemctl().self_unit(Some("imprint.service"))
 }
+
+/// A service with default dependencies, as systemd shows it.
+const DEFAULT_AFTER: &str = "sysinit.target basic.target system.slice systemd-journald.socket";
 
 #[test]
 fn active_unit_before_imprint_is_restarted_and_waited_for() {
     let f = Fake::new();
-    f.unit("early.service", "active").set(
-        "deps",
+    f.ordered(
         "early.service",
-        &sample("list-dependencies-early.txt"),
+        "active",
+        "local-fs.target system.slice",
+        "imprint.service shutdown.target",
     );
     let a = in_imprint(&f).restart("early.service").unwrap();
     assert_eq!(
@@ -145,33 +163,77 @@ fn active_unit_before_imprint_is_restarted_and_waited_for() {
         f.log(),
         [
             format!("{SHOW}early.service"),
-            "show -p ActiveState -- imprint.service".into(),
-            "list-dependencies --after --all --plain -- early.service".into(),
+            format!("{SHOW}imprint.service"),
             "restart -- early.service".into(),
             format!("{RESULT}early.service"),
-        ]
+        ],
+        "Before=imprint.service says it all: no closure asked for"
     );
 }
 
 #[test]
 fn active_unit_after_imprint_is_queued_without_blocking() {
+    // Default dependencies: After=sysinit.target, which imprint is before.
     let f = Fake::new();
-    f.unit("app.service", "active").set(
-        "deps",
-        "app.service",
-        &sample("list-dependencies-app.txt"),
-    );
+    f.ordered("app.service", "active", DEFAULT_AFTER, "shutdown.target");
     let a = in_imprint(&f).restart("app.service").unwrap();
     assert!(a.result.starts_with("queued"), "{a:?}");
     assert_eq!(
         f.log(),
         [
             format!("{SHOW}app.service"),
-            "show -p ActiveState -- imprint.service".into(),
-            "list-dependencies --after --all --plain -- app.service".into(),
+            format!("{SHOW}imprint.service"),
             "restart --no-block -- app.service".into(),
         ]
     );
+}
+
+#[test]
+fn no_direct_ordering_asks_for_the_whole_closure() {
+    // DefaultDependencies=no and unordered to imprint: only the After=
+    // closure (real samples) tells.
+    let f = Fake::new();
+    f.ordered(
+        "early.service",
+        "active",
+        "local-fs.target system.slice",
+        "",
+    )
+    .set(
+        "deps",
+        "early.service",
+        &sample("list-dependencies-early.txt"),
+    )
+    .ordered("chain.service", "active", "other.service", "")
+    .set(
+        "deps",
+        "chain.service",
+        &sample("list-dependencies-app.txt"),
+    );
+    let mut s = in_imprint(&f);
+    assert_eq!(s.restart("early.service").unwrap().result, "done");
+    assert!(s
+        .restart("chain.service")
+        .unwrap()
+        .result
+        .starts_with("queued"));
+    let log = f.log();
+    assert!(log.contains(&"list-dependencies --after --all --plain -- early.service".to_string()));
+    assert!(log.contains(&"restart -- early.service".to_string()));
+    assert!(log.contains(&"list-dependencies --after --all --plain -- chain.service".to_string()));
+    assert!(log.contains(&"restart --no-block -- chain.service".to_string()));
+}
+
+#[test]
+fn when_the_closure_cannot_be_read_it_does_not_wait() {
+    let f = Fake::new();
+    f.ordered("odd.service", "active", "other.service", "")
+        .set("depsfail", "odd.service", "");
+    let a = in_imprint(&f).restart("odd.service").unwrap();
+    assert!(a.result.starts_with("queued"), "{a:?}");
+    assert!(f
+        .log()
+        .contains(&"restart --no-block -- odd.service".to_string()));
 }
 
 #[test]
@@ -209,12 +271,19 @@ fn outside_imprints_start_job_everything_is_waited_for() {
     // active (not activating), so no job can be waiting for it.
     let f = Fake::new();
     f.unit("imprint.service", "active")
-        .unit("app.service", "active")
+        .ordered("app.service", "active", DEFAULT_AFTER, "")
         .set("deps", "app.service", &sample("list-dependencies-app.txt"));
     let mut s = f.systemctl().self_unit(Some("imprint.service"));
     assert_eq!(s.restart("app.service").unwrap().result, "done");
-    assert!(f.log().contains(&"restart -- app.service".to_string()));
-    assert!(!f.log().iter().any(|l| l.starts_with("list-dependencies")));
+    assert_eq!(
+        f.log(),
+        [
+            format!("{SHOW}app.service"),
+            format!("{SHOW}imprint.service"),
+            "restart -- app.service".into(),
+            format!("{RESULT}app.service"),
+        ]
+    );
     // From a shell (not in a service): the same, without asking.
     let f = Fake::new();
     f.unit("app.service", "active");
@@ -356,11 +425,7 @@ fn a_unit_named_twice_or_by_alias_is_acted_on_once() {
 #[test]
 fn daemon_reload_then_enable_and_start() {
     let f = Fake::new();
-    f.unit("new.service", "inactive").set(
-        "deps",
-        "new.service",
-        "new.service\n  sysinit.target\n    imprint.service\n",
-    );
+    f.ordered("new.service", "inactive", DEFAULT_AFTER, "");
     let plan = Plan {
         daemon_reload: true,
         enable: vec!["new.service".into()],
@@ -382,9 +447,8 @@ fn daemon_reload_then_enable_and_start() {
         f.log(),
         [
             "daemon-reload".to_string(),
-            format!("{SHOW}syslog.service imprint.service"),
+            format!("{SHOW}new.service syslog.service imprint.service"),
             "enable --no-reload -- new.service".into(),
-            "list-dependencies --after --all --plain -- new.service".into(),
             "start --no-block -- new.service".into(),
         ]
     );
@@ -419,6 +483,8 @@ fn real_systemd_answers_parse() {
             load_state: "loaded".into(),
             active_state: "active".into(),
             sub_state: "running".into(),
+            after: vec![],
+            before: vec![],
         }
     );
     let alias = UnitState::from_show("sshd.service", &parse_show(&sample("show-sshd-alias.txt")));
@@ -442,6 +508,21 @@ fn real_systemd_answers_parse() {
         unit_of_cgroup(&sample("cgroup.txt")).as_deref(),
         Some("imprint.service")
     );
+    // The direct ordering decides on real answers: app (default
+    // dependencies and the generator's After=imprint.service) is after
+    // imprint, early (Before=imprint.service) is not.
+    let blocks = imprint::systemd::parse_show_many(&sample("show-order.txt"));
+    let st: Vec<UnitState> = ["app.service", "early.service", "imprint.service"]
+        .iter()
+        .zip(&blocks)
+        .map(|(n, b)| UnitState::from_show(n, b))
+        .collect();
+    assert_eq!(imprint::systemd::direct_order(&st[0], &st[2]), Some(true));
+    assert_eq!(imprint::systemd::direct_order(&st[1], &st[2]), Some(false));
+    assert!(st[2].before.contains(&"sysinit.target".to_string()));
+    let many = imprint::systemd::parse_show_many(&sample("show-many.txt"));
+    let ids: Vec<&str> = many.iter().map(|b| b["Id"].as_str()).collect();
+    assert_eq!(ids, ["early.service", "ssh.service", "nosuch.service"]);
 }
 
 #[test]
@@ -449,20 +530,19 @@ fn a_first_boot_asks_systemd_once_and_restarts_only_what_runs() {
     // The shape of the VM's first boot (tests/fixtures/systemd): early runs
     // before imprint, app and ssh wait for it.
     let f = Fake::new();
-    f.unit("imprint.service", "activating")
-        .unit("early.service", "active")
-        .unit("app.service", "inactive")
-        .unit("ssh.service", "inactive")
-        .set(
-            "deps",
-            "early.service",
-            &sample("list-dependencies-early.txt"),
-        );
+    f.ordered(
+        "early.service",
+        "active",
+        "local-fs.target",
+        "imprint.service",
+    )
+    .ordered("app.service", "inactive", DEFAULT_AFTER, "")
+    .ordered("ssh.service", "inactive", DEFAULT_AFTER, "");
     let plan = Plan {
         restart: vec!["early.service".into(), "app.service".into()],
         ..Plan::default()
     };
-    let mut s = f.systemctl().self_unit(Some("imprint.service"));
+    let mut s = in_imprint(&f);
     let done = act(&mut s, &plan, &["ssh.service".into()]).unwrap();
     let lines: Vec<String> = done
         .iter()
@@ -480,7 +560,6 @@ fn a_first_boot_asks_systemd_once_and_restarts_only_what_runs() {
         f.log(),
         [
             format!("{SHOW}early.service app.service ssh.service imprint.service"),
-            "list-dependencies --after --all --plain -- early.service".into(),
             "restart -- early.service".into(),
             format!("{RESULT}early.service"),
         ]
