@@ -76,6 +76,8 @@ expected() {
 		echo "-rwxr-xr-x /usr/bin/imprint"
 		echo "lrwxrwxrwx /usr/lib/systemd/system-generators/imprint-generator -> ../../../bin/imprint"
 		echo "-rw-r--r-- /usr/lib/systemd/system/imprint.service"
+		echo "-rw-r--r-- /usr/lib/systemd/system/imprint-verify.service"
+		echo "-rw-r--r-- /usr/lib/systemd/system/imprint-verify.timer"
 		echo "-rw-r--r-- /usr/lib/systemd/system-preset/80-imprint.preset"
 		echo "-rw-r--r-- /usr/share/man/man1/imprint.1.gz"
 		for s in $subs; do echo "-rw-r--r-- /usr/share/man/man1/imprint-$s.1.gz"; done
@@ -134,6 +136,7 @@ fi
 grep -q 'deb-systemd-helper enable imprint.service' "$work/control/postinst" || fail "deb postinst does not enable imprint.service"
 grep -q 'systemctl --no-reload preset imprint.service' "$work/rpm-scripts" || fail "rpm %post does not preset imprint.service"
 grep -qx 'enable imprint.service' "$x/usr/lib/systemd/system-preset/80-imprint.preset" || fail "preset does not enable imprint.service"
+grep -qx 'disable imprint-verify.timer' "$x/usr/lib/systemd/system-preset/80-imprint.preset" || fail "preset does not leave the verify timer disabled"
 zcat "$x/usr/share/man/man1/imprint.1.gz" | grep -q 'EXIT STATUS' || fail "imprint(1) has no EXIT STATUS section"
 ok "control data: version, synopsis, triggers, enable-not-start, preset, man page"
 
@@ -168,7 +171,7 @@ cat >"$work/install.sh" <<'EOF'
 # scripts' "is systemd running" checks are false and nothing talks to the
 # host's PID 1.
 set -euo pipefail
-work=$1 deb=$2
+work=$1 deb=$2 demo=$3
 if [ -d /run/systemd ]; then mount -t tmpfs -o size=1m tmpfs /run/systemd; fi
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
@@ -176,8 +179,9 @@ r=$work/root
 mkdir -p "$r/var/lib/dpkg/info" "$r/var/lib/dpkg/updates" "$r/var/lib/dpkg/triggers" "$r/usr/sbin"
 touch "$r/var/lib/dpkg/status" "$r/var/lib/dpkg/available"
 # As in any image build: no service is started by a package install.
-printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
-chmod 0755 "$r/usr/sbin/policy-rc.d"
+printf '#!/bin/sh\nexit 101\n' >"$work/policy-rc.d"
+chmod 0755 "$work/policy-rc.d"
+cp "$work/policy-rc.d" "$r/usr/sbin/policy-rc.d"
 d() { dpkg --root="$r" --force-script-chrootless --log=/dev/null "$@" >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg $*"; }; }
 link=$r/usr/bin/cloud-init
 wants=$r/etc/systemd/system/sysinit.target.wants/imprint.service
@@ -215,6 +219,37 @@ left=$(cd "$r" && find . \( -path ./var/lib/dpkg -o -path ./usr/sbin/policy-rc.d
 [ -z "$left" ] || fail "purge left files behind: $left"
 ok "remove and purge take away the binary, the link and the enablement, nothing else"
 
+# The image-build flow on a fresh root, with the installed files only:
+# install (as Packer's provisioner does), add a manifest and templates,
+# validate, then boot-like runs through `--root`, answered by the
+# cloud-init name as Vagrant asks: a failed run is non-zero, a good one 0;
+# `imprint clean --machine-id` (Packer's last step) forgets it all.
+r=$work/image
+mkdir -p "$r/var/lib/dpkg/info" "$r/var/lib/dpkg/updates" "$r/var/lib/dpkg/triggers" "$r/usr/sbin"
+touch "$r/var/lib/dpkg/status" "$r/var/lib/dpkg/available"
+cp "$work/policy-rc.d" "$r/usr/sbin/policy-rc.d"
+d -i "$work/init-system-helpers.deb"
+d -i "$deb"
+cp -a "$demo/root/etc/." "$r/etc/"
+echo 0123456789abcdef0123456789abcdef >"$r/etc/machine-id"
+ci() { "$r/usr/bin/cloud-init" --root "$r" status "$@"; }
+im() { "$r/usr/bin/imprint" "$@"; }
+[ "$(ci)" = "status: not started" ] || fail "cloud-init status before any run: $(ci)"
+im validate --root "$r" --user-data "$demo/user-data.b64" >/dev/null || fail "imprint validate of the demo user-data"
+printf '#cloud-config\nimprint:\n  app:\n    env: qa\n' >"$work/bad-user-data"
+rc=0; im run --root "$r" --user-data "$work/bad-user-data" --instance-id i-pkg >/dev/null 2>&1 || rc=$?
+[ "$rc" = 65 ] || fail "a run with invalid user-data exited $rc, expected 65"
+rc=0; ci --wait >/dev/null || rc=$?
+[ "$rc" = 1 ] || fail "cloud-init status --wait after a failed run exited $rc, expected 1"
+im run --root "$r" --user-data "$demo/user-data.b64" --instance-id i-pkg >/dev/null 2>&1 || fail "imprint run of the demo user-data"
+out=$(ci --wait) || fail "cloud-init status --wait after a good run exited non-zero: $out"
+case "$out" in *"status: done"*) ;; *) fail "cloud-init status --wait after a good run: $out" ;; esac
+im clean --root "$r" --machine-id >/dev/null || fail "imprint clean --machine-id"
+[ ! -s "$r/etc/machine-id" ] || fail "clean --machine-id left /etc/machine-id non-empty"
+[ "$(ci)" = "status: not started" ] || fail "cloud-init status after clean: $(ci)"
+ok "image flow: install, manifest, validate; cloud-init status 1 after a failed run, 0 after a good one; clean forgets"
+r=$work/root
+
 # A real cloud-init first: imprint never takes the name, and its removal
 # never touches the real one.
 d -i "$work/cloud-init.deb"
@@ -225,5 +260,5 @@ grep -q 'real cloud-init' "$link" || fail "purging imprint removed a real cloud-
 ok "with a real cloud-init installed first, imprint never touches /usr/bin/cloud-init"
 EOF
 chmod 0755 "$work/install.sh"
-unshare --mount --propagation private "$work/install.sh" "$work" "$deb"
+unshare --mount --propagation private "$work/install.sh" "$work" "$deb" "$top/fixtures/demo"
 echo "packaging: all checks passed"

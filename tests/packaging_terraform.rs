@@ -157,9 +157,9 @@ fn terraform_outputs_validate_and_apply_on_a_root() {
     assert_eq!(code(&r), 0, "run of the real output: {}", both(&r));
     let env = sandbox.read("/opt/app/conf.env");
     for line in [
-        "APP_ENV=staging",
-        "DB_HOST=db.staging.internal",
-        "DB_PORT=6432",
+        r#"APP_ENV="staging""#,
+        r#"DB_HOST="db.staging.internal""#,
+        r#"DB_PORT="6432""#,
     ] {
         assert!(
             env.lines().any(|l| l == line),
@@ -184,7 +184,12 @@ fn terraform_outputs_validate_and_apply_on_a_root() {
 fn terraform_apply_stops_on_invalid_values_and_shows_why_without_secrets() {
     let Some(ex) = example() else { return };
     let o = ex.apply(&["environment=qa"]);
-    assert_ne!(code(&o), 0, "apply with environment=qa succeeded:\n{}", both(&o));
+    assert_ne!(
+        code(&o),
+        0,
+        "apply with environment=qa succeeded:\n{}",
+        both(&o)
+    );
     let text = both(&o);
     assert!(
         text.contains("app.env") && text.contains("\"qa\""),
