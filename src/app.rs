@@ -111,8 +111,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                     tracing::warn!("failed to write the report: {e}");
                 }
                 crate::logging::run_report(report);
-                for u in &out.units {
-                    let _ = writeln!(so, "{} {}: {}", u.action, u.unit, u.result);
+                // Under imprint.service stdout is the journal, which already
+                // has one entry per unit action.
+                if !crate::logging::stdout_is_journal() {
+                    for u in &out.units {
+                        let _ = writeln!(so, "{} {}: {}", u.action, u.unit, u.result);
+                    }
                 }
             }
             // The error first, then the one summary line that ends a run.

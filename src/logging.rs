@@ -76,27 +76,33 @@ pub fn init(verbose: bool) {
 }
 
 /// Whether stderr is a journal stream systemd connected. `JOURNAL_STREAM`
-/// is `DEVICE:INODE` of one stream (stdout's when both go to the journal
-/// with different settings, as with `StandardOutput=journal` and
-/// `StandardError=journal+console`); a child that redirected stderr keeps
-/// the variable but not the stream. So: stderr is that stream, or stdout is
-/// and stderr is a socket too.
+/// is `DEVICE:INODE` of one stream, and with `StandardOutput=journal` and
+/// `StandardError=journal+console` (imprint.service) stdout and stderr are
+/// two different streams, only one of them named; a child that redirected
+/// its output keeps the variable but not the stream. So: stderr is the
+/// named stream, or the other one is stdout and stderr is a socket too.
 pub fn stderr_is_journal() -> bool {
+    is_journal(std::io::stderr(), std::io::stdout())
+}
+
+/// Whether stdout is a journal stream (the same rule, the other way round).
+pub fn stdout_is_journal() -> bool {
+    is_journal(std::io::stdout(), std::io::stderr())
+}
+
+fn is_journal(fd: impl std::os::fd::AsFd, other: impl std::os::fd::AsFd) -> bool {
     let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
         return false;
     };
     let v = v.to_string_lossy();
-    let Ok(err) = rustix::fs::fstat(std::io::stderr()) else {
+    let Ok(st) = rustix::fs::fstat(fd) else {
         return false;
     };
-    if stream_matches(&v, err.st_dev, err.st_ino) {
+    if stream_matches(&v, st.st_dev, st.st_ino) {
         return true;
     }
-    let is_socket =
-        rustix::fs::FileType::from_raw_mode(err.st_mode) == rustix::fs::FileType::Socket;
-    is_socket
-        && rustix::fs::fstat(std::io::stdout())
-            .is_ok_and(|out| stream_matches(&v, out.st_dev, out.st_ino))
+    let is_socket = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket;
+    is_socket && rustix::fs::fstat(other).is_ok_and(|o| stream_matches(&v, o.st_dev, o.st_ino))
 }
 
 /// `JOURNAL_STREAM` text against a file's device and inode.

@@ -60,6 +60,12 @@ pub struct UnitError {
 /// itself whether the unit needs anything (a real manager skips inactive
 /// units) and whether it may wait for the job.
 pub trait ServiceManager {
+    /// Learn the state of every unit about to be acted on, in one go (a
+    /// real manager asks systemd once instead of once per unit).
+    fn prepare(&mut self, units: &[&str]) -> Result<(), UnitError> {
+        let _ = units;
+        Ok(())
+    }
     fn daemon_reload(&mut self) -> Result<UnitAction, UnitError>;
     fn enable_start(&mut self, unit: &str) -> Result<UnitAction, UnitError>;
     fn restart(&mut self, unit: &str) -> Result<UnitAction, UnitError>;
@@ -117,10 +123,17 @@ pub fn act(
     if plan.daemon_reload {
         step(mgr.daemon_reload(), &mut done)?;
     }
+    let restart = unique(plan.restart.iter().chain(extra_restart));
+    let all = unique(plan.restart.iter().chain(extra_restart).chain(&plan.reload));
+    if !all.is_empty() {
+        if let Err(mut e) = mgr.prepare(&all) {
+            e.done = std::mem::take(&mut done);
+            return Err(e);
+        }
+    }
     for u in unique(plan.enable.iter()) {
         step(mgr.enable_start(u), &mut done)?;
     }
-    let restart = unique(plan.restart.iter().chain(extra_restart));
     for u in &restart {
         step(mgr.restart(u), &mut done)?;
     }
@@ -216,6 +229,18 @@ pub fn parse_show(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Parse `systemctl show` output for several units: one block of
+/// `Key=value` lines per unit, in the order asked, separated by empty lines.
+pub fn parse_show_many(text: &str) -> Vec<BTreeMap<String, String>> {
+    text.split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .map(parse_show)
+        .collect()
+}
+
+/// The properties of a unit's state.
+const STATE_PROPS: [&str; 4] = ["Id", "LoadState", "ActiveState", "SubState"];
+
 /// The unit names in `systemctl list-dependencies --plain` output (tree
 /// indentation and status bullets removed; the first line is the unit
 /// itself).
@@ -267,6 +292,8 @@ pub struct Systemctl {
     self_job: Option<Option<String>>,
     /// Canonical ids already acted on, with the name used.
     handled: BTreeMap<String, String>,
+    /// States learnt by [`ServiceManager::prepare`], by the name asked.
+    states: BTreeMap<String, UnitState>,
     /// Not booted with systemd: every action is skipped.
     offline: bool,
 }
@@ -345,6 +372,7 @@ impl Systemctl {
             self_unit: None,
             self_job: None,
             handled: BTreeMap::new(),
+            states: BTreeMap::new(),
             offline: false,
         }
     }
@@ -468,18 +496,24 @@ impl Systemctl {
         }
     }
 
+    /// The unit imprint runs in (`/proc/self/cgroup`), if any.
+    fn own_unit(&mut self) -> Option<String> {
+        if self.self_unit.is_none() {
+            self.self_unit = Some(
+                std::fs::read_to_string("/proc/self/cgroup")
+                    .ok()
+                    .and_then(|t| unit_of_cgroup(&t)),
+            );
+        }
+        self.self_unit.clone().flatten()
+    }
+
     /// The unit whose start job imprint runs in, if that job is running.
     fn self_job(&mut self, action: &str) -> Result<Option<String>, UnitError> {
         if let Some(j) = &self.self_job {
             return Ok(j.clone());
         }
-        let unit = match &self.self_unit {
-            Some(u) => u.clone(),
-            None => std::fs::read_to_string("/proc/self/cgroup")
-                .ok()
-                .and_then(|t| unit_of_cgroup(&t)),
-        };
-        let job = match unit {
+        let job = match self.own_unit() {
             Some(u) => {
                 let p = self.show(&u, action, &["ActiveState"])?;
                 (p.get("ActiveState").map(String::as_str) == Some("activating")).then_some(u)
@@ -584,8 +618,10 @@ impl Systemctl {
         if self.offline {
             return Ok(action("skipped (systemd is not running)".into()));
         }
-        let props = self.show(unit, verb, &["Id", "LoadState", "ActiveState", "SubState"])?;
-        let state = UnitState::from_show(unit, &props);
+        let state = match self.states.get(unit) {
+            Some(st) => st.clone(),
+            None => UnitState::from_show(unit, &self.show(unit, verb, &STATE_PROPS)?),
+        };
         if let Some(first) = self.handled.get(&state.id) {
             return Ok(action(format!("skipped (same unit as {first})")));
         }
@@ -601,6 +637,45 @@ impl Systemctl {
 }
 
 impl ServiceManager for Systemctl {
+    /// One `systemctl show` for every unit (and the unit imprint runs in):
+    /// each `systemctl` costs an exec, which is slow early in boot.
+    fn prepare(&mut self, units: &[&str]) -> Result<(), UnitError> {
+        if self.offline || units.is_empty() {
+            return Ok(());
+        }
+        let me = self.own_unit();
+        let mut names: Vec<&str> = units.to_vec();
+        if let Some(m) = me.as_deref() {
+            if self.self_job.is_none() && !names.contains(&m) {
+                names.push(m);
+            }
+        }
+        let mut args = vec!["show"];
+        for p in STATE_PROPS {
+            args.extend(["-p", p]);
+        }
+        args.push("--");
+        args.extend(names.iter().copied());
+        let first = units[0];
+        let r = self.run(first, "show", &args, QUERY_TIMEOUT)?;
+        if !r.ok() {
+            return Err(self.fail(first, "show", r.why("show", QUERY_TIMEOUT)));
+        }
+        let blocks = parse_show_many(&r.stdout);
+        if blocks.len() != names.len() {
+            // Not the shape expected: ask unit by unit instead.
+            return Ok(());
+        }
+        for (n, props) in names.iter().zip(blocks) {
+            let st = UnitState::from_show(n, &props);
+            if Some(*n) == me.as_deref() && self.self_job.is_none() {
+                self.self_job = Some((st.active_state == "activating").then(|| n.to_string()));
+            }
+            self.states.insert(n.to_string(), st);
+        }
+        Ok(())
+    }
+
     fn daemon_reload(&mut self) -> Result<UnitAction, UnitError> {
         let action = |result: &str| UnitAction {
             unit: String::new(),
@@ -627,8 +702,16 @@ impl ServiceManager for Systemctl {
         if self.offline {
             return Ok(action("skipped (systemd is not running)".into()));
         }
+        // --no-reload: the links are for the next boots; this boot gets the
+        // explicit start below. A reload here would rerun every generator
+        // and reload every unit in the middle of the boot (seconds).
         let timeout = self.wait_for(unit, "enable")?;
-        let r = self.run(unit, "enable", &["enable", "--", unit], timeout)?;
+        let r = self.run(
+            unit,
+            "enable",
+            &["enable", "--no-reload", "--", unit],
+            timeout,
+        )?;
         if !r.ok() {
             return Err(self.fail(unit, "enable", r.why("enable", timeout)));
         }

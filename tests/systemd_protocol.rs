@@ -15,8 +15,8 @@ use imprint::systemd::{act, ServiceManager, Systemctl, UnitAction};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-/// The stand-in: logs `$*` per call; `show` prints `show/UNIT` (or a
-/// not-found answer), `list-dependencies` prints `deps/UNIT`; a job on UNIT
+/// The stand-in: logs `$*` per call; `show` prints `show/UNIT` for each
+/// unit (or a not-found answer), `list-dependencies` prints `deps/UNIT`; a job on UNIT
 /// fails with `fail/UNIT` on stderr, or hangs when `hang/UNIT` exists.
 struct Fake {
     dir: TempRoot,
@@ -33,8 +33,16 @@ echo "$*" >> "$D/log"
 for last; do :; done
 case "$1" in
   show)
-    if [ -f "$D/show/$last" ]; then cat "$D/show/$last"
-    else printf 'Id=%s\nLoadState=not-found\nActiveState=inactive\nSubState=dead\n' "$last"; fi ;;
+    # one block per unit after --, separated by an empty line (as systemd)
+    units=; seen=
+    for a; do [ -n "$seen" ] && units="$units $a"; [ "$a" = "--" ] && seen=1; done
+    sep=
+    for u in $units; do
+      printf '%s' "$sep"; sep='
+'
+      if [ -f "$D/show/$u" ]; then cat "$D/show/$u"
+      else printf 'Id=%s\nLoadState=not-found\nActiveState=inactive\nSubState=dead\n' "$u"; fi
+    done ;;
   list-dependencies)
     cat "$D/deps/$last" 2>/dev/null || echo "$last" ;;
   *)
@@ -98,10 +106,15 @@ exit 0
     }
 }
 
-/// What `list-dependencies --after --all --plain` prints: the unit, then its
-/// `After=` closure indented by depth.
-const EARLY_AFTER: &str = "early.service\n  -.mount\n  local-fs.target\n    -.mount\n    systemd-remount-fs.service\n  system.slice\n    -.slice\n  systemd-journald.socket\n";
-const APP_AFTER: &str = "app.service\n  basic.target\n    sysinit.target\n      imprint.service\n        local-fs.target\n      systemd-journald.service\n  system.slice\n  systemd-journald.socket\n";
+/// What real systemd printed (tests/fixtures/systemd, see its INDEX).
+fn sample(name: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/systemd")
+            .join(name),
+    )
+    .unwrap()
+}
 
 const SHOW: &str = "show -p Id -p LoadState -p ActiveState -p SubState -- ";
 const RESULT: &str = "show -p Result -p ActiveState -p SubState -p ExecMainStatus -- ";
@@ -114,8 +127,11 @@ fn in_imprint(fake: &Fake) -> Systemctl {
 #[test]
 fn active_unit_before_imprint_is_restarted_and_waited_for() {
     let f = Fake::new();
-    f.unit("early.service", "active")
-        .set("deps", "early.service", EARLY_AFTER);
+    f.unit("early.service", "active").set(
+        "deps",
+        "early.service",
+        &sample("list-dependencies-early.txt"),
+    );
     let a = in_imprint(&f).restart("early.service").unwrap();
     assert_eq!(
         a,
@@ -140,8 +156,11 @@ fn active_unit_before_imprint_is_restarted_and_waited_for() {
 #[test]
 fn active_unit_after_imprint_is_queued_without_blocking() {
     let f = Fake::new();
-    f.unit("app.service", "active")
-        .set("deps", "app.service", APP_AFTER);
+    f.unit("app.service", "active").set(
+        "deps",
+        "app.service",
+        &sample("list-dependencies-app.txt"),
+    );
     let a = in_imprint(&f).restart("app.service").unwrap();
     assert!(a.result.starts_with("queued"), "{a:?}");
     assert_eq!(
@@ -191,7 +210,7 @@ fn outside_imprints_start_job_everything_is_waited_for() {
     let f = Fake::new();
     f.unit("imprint.service", "active")
         .unit("app.service", "active")
-        .set("deps", "app.service", APP_AFTER);
+        .set("deps", "app.service", &sample("list-dependencies-app.txt"));
     let mut s = f.systemctl().self_unit(Some("imprint.service"));
     assert_eq!(s.restart("app.service").unwrap().result, "done");
     assert!(f.log().contains(&"restart -- app.service".to_string()));
@@ -221,7 +240,7 @@ fn a_failed_job_is_a_unit_error_with_systemds_words() {
             "Job for early.service failed because the control process exited with error code.\n\
              See \"systemctl status early.service\" and \"journalctl -xeu early.service\" for details.\n",
         )
-        .set("deps", "early.service", EARLY_AFTER);
+        .set("deps", "early.service", &sample("list-dependencies-early.txt"));
     // After the failed restart systemd reports the unit failed.
     let mut s = in_imprint(&f);
     f.unit("early.service", "active");
@@ -291,11 +310,7 @@ fn a_job_that_does_not_finish_is_killed_at_the_deadline() {
 fn a_unit_named_twice_or_by_alias_is_acted_on_once() {
     let f = Fake::new();
     f.unit("ssh.service", "active")
-        .set(
-            "show",
-            "sshd.service",
-            "Id=ssh.service\nLoadState=loaded\nActiveState=active\nSubState=running\n",
-        )
+        .set("show", "sshd.service", &sample("show-sshd-alias.txt"))
         .unit("app.service", "active");
     let plan = Plan {
         restart: vec![
@@ -325,12 +340,17 @@ fn a_unit_named_twice_or_by_alias_is_acted_on_once() {
         ],
         "a unit restarted is not also reloaded"
     );
-    let jobs: Vec<String> = f
-        .log()
-        .into_iter()
-        .filter(|l| !l.starts_with("show"))
-        .collect();
-    assert_eq!(jobs, ["restart -- ssh.service", "restart -- app.service"]);
+    assert_eq!(
+        f.log(),
+        [
+            format!("{SHOW}ssh.service app.service sshd.service"),
+            "restart -- ssh.service".into(),
+            format!("{RESULT}ssh.service"),
+            "restart -- app.service".into(),
+            format!("{RESULT}app.service"),
+        ],
+        "one state query for all units, then the jobs"
+    );
 }
 
 #[test]
@@ -362,11 +382,10 @@ fn daemon_reload_then_enable_and_start() {
         f.log(),
         [
             "daemon-reload".to_string(),
-            "enable -- new.service".into(),
-            "show -p ActiveState -- imprint.service".into(),
+            format!("{SHOW}syslog.service imprint.service"),
+            "enable --no-reload -- new.service".into(),
             "list-dependencies --after --all --plain -- new.service".into(),
             "start --no-block -- new.service".into(),
-            format!("{SHOW}syslog.service"),
         ]
     );
     // No daemon-reload unless the plan says so.
@@ -384,5 +403,86 @@ fn a_missing_systemctl_is_a_clear_error() {
             "unit app.service failed to restart: failed to run /nonexistent/systemctl:"
         ),
         "{e}"
+    );
+}
+
+#[test]
+fn real_systemd_answers_parse() {
+    use imprint::systemd::{
+        decide, parse_dependency_list, parse_show, unit_of_cgroup, Decision, UnitState,
+    };
+    let early = UnitState::from_show("early.service", &parse_show(&sample("show-early.txt")));
+    assert_eq!(
+        early,
+        UnitState {
+            id: "early.service".into(),
+            load_state: "loaded".into(),
+            active_state: "active".into(),
+            sub_state: "running".into(),
+        }
+    );
+    let alias = UnitState::from_show("sshd.service", &parse_show(&sample("show-sshd-alias.txt")));
+    assert_eq!(alias.id, "ssh.service");
+    let missing = UnitState::from_show("nosuch.service", &parse_show(&sample("show-notfound.txt")));
+    assert_eq!(
+        decide(&missing, false),
+        Decision::Skip("skipped (not-found)".into())
+    );
+    let result = parse_show(&sample("show-result-early.txt"));
+    assert_eq!(result["Result"], "success");
+    assert_eq!(result["ExecMainStatus"], "0");
+    let early_after = parse_dependency_list(&sample("list-dependencies-early.txt"));
+    assert_eq!(early_after[0], "early.service");
+    assert!(early_after.contains(&"-.mount".to_string()));
+    assert!(early_after.contains(&"blockdev@dev-disk-by\\x2dlabel-root.target".to_string()));
+    assert!(!early_after.contains(&"imprint.service".to_string()));
+    let app_after = parse_dependency_list(&sample("list-dependencies-app.txt"));
+    assert!(app_after.contains(&"imprint.service".to_string()));
+    assert_eq!(
+        unit_of_cgroup(&sample("cgroup.txt")).as_deref(),
+        Some("imprint.service")
+    );
+}
+
+#[test]
+fn a_first_boot_asks_systemd_once_and_restarts_only_what_runs() {
+    // The shape of the VM's first boot (tests/fixtures/systemd): early runs
+    // before imprint, app and ssh wait for it.
+    let f = Fake::new();
+    f.unit("imprint.service", "activating")
+        .unit("early.service", "active")
+        .unit("app.service", "inactive")
+        .unit("ssh.service", "inactive")
+        .set(
+            "deps",
+            "early.service",
+            &sample("list-dependencies-early.txt"),
+        );
+    let plan = Plan {
+        restart: vec!["early.service".into(), "app.service".into()],
+        ..Plan::default()
+    };
+    let mut s = f.systemctl().self_unit(Some("imprint.service"));
+    let done = act(&mut s, &plan, &["ssh.service".into()]).unwrap();
+    let lines: Vec<String> = done
+        .iter()
+        .map(|a| format!("{} {} {}", a.action, a.unit, a.result))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "restart early.service done",
+            "restart app.service skipped (inactive)",
+            "restart ssh.service skipped (inactive)"
+        ]
+    );
+    assert_eq!(
+        f.log(),
+        [
+            format!("{SHOW}early.service app.service ssh.service imprint.service"),
+            "list-dependencies --after --all --plain -- early.service".into(),
+            "restart -- early.service".into(),
+            format!("{RESULT}early.service"),
+        ]
     );
 }
