@@ -223,14 +223,14 @@ impl Client {
                     self.http_error(req, format!("{why} (gave up after {attempts} attempt(s))"))
                 );
             }
-            let mut wait = retry_after.unwrap_or_else(|| jitter(backoff));
             let left = self.remaining();
-            // Use the budget to its end: a last try just before the
-            // deadline rather than giving up a backoff early.
-            if wait >= left && left > LAST_TRY * 2 {
-                wait = left - LAST_TRY;
-            }
-            if left.is_zero() || wait >= left {
+            // Use the budget to its end: every wait leaves time for one
+            // more try, the last just before the deadline, rather than
+            // giving up a backoff early or trying with no time left.
+            let wait = retry_after
+                .unwrap_or_else(|| jitter(backoff))
+                .min(left.saturating_sub(LAST_TRY));
+            if left <= LAST_TRY {
                 return Err(FetchError::Deadline {
                     datasource: self.datasource,
                     budget: self.budget,
