@@ -16,7 +16,7 @@
 //! find it taken), or systemd has a job for `imprint.service`.
 
 use crate::report::Report;
-use crate::root::{self, Root};
+use crate::root::Root;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
@@ -122,48 +122,13 @@ pub struct Observed {
 fn status(root: &Root) -> Observed {
     let report = crate::report::read(root).ok().flatten();
     let sealed = report.is_none() && crate::seal::read(root).ok().flatten().is_some();
-    let running = lock_held_at(&root.join(root::RUN_DIR).join("lock"))
+    let running = crate::state::is_locked(root)
         || (root.is_host() && crate::systemd::booted() && imprint_job_pending());
     Observed {
         running,
         report,
         sealed,
     }
-}
-
-/// Whether a lock (flock, POSIX or OFD) is held on `path`, from
-/// `/proc/locks`, without taking it.
-fn lock_held_at(path: &Path) -> bool {
-    let Ok(st) = rustix::fs::stat(path) else {
-        return false;
-    };
-    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
-        return false;
-    };
-    lock_held(
-        &locks,
-        rustix::fs::major(st.st_dev),
-        rustix::fs::minor(st.st_dev),
-        st.st_ino,
-    )
-}
-
-/// Whether `/proc/locks` text lists a lock on the file with this device and
-/// inode (`MAJ:MIN:INODE`, the device numbers in hex).
-pub fn lock_held(proc_locks: &str, major: u32, minor: u32, ino: u64) -> bool {
-    proc_locks.lines().any(|l| {
-        l.split_whitespace().any(|w| {
-            let mut p = w.split(':');
-            match (p.next(), p.next(), p.next(), p.next()) {
-                (Some(ma), Some(mi), Some(i), None) => {
-                    u32::from_str_radix(ma, 16).ok() == Some(major)
-                        && u32::from_str_radix(mi, 16).ok() == Some(minor)
-                        && i.parse::<u64>().ok() == Some(ino)
-                }
-                _ => false,
-            }
-        })
-    })
 }
 
 /// Whether systemd has a start job (waiting or running) for imprint.service.
@@ -357,19 +322,6 @@ mod tests {
             "Tue, 29 Feb 2000 12:00:00 +0000"
         );
         assert_eq!(http_date("garbage"), "garbage");
-    }
-
-    #[test]
-    fn proc_locks_lines() {
-        // /proc/locks lines as Linux prints them (fs/locks.c lock_get_status).
-        let text = "1: FLOCK  ADVISORY  WRITE 4242 00:2f:1234 0 EOF\n\
-                    2: POSIX  ADVISORY  WRITE 99 fd:01:777 0 EOF\n\
-                    3: -> FLOCK  ADVISORY  WRITE 4243 00:2f:555 0 EOF\n";
-        assert!(lock_held(text, 0, 0x2f, 1234));
-        assert!(lock_held(text, 0xfd, 1, 777));
-        assert!(lock_held(text, 0, 0x2f, 555));
-        assert!(!lock_held(text, 0, 0x2f, 777));
-        assert!(!lock_held("", 0, 0x2f, 1234));
     }
 
     #[test]
