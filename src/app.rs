@@ -7,8 +7,10 @@ use crate::identify::{Request, UserDataArg};
 use crate::manifest::Manifest;
 use crate::pipeline::{self, Inputs, Outcome, Until};
 use crate::root::Root;
-use crate::systemd::Recorder;
+use crate::systemd::{Recorder, ServiceManager, Systemctl};
+use std::ffi::OsString;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 fn root_of(a: &RootArgs) -> Root {
     match &a.root {
@@ -59,9 +61,13 @@ fn log_failure(e: &Error, secrets: &crate::secret::Secrets) {
     let msg = secrets.mask(&e.to_string());
     match e {
         // Loud: the operator expected new user-data to take effect.
-        Error::Sealed(s) if s.user_data_changed => tracing::warn!("{msg}"),
-        Error::Sealed(_) => tracing::info!("{msg}"),
-        _ => tracing::error!("{msg}"),
+        Error::Sealed(s) if s.user_data_changed => {
+            tracing::warn!(message_id = crate::logging::MSG_ALREADY_SEALED, "{msg}")
+        }
+        Error::Sealed(_) => {
+            tracing::info!(message_id = crate::logging::MSG_ALREADY_SEALED, "{msg}")
+        }
+        _ => tracing::error!(message_id = crate::logging::MSG_FAILED, "{msg}"),
     }
 }
 
@@ -79,10 +85,16 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             let inputs = inputs_of(&a.input, a.no_restart, a.force);
             let started = crate::report::now_rfc3339();
             let mut out = Outcome::default();
-            // The real systemd manager comes with the systemd issue; until
-            // then every run only records its unit actions.
-            let mut mgr = Recorder;
-            let r = pipeline::run(&inputs, Until::Run, &mut mgr, &mut out);
+            // Under --root or --no-restart unit actions are only recorded.
+            let (mut recorder, mut systemctl);
+            let mgr: &mut dyn ServiceManager = if a.input.root.root.is_some() || a.no_restart {
+                recorder = Recorder;
+                &mut recorder
+            } else {
+                systemctl = Systemctl::new();
+                &mut systemctl
+            };
+            let r = pipeline::run(&inputs, Until::Run, mgr, &mut out);
             // Sealed: report.json keeps describing the run that configured
             // the instance. Locked: the report belongs to the run holding it.
             let locked = matches!(
@@ -98,8 +110,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 if let Err(e) = crate::report::write_checked(&inputs.root, report, &out.secrets) {
                     tracing::warn!("failed to write the report: {e}");
                 }
-                for u in &out.units {
-                    let _ = writeln!(so, "{} {}: {}", u.action, u.unit, u.result);
+                crate::logging::run_report(report);
+                // Under imprint.service stdout is the journal, which already
+                // has one entry per unit action.
+                if !crate::logging::stdout_is_journal() {
+                    for u in &out.units {
+                        let _ = writeln!(so, "{} {}: {}", u.action, u.unit, u.result);
+                    }
                 }
             }
             // The error first, then the one summary line that ends a run.
@@ -163,7 +180,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             .map(|()| ExitCode::Ok)
             .map_err(fail)
         }
-        Command::Generator(_) => Err(fail(Error::Usage("not implemented yet".into()))),
+        Command::Generator(a) => match crate::generator::main(&root_of(&a.root), Some(&a.normal)) {
+            0 => Ok(ExitCode::Ok),
+            _ => Ok(ExitCode::Usage),
+        },
     }
 }
 
@@ -288,4 +308,34 @@ fn fetch_json(inputs: &Inputs, so: &mut dyn Write) -> Result<ExitCode, Failure> 
         serde_json::to_string_pretty(&serde_json::json!({ "parts": parts })).unwrap_or_default();
     let _ = writeln!(so, "{text}");
     Ok(ExitCode::Ok)
+}
+
+/// The binary answers to other names (argv[0]'s file name):
+/// `imprint-generator` (the systemd generator link) and `cloud-init` (the
+/// status shim). Returns the exit code, or `None` for imprint's own CLI.
+/// Both accept a leading `--root DIR` (tests, image builds).
+pub fn by_name() -> Option<i32> {
+    let mut args = std::env::args_os();
+    let argv0 = args.next()?;
+    let name = Path::new(&argv0).file_name()?.to_str()?.to_string();
+    if name != "imprint-generator" && name != "cloud-init" {
+        return None;
+    }
+    let mut rest: Vec<OsString> = args.collect();
+    let root = if rest.first().is_some_and(|a| a == "--root") && rest.len() >= 2 {
+        let dir = PathBuf::from(rest.remove(1));
+        rest.remove(0);
+        Root::at(dir)
+    } else {
+        Root::host()
+    };
+    Some(if name == "imprint-generator" {
+        crate::generator::main(&root, rest.first().map(Path::new))
+    } else {
+        let args: Vec<String> = rest
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        crate::shim::main(&root, &args)
+    })
 }

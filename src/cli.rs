@@ -153,6 +153,8 @@ pub struct CleanArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct GeneratorArgs {
+    #[command(flatten)]
+    pub root: RootArgs,
     /// systemd's normal generator directory
     pub normal: PathBuf,
     /// systemd's early generator directory

@@ -61,6 +61,8 @@ pub enum Error {
     #[error(transparent)]
     Units(#[from] crate::systemd::UnitError),
     #[error(transparent)]
+    HostKeys(#[from] crate::hostkeys::HostKeyError),
+    #[error(transparent)]
     State(#[from] crate::state::StateError),
     /// The instance is sealed: nothing to do (exit 77).
     #[error("{0}")]
@@ -111,6 +113,7 @@ impl Error {
             Error::Identify(_) | Error::Fetch(_) => ExitCode::Unavailable,
             Error::Apply(_) => ExitCode::CantCreate,
             Error::Units(_) => ExitCode::TempFail,
+            Error::HostKeys(e) => e.exit_code(),
             Error::State(e) => e.exit_code(),
             Error::Sealed(_) => ExitCode::Sealed,
             Error::Drift(_) => ExitCode::Drift,

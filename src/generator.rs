@@ -1,13 +1,642 @@
 //! The systemd generator (SPEC §5): reads the manifest at boot and orders
 //! every unit it names `After=imprint.service`, without ever creating an
 //! ordering cycle. Invoked as `imprint generator NORMAL EARLY LATE` or
-//! through a link named `imprint-generator`.
+//! through a link named `imprint-generator` in
+//! `/usr/lib/systemd/system-generators/`.
+//!
+//! Why: on a first boot the units imprint configures should start once, with
+//! their final config, instead of starting with the image's defaults and
+//! being restarted. systemd runs generators before it loads units, on every
+//! boot and every `daemon-reload`, so the ordering is in place before any
+//! job is queued.
+//!
+//! What it writes, into the `NORMAL` directory (a tmpfs systemd empties
+//! before each run):
+//! - `UNIT.d/50-imprint.conf` with `[Unit] After=imprint.service` for every
+//!   unit the manifest names (`restart:`, `reload:`, `units.enable`, and the
+//!   ssh unit when `ssh_host_keys` is set), except units imprint itself runs
+//!   after: those imprint.service is ordered after, directly or through any
+//!   chain of `After=`/`Before=` in the unit files on disk (drop-ins and
+//!   aliases followed, the implicit `After=sysinit.target` of default
+//!   dependencies included). Adding `After=` to one of those would be an
+//!   ordering cycle, which systemd breaks by dropping a job at random.
+//!   Mount, swap, device, slice and scope units never get one (their
+//!   ordering is mostly implicit).
+//! - `imprint.service.d/50-imprint-network.conf` with
+//!   `Wants=`/`After=network-online.target` when the datasource is a network
+//!   one: named on the kernel command line (`imprint.datasource=`, `ds=`), or
+//!   else anywhere in the manifest's `datasource.order`. If that ordering
+//!   itself would close a cycle (a unit before `network-online.target` that
+//!   keeps default dependencies, as in cloud-init #7052), only `Wants=` is
+//!   written and the cycle is reported.
+//!
+//! A generator runs before logging exists and must never fail the boot:
+//! problems go to `/dev/kmsg` (stderr under `--root`), and the exit code is
+//! always 0. With no manifest and nothing on the command line it reads two
+//! paths and writes nothing. The manifest is read leniently (only the keys
+//! above), so a manifest that `imprint run` would reject for another reason
+//! still orders its units.
 
-use crate::root::Root;
-use std::path::Path;
+use crate::identify::Datasource;
+use crate::manifest::is_unit_name;
+use crate::root::{self, Root};
+use crate::systemd::IMPRINT_UNIT;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
-/// Run the generator; writes drop-ins under `normal_dir`.
-pub fn run(root: &Root, normal_dir: &Path) -> std::io::Result<()> {
-    let _ = (root, normal_dir);
-    Ok(())
+/// The drop-in file name written for each ordered unit.
+pub const DROPIN: &str = "50-imprint.conf";
+/// The drop-in file name written for imprint.service itself.
+pub const NETWORK_DROPIN: &str = "50-imprint-network.conf";
+
+/// Unit directories in systemd's order of precedence (relative to the
+/// root). Generator output directories are not read: they are being
+/// written while generators run.
+pub const UNIT_DIRS: &[&str] = &[
+    "etc/systemd/system",
+    "run/systemd/system",
+    "usr/local/lib/systemd/system",
+    "usr/lib/systemd/system",
+    "lib/systemd/system",
+];
+
+/// Unit types that never get a drop-in.
+const NO_DROPIN_TYPES: &[&str] = &["mount", "automount", "swap", "device", "slice", "scope"];
+
+/// What the generator needs from the manifest and the kernel command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wanted {
+    /// Units to order after imprint, in manifest order, unique.
+    pub units: Vec<String>,
+    /// Whether imprint needs the network (a network datasource).
+    pub network: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawGen {
+    datasource: Option<RawDs>,
+    #[serde(default)]
+    files: Vec<RawFile>,
+    units: Option<RawUnits>,
+    ssh_host_keys: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawDs {
+    order: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawFile {
+    #[serde(default)]
+    restart: Vec<String>,
+    #[serde(default)]
+    reload: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawUnits {
+    #[serde(default)]
+    enable: Vec<String>,
+}
+
+/// The units and datasource the manifest text names (`None`: no manifest),
+/// with the kernel command line. Names that are not unit names are left
+/// out (`imprint run` reports them).
+pub fn wanted(manifest: Option<&str>, cmdline: &str) -> Result<Wanted, crate::yaml::YamlError> {
+    let raw: RawGen = match manifest {
+        Some(t) if !t.trim().is_empty() => crate::yaml::parse(t)?,
+        _ => RawGen::default(),
+    };
+    let mut units: Vec<String> = Vec::new();
+    let named = raw
+        .files
+        .iter()
+        .flat_map(|f| f.restart.iter().chain(&f.reload))
+        .chain(raw.units.iter().flat_map(|u| &u.enable));
+    for u in named {
+        if is_unit_name(u) && !units.contains(u) {
+            units.push(u.clone());
+        }
+    }
+    if raw.ssh_host_keys.is_some_and(|k| !k.is_empty()) {
+        for u in ["ssh.service", "sshd.service"] {
+            if !units.iter().any(|x| x == u) {
+                units.push(u.to_string());
+            }
+        }
+    }
+    let network = match cmdline_datasource(cmdline) {
+        Some(net) => net,
+        None => raw
+            .datasource
+            .and_then(|d| d.order)
+            .unwrap_or_default()
+            .iter()
+            .any(|n| Datasource::parse(n).is_some_and(Datasource::is_network)),
+    };
+    Ok(Wanted { units, network })
+}
+
+/// Whether the kernel command line names a network datasource
+/// (`Some(false)`: it names a local one; `None`: it names none).
+fn cmdline_datasource(cmdline: &str) -> Option<bool> {
+    let mut found = None;
+    for w in cmdline.split_whitespace() {
+        if let Some(name) = w.strip_prefix("imprint.datasource=") {
+            return Some(Datasource::parse(name).is_some_and(Datasource::is_network));
+        }
+        if let Some(v) = w.strip_prefix("ds=") {
+            let mut fields = v.split(';');
+            let name = fields.next().unwrap_or_default();
+            let remote_seed = fields.any(|f| {
+                let s = f
+                    .strip_prefix("s=")
+                    .or_else(|| f.strip_prefix("seedfrom="))
+                    .unwrap_or_default();
+                s.starts_with("http://") || s.starts_with("https://") || s.starts_with("ftp://")
+            });
+            found =
+                Some(remote_seed || Datasource::parse(name).is_some_and(Datasource::is_network));
+        }
+    }
+    found
+}
+
+// ---------------------------------------------------------------- unit files
+
+/// One unit's ordering, from its unit file and drop-ins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitDeps {
+    pub after: Vec<String>,
+    pub before: Vec<String>,
+    /// `Wants=`, `Requires=`, `Requisite=`, `BindsTo=`.
+    pub pulls: Vec<String>,
+    pub default_dependencies: bool,
+}
+
+/// The ordering of every unit on disk.
+#[derive(Debug, Clone, Default)]
+pub struct Units {
+    pub deps: BTreeMap<String, UnitDeps>,
+    /// Alias name -> canonical name (symlinks in unit directories).
+    pub aliases: BTreeMap<String, String>,
+    /// X -> units with `Before=X`.
+    before_rev: BTreeMap<String, Vec<String>>,
+}
+
+/// Merge the `[Unit]` ordering of one unit file (or drop-in) into `deps`.
+/// Empty assignments (which reset a list) are ignored: keeping more edges
+/// only makes the generator more careful.
+pub fn parse_unit(text: &str, deps: &mut UnitDeps) {
+    let mut in_unit = false;
+    let mut logical = String::new();
+    for raw in text.lines() {
+        let line = raw.trim();
+        if logical.is_empty() && (line.starts_with('#') || line.starts_with(';')) {
+            continue;
+        }
+        if let Some(cont) = line.strip_suffix('\\') {
+            logical.push_str(cont);
+            logical.push(' ');
+            continue;
+        }
+        logical.push_str(line);
+        let l = std::mem::take(&mut logical);
+        let l = l.trim();
+        if l.starts_with('[') {
+            in_unit = l == "[Unit]";
+            continue;
+        }
+        if !in_unit {
+            continue;
+        }
+        let Some((k, v)) = l.split_once('=') else {
+            continue;
+        };
+        let names = || {
+            v.split_whitespace()
+                .filter(|n| !n.contains('%'))
+                .map(str::to_string)
+        };
+        match k.trim() {
+            "After" => deps.after.extend(names()),
+            "Before" => deps.before.extend(names()),
+            "Wants" | "Requires" | "Requisite" | "BindsTo" => deps.pulls.extend(names()),
+            "DefaultDependencies" => {
+                deps.default_dependencies = !matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "no" | "false" | "0" | "off"
+                )
+            }
+            _ => {}
+        }
+    }
+}
+
+fn unit_type(name: &str) -> &str {
+    name.rsplit_once('.').map(|(_, t)| t).unwrap_or_default()
+}
+
+/// `foo@bar.service` -> `foo@.service`.
+fn template_of(name: &str) -> Option<String> {
+    let (prefix, rest) = name.split_once('@')?;
+    let (_, ty) = rest.rsplit_once('.')?;
+    (!rest.starts_with('.')).then(|| format!("{prefix}@.{ty}"))
+}
+
+impl UnitDeps {
+    /// The implicit dependencies systemd adds for default dependencies
+    /// (systemd.service(5), .socket(5), .timer(5), .path(5)).
+    fn add_implicit(&mut self, name: &str) {
+        if !self.default_dependencies {
+            return;
+        }
+        match unit_type(name) {
+            "service" => self
+                .after
+                .extend(["sysinit.target".into(), "basic.target".into()]),
+            "socket" | "timer" | "path" => self.after.push("sysinit.target".into()),
+            _ => {}
+        }
+    }
+}
+
+impl Units {
+    /// Build from `(name, texts)` pairs: a unit file followed by its
+    /// drop-ins, in order (tests and [`Units::read`]).
+    pub fn from_texts<'a>(units: impl IntoIterator<Item = (&'a str, Vec<&'a str>)>) -> Units {
+        let mut u = Units::default();
+        for (name, texts) in units {
+            let mut d = UnitDeps {
+                default_dependencies: true,
+                ..UnitDeps::default()
+            };
+            for t in texts {
+                parse_unit(t, &mut d);
+            }
+            d.add_implicit(name);
+            u.deps.insert(name.to_string(), d);
+        }
+        u.index();
+        u
+    }
+
+    /// Read every unit file and drop-in under the root's unit directories.
+    /// Unreadable files are skipped: this runs at boot and must not fail.
+    pub fn read(root: &Root) -> Units {
+        // Unit name -> main file (first directory wins); masked units map to None.
+        let mut main: BTreeMap<String, Option<PathBuf>> = BTreeMap::new();
+        // Unit name -> drop-in file name -> path (first directory wins).
+        let mut dropins: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::new();
+        let mut aliases = BTreeMap::new();
+        let mut seen_dirs = BTreeSet::new();
+        for d in UNIT_DIRS {
+            let dir = root.join(d);
+            let Ok(canon) = dir.canonicalize() else {
+                continue;
+            };
+            if !seen_dirs.insert(canon) {
+                continue; // /lib -> /usr/lib on merged-usr systems
+            }
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let path = e.path();
+                let Ok(ft) = e.file_type() else { continue };
+                if let Some(unit) = name.strip_suffix(".d") {
+                    if !is_unit_name(unit) {
+                        continue;
+                    }
+                    let Ok(confs) = std::fs::read_dir(&path) else {
+                        continue;
+                    };
+                    let slot = dropins.entry(unit.to_string()).or_default();
+                    for c in confs.flatten() {
+                        let cn = c.file_name().to_string_lossy().into_owned();
+                        if cn.ends_with(".conf") {
+                            slot.entry(cn).or_insert_with(|| c.path());
+                        }
+                    }
+                    continue;
+                }
+                if !is_unit_name(&name) {
+                    continue;
+                }
+                if main.contains_key(&name) {
+                    continue;
+                }
+                if ft.is_symlink() {
+                    let Ok(target) = std::fs::read_link(&path) else {
+                        continue;
+                    };
+                    if target == Path::new("/dev/null") {
+                        main.insert(name, None);
+                        continue;
+                    }
+                    let target_name = target
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    if target_name != name && !target_name.is_empty() {
+                        aliases.insert(name, target_name);
+                        continue;
+                    }
+                    let resolved = if target.is_absolute() {
+                        root.join(&target)
+                    } else {
+                        dir.join(&target)
+                    };
+                    main.insert(name, Some(resolved));
+                } else if ft.is_file() {
+                    main.insert(name, Some(path));
+                }
+            }
+        }
+        // systemd reads drop-ins under every name of a unit (alias.d/ too).
+        for (alias, target) in &aliases {
+            if let Some(confs) = dropins.get(alias).cloned() {
+                let slot = dropins.entry(target.clone()).or_default();
+                for (n, p) in confs {
+                    slot.entry(n).or_insert(p);
+                }
+            }
+        }
+        let mut units = Units {
+            aliases,
+            ..Units::default()
+        };
+        for (name, file) in &main {
+            let Some(file) = file else { continue };
+            let mut d = UnitDeps {
+                default_dependencies: true,
+                ..UnitDeps::default()
+            };
+            if let Ok(t) = std::fs::read_to_string(file) {
+                parse_unit(&t, &mut d);
+            }
+            let mut confs: BTreeMap<&String, &PathBuf> = BTreeMap::new();
+            if let Some(t) = template_of(name) {
+                confs.extend(dropins.get(&t).into_iter().flatten());
+            }
+            confs.extend(dropins.get(name).into_iter().flatten());
+            for p in confs.values() {
+                if let Ok(t) = std::fs::read_to_string(p) {
+                    parse_unit(&t, &mut d);
+                }
+            }
+            d.add_implicit(name);
+            units.deps.insert(name.clone(), d);
+        }
+        units.index();
+        units
+    }
+
+    /// Build the reverse `Before=` index.
+    fn index(&mut self) {
+        let mut rev: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (n, d) in &self.deps {
+            for b in &d.before {
+                rev.entry(self.canonical(b).to_string())
+                    .or_default()
+                    .push(n.clone());
+            }
+        }
+        self.before_rev = rev;
+    }
+
+    /// The canonical name of `name` (aliases resolved).
+    pub fn canonical<'a>(&'a self, name: &'a str) -> &'a str {
+        self.aliases.get(name).map(String::as_str).unwrap_or(name)
+    }
+
+    fn get(&self, name: &str) -> Option<&UnitDeps> {
+        let n = self.canonical(name);
+        self.deps
+            .get(n)
+            .or_else(|| template_of(n).and_then(|t| self.deps.get(&t)))
+    }
+
+    /// Every unit `start` is ordered after, transitively (`After=` of each,
+    /// and `Before=` pointing at each), with `extra_after` added to
+    /// `start`'s own `After=`.
+    pub fn predecessors(&self, start: &str, extra_after: &[String]) -> BTreeSet<String> {
+        let start = self.canonical(start).to_string();
+        let mut seen = BTreeSet::new();
+        let mut queue = VecDeque::from([start.clone()]);
+        while let Some(u) = queue.pop_front() {
+            let mut next: Vec<String> = Vec::new();
+            if let Some(d) = self.get(&u) {
+                next.extend(d.after.iter().map(|a| self.canonical(a).to_string()));
+            }
+            if u == start {
+                next.extend(extra_after.iter().map(|a| self.canonical(a).to_string()));
+            }
+            if let Some(v) = self.before_rev.get(&u) {
+                next.extend(v.iter().cloned());
+            }
+            for n in next {
+                if seen.insert(n.clone()) {
+                    queue.push_back(n);
+                }
+            }
+        }
+        seen
+    }
+}
+
+// ----------------------------------------------------------------- the plan
+
+/// What the generator will write, and what it left alone and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dropins {
+    /// `(path relative to the output directory, content)`.
+    pub files: Vec<(PathBuf, String)>,
+    /// `(unit, why it gets no drop-in)`.
+    pub skipped: Vec<(String, String)>,
+    /// Problems worth a line in the kernel log.
+    pub warnings: Vec<String>,
+}
+
+/// Decide the drop-ins (pure).
+pub fn plan_dropins(wanted: &Wanted, units: &Units) -> Dropins {
+    let mut out = Dropins::default();
+    let me = IMPRINT_UNIT;
+    let mut extra_after: Vec<String> = Vec::new();
+    if wanted.network {
+        let with_net = units.predecessors(me, &["network-online.target".to_string()]);
+        let mut content = String::from(
+            "# Generated by imprint-generator: the manifest names a network datasource.\n\
+             [Unit]\nWants=network-online.target\n",
+        );
+        let without = units.predecessors(me, &[]);
+        if with_net.contains(me) && !without.contains(me) {
+            let culprit = with_net
+                .iter()
+                .filter(|u| !without.contains(*u))
+                .find(|u| {
+                    units
+                        .get(u)
+                        .is_some_and(|d| d.after.iter().any(|a| a == "sysinit.target"))
+                })
+                .cloned()
+                .unwrap_or_else(|| "a unit".into());
+            out.warnings.push(format!(
+                "not ordering {me} after network-online.target: that would be an ordering cycle \
+                 ({culprit} comes before network-online.target but, keeping default dependencies, \
+                 after sysinit.target, which {me} runs before); imprint retries the network \
+                 within its datasource timeout"
+            ));
+        } else {
+            content.push_str("After=network-online.target\n");
+            extra_after.push("network-online.target".to_string());
+        }
+        out.files.push((
+            PathBuf::from(format!("{me}.d")).join(NETWORK_DROPIN),
+            content,
+        ));
+    }
+    let preds = units.predecessors(me, &extra_after);
+    if preds.contains(me) {
+        out.warnings.push(format!(
+            "{me} is already part of an ordering cycle in the unit files on disk; \
+             check `systemd-analyze verify {me}`"
+        ));
+    }
+    let pulled: BTreeSet<&str> = units
+        .get(me)
+        .map(|d| d.pulls.iter().map(|p| units.canonical(p)).collect())
+        .unwrap_or_default();
+    for u in &wanted.units {
+        let c = units.canonical(u);
+        let why = if c == me {
+            Some("it is imprint.service itself".to_string())
+        } else if NO_DROPIN_TYPES.contains(&unit_type(c)) {
+            Some(format!("{} units are ordered implicitly", unit_type(c)))
+        } else if preds.contains(c) {
+            Some(format!("{me} is ordered after it"))
+        } else if pulled.contains(c) {
+            Some(format!("{me} pulls it in (Wants=/Requires=)"))
+        } else {
+            None
+        };
+        match why {
+            Some(w) => out.skipped.push((u.clone(), w)),
+            None => out.files.push((
+                PathBuf::from(format!("{u}.d")).join(DROPIN),
+                format!(
+                    "# Generated by imprint-generator: imprint configures this unit at first\n\
+                     # boot, so it starts after imprint, once, with its final config.\n\
+                     [Unit]\nAfter={me}\n"
+                ),
+            )),
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------------------ running
+
+/// Run the generator; writes drop-ins under `normal_dir`. Returns what was
+/// decided (the caller logs skips and warnings).
+pub fn run(root: &Root, normal_dir: &Path) -> std::io::Result<Dropins> {
+    let manifest = match std::fs::read_to_string(root.join(root::MANIFEST)) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let cmdline = std::fs::read_to_string(root.join(root::CMDLINE)).unwrap_or_default();
+    if manifest.is_none() && cmdline_datasource(&cmdline).is_none() {
+        return Ok(Dropins::default());
+    }
+    let wanted = wanted(manifest.as_deref(), &cmdline).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "invalid manifest {}: {e}",
+                root.join(root::MANIFEST).display()
+            ),
+        )
+    })?;
+    if wanted.units.is_empty() && !wanted.network {
+        return Ok(Dropins::default());
+    }
+    let units = Units::read(root);
+    let plan = plan_dropins(&wanted, &units);
+    for (rel, content) in &plan.files {
+        let path = normal_dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, content)?;
+    }
+    Ok(plan)
+}
+
+/// The generator's entry point: never fails the boot. Returns the exit code
+/// (0, or 64 when called without an output directory).
+pub fn main(root: &Root, normal_dir: Option<&Path>) -> i32 {
+    let Some(normal) = normal_dir else {
+        eprintln!("usage: imprint-generator NORMAL-DIR [EARLY-DIR LATE-DIR]");
+        return 64;
+    };
+    if root.is_host() && std::env::var_os("SYSTEMD_IN_INITRD").is_some_and(|v| v == "1") {
+        return 0;
+    }
+    let t = std::time::Instant::now();
+    match run(root, normal) {
+        Ok(plan) => {
+            for w in &plan.warnings {
+                log(root, 4, w);
+            }
+            let ordered: Vec<String> = plan
+                .files
+                .iter()
+                .filter_map(|(p, _)| p.parent()?.to_str()?.strip_suffix(".d").map(str::to_string))
+                .filter(|u| u != IMPRINT_UNIT)
+                .collect();
+            if !plan.files.is_empty() || !plan.skipped.is_empty() {
+                let skipped: Vec<String> = plan
+                    .skipped
+                    .iter()
+                    .map(|(u, w)| format!("{u}: {w}"))
+                    .collect();
+                log(
+                    root,
+                    7,
+                    &format!(
+                        "ordered after {IMPRINT_UNIT}: [{}]; left alone: [{}] ({} us)",
+                        ordered.join(" "),
+                        skipped.join("; "),
+                        t.elapsed().as_micros()
+                    ),
+                );
+            }
+        }
+        Err(e) => log(
+            root,
+            3,
+            &format!("failed to order units after {IMPRINT_UNIT}: {e}"),
+        ),
+    }
+    0
+}
+
+/// One line to the kernel log (the journal is not running yet), or stderr
+/// when that cannot be opened or under `--root`.
+fn log(root: &Root, priority: u8, msg: &str) {
+    if root.is_host() {
+        if let Ok(mut k) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+            if k.write_all(format!("<{priority}>imprint-generator: {msg}\n").as_bytes())
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+    let _ = writeln!(std::io::stderr(), "imprint-generator: {msg}");
 }

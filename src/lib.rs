@@ -36,8 +36,10 @@ pub mod validate;
 
 pub mod generator;
 pub mod helpers;
+pub mod hostkeys;
 pub mod logging;
 pub mod pipeline;
+pub mod shim;
 pub mod state;
 pub mod systemd;
 

@@ -1,9 +1,13 @@
 //! imprint's entry point: parse arguments, set up logging, call one
-//! function, exit with its code.
+//! function, exit with its code. (Invoked as `imprint-generator` or
+//! `cloud-init`, the binary is that tool instead: see `app::by_name`.)
 
 use clap::Parser;
 
 fn main() {
+    if let Some(code) = imprint::app::by_name() {
+        std::process::exit(code);
+    }
     let cli = match imprint::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

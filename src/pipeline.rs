@@ -6,6 +6,7 @@ use crate::apply::{self, Applied};
 use crate::decode::{self, Part};
 use crate::error::{Error, Sealed};
 use crate::fetch::{self, Fetched};
+use crate::hostkeys;
 use crate::identify::{self, Identified, Request};
 use crate::manifest::{self, Manifest};
 use crate::merge;
@@ -226,7 +227,14 @@ pub fn run(
     }
     let applied = out.timer.time("apply", || apply::apply(root, &plan))?;
     out.applied = Some(applied);
-    let units = out.timer.time("units", || systemd::act(mgr, &plan));
+    let keys = out.timer.time("ssh-host-keys", || {
+        let types = out.manifest.as_ref().map(|m| m.ssh_host_keys.as_slice());
+        let id = out.fetched.as_ref().map(|f| f.instance_id.as_str());
+        hostkeys::for_run(root, types.unwrap_or_default(), id.unwrap_or_default())
+    })?;
+    let units = out
+        .timer
+        .time("units", || systemd::act(mgr, &plan, &keys.restart));
     out.plan = Some(plan);
     match units {
         Ok(u) => out.units = u,

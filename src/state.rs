@@ -94,28 +94,46 @@ pub fn lock(root: &Root) -> Result<Lock, StateError> {
     }
 }
 
-/// Whether a run holds the lock now, without creating anything. (Probes with
-/// a shared lock, released at once: a run starting in that instant would see
-/// the lock held and exit 75, so call this only from `status`.)
+/// Whether a run holds the lock now, without creating or taking anything:
+/// read from `/proc/locks`, so that polling (`status --wait`, the
+/// `cloud-init status` shim) can never make a starting run fail with 75.
 pub fn is_locked(root: &Root) -> bool {
-    let Ok(rdir) = apply::open_root(root) else {
+    lock_held_at(&root.join(root::RUN_DIR).join("lock"))
+}
+
+/// Whether a lock (flock, POSIX or OFD) is held on `path`, from
+/// `/proc/locks`, without taking it.
+fn lock_held_at(path: &Path) -> bool {
+    let Ok(st) = rustix::fs::stat(path) else {
         return false;
     };
-    let Ok(run) = rdir.open_dir(root::RUN_DIR) else {
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
         return false;
     };
-    let Ok(fd) = rustix::fs::openat(
-        &run,
-        "lock",
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) else {
-        return false;
-    };
-    matches!(
-        rustix::fs::flock(&fd, FlockOperation::NonBlockingLockShared),
-        Err(rustix::io::Errno::WOULDBLOCK)
+    lock_held(
+        &locks,
+        rustix::fs::major(st.st_dev),
+        rustix::fs::minor(st.st_dev),
+        st.st_ino,
     )
+}
+
+/// Whether `/proc/locks` text lists a lock on the file with this device and
+/// inode (`MAJ:MIN:INODE`, the device numbers in hex).
+pub fn lock_held(proc_locks: &str, major: u32, minor: u32, ino: u64) -> bool {
+    proc_locks.lines().any(|l| {
+        l.split_whitespace().any(|w| {
+            let mut p = w.split(':');
+            match (p.next(), p.next(), p.next(), p.next()) {
+                (Some(ma), Some(mi), Some(i), None) => {
+                    u32::from_str_radix(ma, 16).ok() == Some(major)
+                        && u32::from_str_radix(mi, 16).ok() == Some(minor)
+                        && i.parse::<u64>().ok() == Some(ino)
+                }
+                _ => false,
+            }
+        })
+    })
 }
 
 /// Read a state file (`name` inside the state directory); absent is `None`.
@@ -310,5 +328,18 @@ mod tests {
             done,
             vec!["nothing to clean: no seal, no report".to_string()]
         );
+    }
+
+    #[test]
+    fn proc_locks_lines() {
+        // /proc/locks lines as Linux prints them (fs/locks.c lock_get_status).
+        let text = "1: FLOCK  ADVISORY  WRITE 4242 00:2f:1234 0 EOF\n\
+                    2: POSIX  ADVISORY  WRITE 99 fd:01:777 0 EOF\n\
+                    3: -> FLOCK  ADVISORY  WRITE 4243 00:2f:555 0 EOF\n";
+        assert!(lock_held(text, 0, 0x2f, 1234));
+        assert!(lock_held(text, 0xfd, 1, 777));
+        assert!(lock_held(text, 0, 0x2f, 555));
+        assert!(!lock_held(text, 0, 0x2f, 777));
+        assert!(!lock_held("", 0, 0x2f, 1234));
     }
 }

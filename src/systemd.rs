@@ -4,9 +4,36 @@
 //! after imprint.
 //!
 //! Through the [`ServiceManager`] trait: [`Recorder`] under `--root` or
-//! `--no-restart` ("would restart X"), `systemctl` on a real machine.
+//! `--no-restart` ("would-restart X"), [`Systemctl`] on a real machine.
+//!
+//! Why `systemctl` as a subprocess: it talks to PID 1 over its private socket
+//! (no D-Bus broker needed this early), its semantics are the ones admins
+//! know, and it links nothing into a static binary.
+//!
+//! Why the care about blocking: imprint runs as the start job of
+//! `imprint.service`, early in boot. A job for a unit ordered after
+//! imprint.service — directly, or through a chain of `After=` that systemd's
+//! implicit default dependencies make very common (cloud-init #7052) — can
+//! only run once imprint's own job is done; `systemctl restart` waiting for
+//! it waits forever (cloud-init #5930). So for every unit imprint acts on it
+//! asks systemd for the unit's whole `After=` closure
+//! (`list-dependencies --after --all`): if the unit imprint runs in appears
+//! there, the job is enqueued with `--no-block`; otherwise imprint waits for
+//! it, under a deadline, and reads its result. A waited job that misses the
+//! deadline is a failure (exit 75, no seal), never a hung boot.
+//!
+//! A unit that is not active is skipped: it has not started yet and will
+//! start after imprint with its final config (the generator orders it so).
 
 use crate::plan::Plan;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// imprint's own unit.
+pub const IMPRINT_UNIT: &str = "imprint.service";
 
 /// What was done (or would be) to one unit.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -29,8 +56,16 @@ pub struct UnitError {
     pub done: Vec<UnitAction>,
 }
 
-/// The operations imprint needs from the service manager.
+/// The operations imprint needs from the service manager. Each decides for
+/// itself whether the unit needs anything (a real manager skips inactive
+/// units) and whether it may wait for the job.
 pub trait ServiceManager {
+    /// Learn the state of every unit about to be acted on, in one go (a
+    /// real manager asks systemd once instead of once per unit).
+    fn prepare(&mut self, units: &[&str]) -> Result<(), UnitError> {
+        let _ = units;
+        Ok(())
+    }
     fn daemon_reload(&mut self) -> Result<UnitAction, UnitError>;
     fn enable_start(&mut self, unit: &str) -> Result<UnitAction, UnitError>;
     fn restart(&mut self, unit: &str) -> Result<UnitAction, UnitError>;
@@ -66,8 +101,14 @@ impl ServiceManager for Recorder {
     }
 }
 
-/// Apply the unit half of the plan.
-pub fn act(mgr: &mut dyn ServiceManager, plan: &Plan) -> Result<Vec<UnitAction>, UnitError> {
+/// Apply the unit half of the plan. `extra_restart` are units to restart
+/// for changes outside the plan (ssh host keys). A unit both restarted and
+/// reloaded is only restarted; a unit named twice is acted on once.
+pub fn act(
+    mgr: &mut dyn ServiceManager,
+    plan: &Plan,
+    extra_restart: &[String],
+) -> Result<Vec<UnitAction>, UnitError> {
     let mut done = Vec::new();
     let step = |r: Result<UnitAction, UnitError>, done: &mut Vec<UnitAction>| match r {
         Ok(a) => {
@@ -82,14 +123,768 @@ pub fn act(mgr: &mut dyn ServiceManager, plan: &Plan) -> Result<Vec<UnitAction>,
     if plan.daemon_reload {
         step(mgr.daemon_reload(), &mut done)?;
     }
-    for u in &plan.enable {
+    let restart = unique(plan.restart.iter().chain(extra_restart));
+    let all = unique(
+        plan.enable
+            .iter()
+            .chain(&plan.restart)
+            .chain(extra_restart)
+            .chain(&plan.reload),
+    );
+    if !all.is_empty() {
+        if let Err(mut e) = mgr.prepare(&all) {
+            e.done = std::mem::take(&mut done);
+            return Err(e);
+        }
+    }
+    for u in unique(plan.enable.iter()) {
         step(mgr.enable_start(u), &mut done)?;
     }
-    for u in &plan.restart {
+    for u in &restart {
         step(mgr.restart(u), &mut done)?;
     }
-    for u in &plan.reload {
-        step(mgr.reload(u), &mut done)?;
+    for u in unique(plan.reload.iter()) {
+        if !restart.contains(&u) {
+            step(mgr.reload(u), &mut done)?;
+        }
     }
     Ok(done)
+}
+
+fn unique<'a>(names: impl Iterator<Item = &'a String>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for n in names {
+        if !out.contains(&n.as_str()) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// Whether the machine was booted with systemd (sd_booted(3)).
+pub fn booted() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+// ------------------------------------------------------------ pure decisions
+
+/// A unit's state, from `systemctl show -p Id -p LoadState -p ActiveState
+/// -p SubState`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UnitState {
+    /// The canonical name (aliases resolve to it).
+    pub id: String,
+    pub load_state: String,
+    pub active_state: String,
+    pub sub_state: String,
+    /// Its direct `After=` and `Before=`, implicit ones included.
+    pub after: Vec<String>,
+    pub before: Vec<String>,
+}
+
+impl UnitState {
+    pub fn from_show(unit: &str, props: &BTreeMap<String, String>) -> UnitState {
+        let get = |k: &str| props.get(k).cloned().unwrap_or_default();
+        let list = |k: &str| get(k).split_whitespace().map(str::to_string).collect();
+        let id = get("Id");
+        UnitState {
+            id: if id.is_empty() { unit.to_string() } else { id },
+            load_state: get("LoadState"),
+            active_state: get("ActiveState"),
+            sub_state: get("SubState"),
+            after: list("After"),
+            before: list("Before"),
+        }
+    }
+}
+
+/// What the direct ordering tells about `unit` and `me` (the unit whose
+/// start job imprint runs in): `Some(true)` the unit is ordered after it
+/// (directly, or after a unit `me` is before, as default dependencies put
+/// every service after `sysinit.target`); `Some(false)` it is ordered
+/// before it (so it cannot be after it); `None`: only the whole `After=`
+/// closure can tell.
+pub fn direct_order(unit: &UnitState, me: &UnitState) -> Option<bool> {
+    if unit
+        .after
+        .iter()
+        .any(|a| *a == me.id || me.before.contains(a))
+    {
+        Some(true)
+    } else if unit.before.contains(&me.id) || me.after.contains(&unit.id) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// What to do with one unit imprint would restart or reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing to do; the reason goes into the report.
+    Skip(String),
+    /// Enqueue without waiting: the job can only run after imprint's own.
+    NoBlock,
+    /// Run the job and wait for its result (bounded).
+    Wait,
+}
+
+/// Decide for a restart or reload. `ordered_after_self`: the unit imprint
+/// runs in, while its start job is running, is in the unit's `After=`
+/// closure.
+pub fn decide(state: &UnitState, ordered_after_self: bool) -> Decision {
+    if state.load_state != "loaded" {
+        let why = if state.load_state.is_empty() {
+            "unknown to systemd"
+        } else {
+            state.load_state.as_str()
+        };
+        return Decision::Skip(format!("skipped ({why})"));
+    }
+    match state.active_state.as_str() {
+        "active" | "reloading" | "activating" => {}
+        "" => return Decision::Skip("skipped (inactive)".into()),
+        other => return Decision::Skip(format!("skipped ({other})")),
+    }
+    if ordered_after_self {
+        Decision::NoBlock
+    } else {
+        Decision::Wait
+    }
+}
+
+/// Parse `systemctl show` output (`Key=value` lines).
+pub fn parse_show(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Parse `systemctl show` output for several units: one block of
+/// `Key=value` lines per unit, in the order asked, separated by empty lines.
+pub fn parse_show_many(text: &str) -> Vec<BTreeMap<String, String>> {
+    text.split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .map(parse_show)
+        .collect()
+}
+
+/// The properties of a unit's state.
+const STATE_PROPS: [&str; 6] = [
+    "Id",
+    "LoadState",
+    "ActiveState",
+    "SubState",
+    "After",
+    "Before",
+];
+
+/// The unit names in `systemctl list-dependencies --plain` output (tree
+/// indentation and status bullets removed; the first line is the unit
+/// itself).
+pub fn parse_dependency_list(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| {
+            // Tree glyphs and bullets are not ASCII; unit names are (`-.mount`
+            // included).
+            l.split_whitespace()
+                .find(|w| w.is_ascii() && w.contains('.'))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The unit a process runs in, from `/proc/self/cgroup` text (v1 or v2):
+/// the innermost `*.service` component of its cgroup path.
+pub fn unit_of_cgroup(text: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .filter_map(|path| {
+            path.rsplit('/')
+                .find(|c| c.ends_with(".service"))
+                .map(str::to_string)
+        })
+        .next()
+}
+
+// ------------------------------------------------------------- real systemd
+
+/// How long one waited job may take, and all of them together.
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(30);
+pub const UNITS_BUDGET: Duration = Duration::from_secs(45);
+/// How long a query (`show`, `list-dependencies`, `--no-block`) may take.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The real service manager: `systemctl` as a subprocess.
+#[derive(Debug)]
+pub struct Systemctl {
+    path: PathBuf,
+    job_timeout: Duration,
+    budget: Duration,
+    deadline: Option<Instant>,
+    /// The unit imprint runs in: `None` until known (read from
+    /// `/proc/self/cgroup` on first use), `Some(None)` when not in a service.
+    self_unit: Option<Option<String>>,
+    /// `None` until asked: the self unit's state when its start job is
+    /// running (`ActiveState=activating`), the only case where waiting can
+    /// deadlock.
+    self_job: Option<Option<UnitState>>,
+    /// Canonical ids already acted on, with the name used.
+    handled: BTreeMap<String, String>,
+    /// States learnt by [`ServiceManager::prepare`], by the name asked.
+    states: BTreeMap<String, UnitState>,
+    /// Not booted with systemd: every action is skipped.
+    offline: bool,
+}
+
+/// One finished (or killed) `systemctl` run.
+#[derive(Debug)]
+struct Ran {
+    /// `None`: killed at the deadline.
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn ok(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    /// What went wrong, for an error message.
+    fn why(&self, what: &str, timeout: Duration) -> String {
+        match self.status {
+            None => format!(
+                "no result after {} (the job stays queued in systemd; imprint did \
+                 not seal, so the next boot checks again)",
+                seconds(timeout)
+            ),
+            Some(s) => {
+                let err = self.stderr.trim();
+                if err.is_empty() {
+                    format!("`systemctl {what}` exited with {s}")
+                } else {
+                    err.replace('\n', " ")
+                }
+            }
+        }
+    }
+}
+
+/// `30 s`, `0.3 s`.
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+impl Default for Systemctl {
+    fn default() -> Self {
+        Systemctl::new()
+    }
+}
+
+impl Systemctl {
+    /// The machine's systemctl (`/usr/bin/systemctl`, else
+    /// `/bin/systemctl`). When the machine was not booted with systemd
+    /// every action is skipped and says so.
+    pub fn new() -> Systemctl {
+        let path = ["/usr/bin/systemctl", "/bin/systemctl"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("/usr/bin/systemctl"));
+        let mut s = Systemctl::with_path(path);
+        s.offline = !booted();
+        s
+    }
+
+    /// A systemctl at `path` (protocol tests point this at a script).
+    pub fn with_path(path: impl Into<PathBuf>) -> Systemctl {
+        Systemctl {
+            path: path.into(),
+            job_timeout: JOB_TIMEOUT,
+            budget: UNITS_BUDGET,
+            deadline: None,
+            self_unit: None,
+            self_job: None,
+            handled: BTreeMap::new(),
+            states: BTreeMap::new(),
+            offline: false,
+        }
+    }
+
+    /// Say which unit imprint runs in instead of reading
+    /// `/proc/self/cgroup` (`None`: not in a service).
+    pub fn self_unit(mut self, unit: Option<&str>) -> Systemctl {
+        self.self_unit = Some(unit.map(str::to_string));
+        self
+    }
+
+    /// Set the wait for one job and for all of them together.
+    pub fn timeouts(mut self, job: Duration, budget: Duration) -> Systemctl {
+        self.job_timeout = job;
+        self.budget = budget;
+        self
+    }
+
+    /// Run systemctl with `args`, killing it after `timeout`.
+    fn exec(&self, args: &[&str], timeout: Duration) -> std::io::Result<Ran> {
+        tracing::debug!("running {} {}", self.path.display(), args.join(" "));
+        use std::os::unix::process::CommandExt;
+        // Its own process group, so a deadline kills anything it started too
+        // (nothing may keep the output pipes open).
+        let mut child = Command::new(&self.path)
+            .process_group(0)
+            .args(args)
+            .env("SYSTEMD_PAGER", "")
+            .env("SYSTEMD_COLORS", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let drain = |r: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut s = Vec::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_end(&mut s);
+                }
+                String::from_utf8_lossy(&s).into_owned()
+            })
+        };
+        let out = drain(
+            child
+                .stdout
+                .take()
+                .map(|r| Box::new(r) as Box<dyn Read + Send>),
+        );
+        let err = drain(
+            child
+                .stderr
+                .take()
+                .map(|r| Box::new(r) as Box<dyn Read + Send>),
+        );
+        let end = Instant::now() + timeout;
+        let mut nap = Duration::from_millis(2);
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break Some(s);
+            }
+            let now = Instant::now();
+            if now >= end {
+                if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(nap.min(end - now));
+            nap = (nap * 2).min(Duration::from_millis(50));
+        };
+        Ok(Ran {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        })
+    }
+
+    fn run(
+        &self,
+        unit: &str,
+        action: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<Ran, UnitError> {
+        self.exec(args, timeout).map_err(|e| UnitError {
+            unit: unit.to_string(),
+            action: action.to_string(),
+            message: format!("failed to run {}: {e}", self.path.display()),
+            done: Vec::new(),
+        })
+    }
+
+    /// `systemctl show -p P... -- UNIT` as a map.
+    fn show(
+        &self,
+        unit: &str,
+        action: &str,
+        props: &[&str],
+    ) -> Result<BTreeMap<String, String>, UnitError> {
+        let mut args = vec!["show"];
+        for p in props {
+            args.push("-p");
+            args.push(p);
+        }
+        args.extend(["--", unit]);
+        let r = self.run(unit, action, &args, QUERY_TIMEOUT)?;
+        if !r.ok() {
+            return Err(self.fail(unit, action, r.why("show", QUERY_TIMEOUT)));
+        }
+        Ok(parse_show(&r.stdout))
+    }
+
+    fn fail(&self, unit: &str, action: &str, message: String) -> UnitError {
+        UnitError {
+            unit: unit.to_string(),
+            action: action.to_string(),
+            message,
+            done: Vec::new(),
+        }
+    }
+
+    /// The unit imprint runs in (`/proc/self/cgroup`), if any.
+    fn own_unit(&mut self) -> Option<String> {
+        if self.self_unit.is_none() {
+            self.self_unit = Some(
+                std::fs::read_to_string("/proc/self/cgroup")
+                    .ok()
+                    .and_then(|t| unit_of_cgroup(&t)),
+            );
+        }
+        self.self_unit.clone().flatten()
+    }
+
+    /// The unit whose start job imprint runs in, if that job is running.
+    fn self_job(&mut self, action: &str) -> Result<Option<UnitState>, UnitError> {
+        if let Some(j) = &self.self_job {
+            return Ok(j.clone());
+        }
+        let job = match self.own_unit() {
+            Some(u) => {
+                let st = UnitState::from_show(&u, &self.show(&u, action, &STATE_PROPS)?);
+                (st.active_state == "activating").then_some(st)
+            }
+            None => None,
+        };
+        self.self_job = Some(job.clone());
+        Ok(job)
+    }
+
+    /// Whether a job for `unit` would wait for imprint's own start job.
+    /// The direct ordering answers most cases; otherwise the unit's whole
+    /// `After=` closure is asked for, and when even that fails the answer is
+    /// "yes": not waiting can only cost the job's result, waiting can cost
+    /// the boot.
+    fn ordered_after_self(
+        &mut self,
+        unit: &str,
+        action: &str,
+        state: Option<&UnitState>,
+    ) -> Result<bool, UnitError> {
+        let Some(me) = self.self_job(action)? else {
+            return Ok(false);
+        };
+        if let Some(known) = state.and_then(|st| direct_order(st, &me)) {
+            return Ok(known);
+        }
+        let args = [
+            "list-dependencies",
+            "--after",
+            "--all",
+            "--plain",
+            "--",
+            unit,
+        ];
+        match self.exec(&args, QUERY_TIMEOUT) {
+            Ok(r) if r.ok() => Ok(parse_dependency_list(&r.stdout)
+                .iter()
+                .skip(1)
+                .any(|u| *u == me.id)),
+            Ok(r) => {
+                tracing::warn!(
+                    "could not tell whether {unit} is ordered after {}: {}; not waiting for its job",
+                    me.id,
+                    r.why("list-dependencies", QUERY_TIMEOUT)
+                );
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "could not tell whether {unit} is ordered after {}: failed to run {}: {e}; \
+                     not waiting for its job",
+                    me.id,
+                    self.path.display()
+                );
+                Ok(true)
+            }
+        }
+    }
+
+    /// The wait left for the next job, or an error when the budget is spent.
+    fn wait_for(&mut self, unit: &str, action: &str) -> Result<Duration, UnitError> {
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + self.budget);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.fail(
+                unit,
+                action,
+                format!(
+                    "the {} budget for unit jobs is spent; not waiting (not sealed: the next boot checks again)",
+                    seconds(self.budget)
+                ),
+            ));
+        }
+        Ok(left.min(self.job_timeout))
+    }
+
+    /// Run `verb` on `unit` (waited or `--no-block`) and say how it went.
+    fn job(
+        &mut self,
+        unit: &str,
+        action: &str,
+        verb: &str,
+        block: bool,
+    ) -> Result<String, UnitError> {
+        if !block {
+            let r = self.run(
+                unit,
+                action,
+                &[verb, "--no-block", "--", unit],
+                QUERY_TIMEOUT,
+            )?;
+            if !r.ok() {
+                return Err(self.fail(unit, action, r.why(verb, QUERY_TIMEOUT)));
+            }
+            return Ok("queued (ordered after imprint; runs when it is done)".into());
+        }
+        let timeout = self.wait_for(unit, action)?;
+        let r = self.run(unit, action, &[verb, "--", unit], timeout)?;
+        let props = ["Result", "ActiveState", "SubState", "ExecMainStatus"];
+        if r.status.is_none() {
+            return Err(self.fail(unit, action, r.why(verb, timeout)));
+        }
+        let p = self.show(unit, action, &props)?;
+        let state = props
+            .iter()
+            .filter_map(|k| p.get(*k).map(|v| format!("{k}={v}")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let active = matches!(
+            p.get("ActiveState").map(String::as_str),
+            Some("active" | "activating" | "reloading")
+        );
+        if !r.ok() || !active {
+            return Err(self.fail(unit, action, format!("{} ({state})", r.why(verb, timeout))));
+        }
+        Ok("done".into())
+    }
+
+    /// Restart or reload `unit` if it is active.
+    fn act_on(&mut self, unit: &str, verb: &str) -> Result<UnitAction, UnitError> {
+        let action = |result: String| UnitAction {
+            unit: unit.to_string(),
+            action: verb.to_string(),
+            result,
+        };
+        if self.offline {
+            return Ok(action("skipped (systemd is not running)".into()));
+        }
+        let state = match self.states.get(unit) {
+            Some(st) => st.clone(),
+            None => UnitState::from_show(unit, &self.show(unit, verb, &STATE_PROPS)?),
+        };
+        if let Some(first) = self.handled.get(&state.id) {
+            return Ok(action(format!("skipped (same unit as {first})")));
+        }
+        // Only an active unit needs (and gets) the ordering question.
+        if let Decision::Skip(why) = decide(&state, false) {
+            return Ok(action(why));
+        }
+        let after = self.ordered_after_self(unit, verb, Some(&state))?;
+        let block = decide(&state, after) == Decision::Wait;
+        let result = self.job(unit, verb, verb, block)?;
+        self.handled.insert(state.id, unit.to_string());
+        Ok(action(result))
+    }
+}
+
+impl ServiceManager for Systemctl {
+    /// One `systemctl show` for every unit (and the unit imprint runs in):
+    /// each `systemctl` costs an exec, which is slow early in boot.
+    fn prepare(&mut self, units: &[&str]) -> Result<(), UnitError> {
+        if self.offline || units.is_empty() {
+            return Ok(());
+        }
+        let me = self.own_unit();
+        let mut names: Vec<&str> = units.to_vec();
+        if let Some(m) = me.as_deref() {
+            if self.self_job.is_none() && !names.contains(&m) {
+                names.push(m);
+            }
+        }
+        let mut args = vec!["show"];
+        for p in STATE_PROPS {
+            args.extend(["-p", p]);
+        }
+        args.push("--");
+        args.extend(names.iter().copied());
+        let first = units[0];
+        let r = self.run(first, "show", &args, QUERY_TIMEOUT)?;
+        if !r.ok() {
+            return Err(self.fail(first, "show", r.why("show", QUERY_TIMEOUT)));
+        }
+        let blocks = parse_show_many(&r.stdout);
+        if blocks.len() != names.len() {
+            // Not the shape expected: ask unit by unit instead.
+            return Ok(());
+        }
+        for (n, props) in names.iter().zip(blocks) {
+            let st = UnitState::from_show(n, &props);
+            if Some(*n) == me.as_deref() && self.self_job.is_none() {
+                self.self_job = Some((st.active_state == "activating").then(|| st.clone()));
+            }
+            self.states.insert(n.to_string(), st);
+        }
+        Ok(())
+    }
+
+    fn daemon_reload(&mut self) -> Result<UnitAction, UnitError> {
+        let action = |result: &str| UnitAction {
+            unit: String::new(),
+            action: "daemon-reload".into(),
+            result: result.into(),
+        };
+        if self.offline {
+            return Ok(action("skipped (systemd is not running)"));
+        }
+        let timeout = self.wait_for("", "daemon-reload")?;
+        let r = self.run("", "daemon-reload", &["daemon-reload"], timeout)?;
+        if !r.ok() {
+            return Err(self.fail("", "daemon-reload", r.why("daemon-reload", timeout)));
+        }
+        Ok(action("done"))
+    }
+
+    fn enable_start(&mut self, unit: &str) -> Result<UnitAction, UnitError> {
+        let action = |result: String| UnitAction {
+            unit: unit.to_string(),
+            action: "enable-start".into(),
+            result,
+        };
+        if self.offline {
+            return Ok(action("skipped (systemd is not running)".into()));
+        }
+        // --no-reload: the links are for the next boots; this boot gets the
+        // explicit start below. A reload here would rerun every generator
+        // and reload every unit in the middle of the boot (seconds).
+        let timeout = self.wait_for(unit, "enable")?;
+        let r = self.run(
+            unit,
+            "enable",
+            &["enable", "--no-reload", "--", unit],
+            timeout,
+        )?;
+        if !r.ok() {
+            return Err(self.fail(unit, "enable", r.why("enable", timeout)));
+        }
+        let state = self.states.get(unit).cloned();
+        let block = !self.ordered_after_self(unit, "start", state.as_ref())?;
+        let result = self.job(unit, "start", "start", block)?;
+        Ok(action(result))
+    }
+
+    fn restart(&mut self, unit: &str) -> Result<UnitAction, UnitError> {
+        self.act_on(unit, "restart")
+    }
+
+    fn reload(&mut self, unit: &str) -> Result<UnitAction, UnitError> {
+        self.act_on(unit, "reload")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(load: &str, active: &str) -> UnitState {
+        UnitState {
+            id: "x.service".into(),
+            load_state: load.into(),
+            active_state: active.into(),
+            ..UnitState::default()
+        }
+    }
+
+    fn ordered(id: &str, after: &str, before: &str) -> UnitState {
+        UnitState {
+            id: id.into(),
+            after: after.split_whitespace().map(str::to_string).collect(),
+            before: before.split_whitespace().map(str::to_string).collect(),
+            ..UnitState::default()
+        }
+    }
+
+    #[test]
+    fn direct_ordering() {
+        let me = ordered(
+            "imprint.service",
+            "local-fs.target systemd-journald.socket",
+            "sysinit.target shutdown.target",
+        );
+        // Default dependencies: after sysinit.target, which imprint is before.
+        let app = ordered(
+            "app.service",
+            "sysinit.target basic.target",
+            "shutdown.target",
+        );
+        assert_eq!(direct_order(&app, &me), Some(true));
+        let gen = ordered("x.service", "imprint.service", "");
+        assert_eq!(direct_order(&gen, &me), Some(true));
+        let early = ordered("early.service", "local-fs.target", "imprint.service");
+        assert_eq!(direct_order(&early, &me), Some(false));
+        let fs = ordered("local-fs.target", "", "");
+        assert_eq!(direct_order(&fs, &me), Some(false));
+        let free = ordered("worker.service", "system.slice", "shutdown.target");
+        assert_eq!(direct_order(&free, &me), None);
+    }
+
+    #[test]
+    fn decide_skips_what_is_not_running() {
+        assert_eq!(
+            decide(&state("loaded", "inactive"), false),
+            Decision::Skip("skipped (inactive)".into())
+        );
+        assert_eq!(
+            decide(&state("loaded", "failed"), true),
+            Decision::Skip("skipped (failed)".into())
+        );
+        assert_eq!(
+            decide(&state("not-found", "inactive"), false),
+            Decision::Skip("skipped (not-found)".into())
+        );
+        assert_eq!(
+            decide(&state("masked", "inactive"), false),
+            Decision::Skip("skipped (masked)".into())
+        );
+    }
+
+    #[test]
+    fn decide_never_waits_behind_imprint() {
+        for a in ["active", "activating", "reloading"] {
+            assert_eq!(decide(&state("loaded", a), true), Decision::NoBlock);
+            assert_eq!(decide(&state("loaded", a), false), Decision::Wait);
+        }
+    }
+
+    #[test]
+    fn cgroup_names_the_unit() {
+        assert_eq!(
+            unit_of_cgroup("0::/system.slice/imprint.service\n").as_deref(),
+            Some("imprint.service")
+        );
+        let v1 =
+            "12:pids:/system.slice/imprint.service\n1:name=systemd:/system.slice/imprint.service\n";
+        assert_eq!(unit_of_cgroup(v1).as_deref(), Some("imprint.service"));
+        assert_eq!(
+            unit_of_cgroup("0::/user.slice/user-0.slice/session-3.scope\n"),
+            None
+        );
+        assert_eq!(unit_of_cgroup("0::/\n"), None);
+    }
 }

@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# The packages, checked as a user meets them (issue 7). Run by tests/all.sh.
+#
+#   tests/packaging.sh                 # builds both packages from the debug
+#                                      # binary (fast), then checks them
+#   IMPRINT_PACKAGES=DIR tests/packaging.sh   # checks DIR/imprint_*.deb and
+#                                      # DIR/imprint-*.rpm built by
+#                                      # packaging/build.sh (the release ones)
+#
+# 1. `dpkg -c` and `rpm -qlp` list exactly the expected files, modes and link
+#    targets (man pages: one per visible subcommand of the packaged binary;
+#    docs: every docs/*.md of the tree).
+# 2. The packaged binary runs, reports the crate's version, is static (for
+#    release packages), and the generator link resolves to it.
+# 3. The maintainer scripts never start or restart a unit.
+# 4. A real install with dpkg --root into a sandbox (maintainer scripts run
+#    chrootless with DPKG_ROOT, the host's deb-systemd-helper acting inside
+#    the sandbox): imprint.service enabled, /usr/bin/cloud-init linked; a
+#    package owning /usr/bin/cloud-init (a real cloud-init) replaces the link
+#    and its removal brings the link back; reinstall keeps it; remove and
+#    purge take away only what is ours. Needs root; runs in a private mount
+#    namespace with /run/systemd hidden, so that nothing reaches the host's
+#    systemd.
+#
+# Needs: dpkg-deb, rpm (apt-get install rpm), util-linux (unshare), and for
+# building: cargo-deb (cargo install --locked cargo-deb).
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok: $*"; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/imprint-packaging-test.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+
+if [ -n "${IMPRINT_PACKAGES:-}" ]; then
+	pkgdir=$IMPRINT_PACKAGES
+	release=1
+else
+	cargo build --quiet
+	OUT=$work/out IMPRINT_BIN=$top/target/debug/imprint IMPRINT_ALLOW_DYNAMIC=1 \
+		packaging/build.sh >/dev/null
+	pkgdir=$work/out
+	release=0
+fi
+deb=$pkgdir/imprint_${version}-1_amd64.deb
+rpm=$pkgdir/imprint-${version}-1.x86_64.rpm
+[ -f "$deb" ] || fail "no $deb"
+[ -f "$rpm" ] || fail "no $rpm"
+
+# --- the binary inside, and what the listings must hold ----------------------
+x=$work/x
+mkdir -p "$x"
+dpkg-deb -x "$deb" "$x"
+bin=$x/usr/bin/imprint
+got=$("$bin" --version)
+[ "$got" = "imprint $version" ] || fail "packaged binary says '$got', expected 'imprint $version'"
+if [ "$release" = 1 ]; then
+	if ldd "$bin" 2>&1 | grep -q '=>'; then fail "packaged binary is not static: $(ldd "$bin")"; fi
+	ok "packaged binary is static ($(stat -c %s "$bin") bytes)"
+fi
+[ "$(readlink -f "$x/usr/lib/systemd/system-generators/imprint-generator")" = "$(readlink -f "$bin")" ] ||
+	fail "generator link does not resolve to /usr/bin/imprint"
+
+# Visible subcommands, from the packaged binary's own help.
+subs=$("$bin" --help | awk '/^Commands:/ {c=1; next} /^$/ {c=0} c && $1 != "help" {print $1}')
+[ -n "$subs" ] || fail "no subcommands in imprint --help"
+
+# "MODE PATH" or "MODE PATH -> TARGET"; directories are left out.
+expected() {
+	local zsh=$1
+	{
+		echo "-rwxr-xr-x /usr/bin/imprint"
+		echo "lrwxrwxrwx /usr/lib/systemd/system-generators/imprint-generator -> ../../../bin/imprint"
+		echo "-rw-r--r-- /usr/lib/systemd/system/imprint.service"
+		echo "-rw-r--r-- /usr/lib/systemd/system/imprint-verify.service"
+		echo "-rw-r--r-- /usr/lib/systemd/system/imprint-verify.timer"
+		echo "-rw-r--r-- /usr/lib/systemd/system-preset/80-imprint.preset"
+		echo "-rw-r--r-- /usr/share/man/man1/imprint.1.gz"
+		for s in $subs; do echo "-rw-r--r-- /usr/share/man/man1/imprint-$s.1.gz"; done
+		echo "-rw-r--r-- /usr/share/bash-completion/completions/imprint"
+		echo "-rw-r--r-- $zsh/_imprint"
+		echo "-rw-r--r-- /usr/share/fish/vendor_completions.d/imprint.fish"
+		echo "-rw-r--r-- /usr/share/doc/imprint/README.md"
+		for d in docs/*.md; do echo "-rw-r--r-- /usr/share/doc/imprint/$d"; done
+		echo "-rw-r--r-- /usr/share/doc/imprint/examples/imprint.yaml"
+		for t in fixtures/demo/root/etc/imprint/templates/*; do
+			echo "-rw-r--r-- /usr/share/doc/imprint/examples/templates/${t##*/}"
+		done
+		echo "-rw-r--r-- /usr/share/doc/imprint/examples/user-data/cloud-config.yaml"
+		echo "-rw-r--r-- /usr/share/doc/imprint/examples/user-data/values.json"
+	} | LC_ALL=C sort
+}
+
+check_listing() {
+	local what=$1 want=$2 got=$3
+	if ! diff -u "$want" "$got" >"$work/diff"; then
+		cat "$work/diff" >&2
+		fail "$what listing differs from the expected one (- expected, + packaged)"
+	fi
+	ok "$what listing: $(wc -l <"$got") entries as expected"
+}
+
+# dpkg -c: "perms owner/group size date time ./path [-> target]".
+expected /usr/share/zsh/vendor-completions >"$work/want.deb"
+{ echo "-rw-r--r-- /usr/share/doc/imprint/copyright"; cat "$work/want.deb"; } | LC_ALL=C sort >"$work/want.deb2"
+dpkg-deb -c "$deb" | awk '$1 !~ /^d/ { $2=""; $3=""; $4=""; $5=""; sub(/^\.\//, "/", $6); print }' |
+	sed 's/  */ /g; s| \./| /|' | LC_ALL=C sort >"$work/got.deb"
+check_listing "dpkg -c" "$work/want.deb2" "$work/got.deb"
+dpkg-deb -c "$deb" | awk '{print $2}' | sort -u | grep -qvxE 'root/root|0/0' && fail "a file in the .deb is not owned by root"
+
+# rpm -qlvp: "perms links owner group size month day time path [-> target]".
+expected /usr/share/zsh/site-functions >"$work/want.rpm"
+rpm -qlvp "$rpm" | awk '$1 !~ /^d/ { out=$1; for (i=9; i<=NF; i++) out=out" "$i; print out }' |
+	LC_ALL=C sort >"$work/got.rpm"
+check_listing "rpm -qlp" "$work/want.rpm" "$work/got.rpm"
+rpm -qlvp "$rpm" | awk '{print $3"/"$4}' | sort -u | grep -qvx 'root/root' && fail "a file in the .rpm is not owned by root"
+
+# --- control data --------------------------------------------------------------
+dpkg-deb -e "$deb" "$work/control"
+grep -qx 'Package: imprint' "$work/control/control" || fail "deb control: no Package: imprint"
+grep -qx "Version: ${version}-1" "$work/control/control" || fail "deb control: wrong version"
+desc=$(sed -n 's/^Description: //p' "$work/control/control")
+[ "${#desc}" -le 80 ] || fail "deb synopsis longer than 80 characters: $desc"
+grep -qx 'interest-noawait /usr/bin/cloud-init' "$work/control/triggers" || fail "deb: no cloud-init file trigger"
+rpm -qp --triggers "$rpm" | grep -q 'triggerpostun.* -- cloud-init' || fail "rpm: no cloud-init trigger"
+# Enabled, never started: no start/restart in any maintainer script.
+rpm -qp --scripts "$rpm" >"$work/rpm-scripts"
+if grep -nE 'deb-systemd-invoke +(start|restart)|systemctl[^|;]* (start|restart|try-restart|reload-or-restart) ' \
+	"$work"/control/{preinst,postinst,prerm,postrm} "$work/rpm-scripts" 2>/dev/null; then
+	fail "a maintainer script starts or restarts a unit"
+fi
+grep -q 'deb-systemd-helper enable imprint.service' "$work/control/postinst" || fail "deb postinst does not enable imprint.service"
+grep -q 'systemctl --no-reload preset imprint.service' "$work/rpm-scripts" || fail "rpm %post does not preset imprint.service"
+grep -qx 'enable imprint.service' "$x/usr/lib/systemd/system-preset/80-imprint.preset" || fail "preset does not enable imprint.service"
+grep -qx 'disable imprint-verify.timer' "$x/usr/lib/systemd/system-preset/80-imprint.preset" || fail "preset does not leave the verify timer disabled"
+zcat "$x/usr/share/man/man1/imprint.1.gz" | grep -q 'EXIT STATUS' || fail "imprint(1) has no EXIT STATUS section"
+ok "control data: version, synopsis, triggers, enable-not-start, preset, man page"
+
+# --- a real install into a sandbox -------------------------------------------
+if [ "$(id -u)" != 0 ]; then
+	echo "SKIP: dpkg --root install checks need root" >&2
+	exit 0
+fi
+
+# Stand-in packages, built here: "init-system-helpers" satisfies Depends: in
+# the sandbox's own dpkg database (the host's deb-systemd-helper is what
+# runs, chrootless), "cloud-init" owns /usr/bin/cloud-init as the real one
+# does.
+standin() {
+	local name=$1 ver=$2 dir=$work/standin-$1
+	mkdir -p "$dir/DEBIAN"
+	printf 'Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: tests <tests@example.invalid>\nDescription: stand-in for tests/packaging.sh\n' \
+		"$name" "$ver" >"$dir/DEBIAN/control"
+	if [ "$name" = cloud-init ]; then
+		mkdir -p "$dir/usr/bin"
+		printf '#!/bin/sh\necho real cloud-init\n' >"$dir/usr/bin/cloud-init"
+		chmod 0755 "$dir/usr/bin/cloud-init"
+	fi
+	dpkg-deb --root-owner-group -b "$dir" "$work/$name.deb" >/dev/null
+}
+standin init-system-helpers 1.65.2
+standin cloud-init 99
+
+cat >"$work/install.sh" <<'EOF'
+#!/usr/bin/env bash
+# Runs in a private mount namespace: /run/systemd hidden, so the maintainer
+# scripts' "is systemd running" checks are false and nothing talks to the
+# host's PID 1.
+set -euo pipefail
+work=$1 deb=$2 demo=$3
+if [ -d /run/systemd ]; then mount -t tmpfs -o size=1m tmpfs /run/systemd; fi
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok: $*"; }
+r=$work/root
+mkdir -p "$r/var/lib/dpkg/info" "$r/var/lib/dpkg/updates" "$r/var/lib/dpkg/triggers" "$r/usr/sbin"
+touch "$r/var/lib/dpkg/status" "$r/var/lib/dpkg/available"
+# As in any image build: no service is started by a package install.
+printf '#!/bin/sh\nexit 101\n' >"$work/policy-rc.d"
+chmod 0755 "$work/policy-rc.d"
+cp "$work/policy-rc.d" "$r/usr/sbin/policy-rc.d"
+d() { dpkg --root="$r" --force-script-chrootless --log=/dev/null "$@" >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg $*"; }; }
+link=$r/usr/bin/cloud-init
+wants=$r/etc/systemd/system/sysinit.target.wants/imprint.service
+
+d -i "$work/init-system-helpers.deb"
+d -i "$deb"
+[ -x "$r/usr/bin/imprint" ] || fail "no /usr/bin/imprint after install"
+[ "$(readlink "$wants")" = /usr/lib/systemd/system/imprint.service ] ||
+	fail "imprint.service not enabled (no sysinit.target.wants link)"
+[ -L "$link" ] && [ "$(readlink "$link")" = imprint ] || fail "no /usr/bin/cloud-init -> imprint link"
+[ "$(readlink -f "$link")" = "$(readlink -f "$r/usr/bin/imprint")" ] || fail "cloud-init link does not resolve to imprint"
+ok "install: binary, unit enabled (sysinit.target.wants), cloud-init -> imprint"
+
+d -i "$deb"
+[ -L "$link" ] && [ -L "$wants" ] || fail "reinstall lost the cloud-init link or the enablement"
+ok "reinstall keeps the link and the enablement"
+
+d -i "$work/cloud-init.deb"
+[ -f "$link" ] && [ ! -L "$link" ] || fail "a real cloud-init did not replace the link"
+grep -q 'real cloud-init' "$link" || fail "/usr/bin/cloud-init is not the real one"
+d -i "$deb"
+grep -q 'real cloud-init' "$link" || fail "reinstalling imprint touched a real cloud-init"
+ok "a real cloud-init replaces the link; imprint leaves it alone"
+
+d -r cloud-init
+[ -L "$link" ] && [ "$(readlink "$link")" = imprint ] || fail "removing a real cloud-init did not bring the link back (trigger)"
+ok "removing the real cloud-init brings the link back (file trigger)"
+
+d -r imprint
+[ ! -e "$link" ] && [ ! -L "$link" ] || fail "remove left /usr/bin/cloud-init behind"
+[ ! -e "$r/usr/bin/imprint" ] || fail "remove left /usr/bin/imprint"
+d --purge imprint
+[ ! -L "$wants" ] || fail "purge left the sysinit.target.wants link"
+left=$(cd "$r" && find . \( -path ./var/lib/dpkg -o -path ./usr/sbin/policy-rc.d \) -prune -o ! -type d -print)
+[ -z "$left" ] || fail "purge left files behind: $left"
+ok "remove and purge take away the binary, the link and the enablement, nothing else"
+
+# The image-build flow on a fresh root, with the installed files only:
+# install (as Packer's provisioner does), add a manifest and templates,
+# validate, then boot-like runs through `--root`, answered by the
+# cloud-init name as Vagrant asks: a failed run is non-zero, a good one 0;
+# `imprint clean --machine-id` (Packer's last step) forgets it all.
+r=$work/image
+mkdir -p "$r/var/lib/dpkg/info" "$r/var/lib/dpkg/updates" "$r/var/lib/dpkg/triggers" "$r/usr/sbin"
+touch "$r/var/lib/dpkg/status" "$r/var/lib/dpkg/available"
+cp "$work/policy-rc.d" "$r/usr/sbin/policy-rc.d"
+d -i "$work/init-system-helpers.deb"
+d -i "$deb"
+cp -a "$demo/root/etc/." "$r/etc/"
+echo 0123456789abcdef0123456789abcdef >"$r/etc/machine-id"
+ci() { "$r/usr/bin/cloud-init" --root "$r" status "$@"; }
+im() { "$r/usr/bin/imprint" "$@"; }
+[ "$(ci)" = "status: not started" ] || fail "cloud-init status before any run: $(ci)"
+im validate --root "$r" --user-data "$demo/user-data.b64" >/dev/null || fail "imprint validate of the demo user-data"
+printf '#cloud-config\nimprint:\n  app:\n    env: qa\n' >"$work/bad-user-data"
+rc=0; im run --root "$r" --user-data "$work/bad-user-data" --instance-id i-pkg >/dev/null 2>&1 || rc=$?
+[ "$rc" = 65 ] || fail "a run with invalid user-data exited $rc, expected 65"
+rc=0; ci --wait >/dev/null || rc=$?
+[ "$rc" = 1 ] || fail "cloud-init status --wait after a failed run exited $rc, expected 1"
+im run --root "$r" --user-data "$demo/user-data.b64" --instance-id i-pkg >/dev/null 2>&1 || fail "imprint run of the demo user-data"
+out=$(ci --wait) || fail "cloud-init status --wait after a good run exited non-zero: $out"
+case "$out" in *"status: done"*) ;; *) fail "cloud-init status --wait after a good run: $out" ;; esac
+im clean --root "$r" --machine-id >/dev/null || fail "imprint clean --machine-id"
+[ ! -s "$r/etc/machine-id" ] || fail "clean --machine-id left /etc/machine-id non-empty"
+[ "$(ci)" = "status: not started" ] || fail "cloud-init status after clean: $(ci)"
+ok "image flow: install, manifest, validate; cloud-init status 1 after a failed run, 0 after a good one; clean forgets"
+r=$work/root
+
+# A real cloud-init first: imprint never takes the name, and its removal
+# never touches the real one.
+d -i "$work/cloud-init.deb"
+d -i "$deb"
+grep -q 'real cloud-init' "$link" || fail "install over a real cloud-init replaced it"
+d --purge imprint
+grep -q 'real cloud-init' "$link" || fail "purging imprint removed a real cloud-init"
+ok "with a real cloud-init installed first, imprint never touches /usr/bin/cloud-init"
+EOF
+chmod 0755 "$work/install.sh"
+unshare --mount --propagation private "$work/install.sh" "$work" "$deb" "$top/fixtures/demo"
+echo "packaging: all checks passed"
