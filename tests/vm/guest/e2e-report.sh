@@ -37,7 +37,7 @@ secgz() { # secgz NAME CMD... : same, gzip'd (for big sections)
 }
 catf() { [ -e "$1" ] && cat "$1"; return 0; }
 
-UNITS="imprint.service early.service app.service ssh.service e2e-report.service
+UNITS="imprint.service empty-oneshot.service early.service app.service ssh.service e2e-report.service
 cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service
 networking.service systemd-journald.service sysinit.target basic.target multi-user.target"
 PROPS="Result ExecMainStatus ExecMainCode ActiveState SubState NRestarts LoadState
