@@ -571,8 +571,10 @@ fn base64_error(e: &base64::DecodeError) -> String {
     }
 }
 
-/// Decode quoted-printable leniently, as Python's `quopri` does: `=XX` is a
-/// byte, `=` at the end of a line is a soft break, anything else is kept.
+/// Decode quoted-printable as Python's `binascii.a2b_qp` does (what
+/// cloud-init's `email` uses): `=XX` is a byte (either case), `=` before a
+/// line end is a soft break, `==` is `=`, a trailing `=` is dropped, and any
+/// other `=` is kept as it is.
 fn quoted_printable(body: &[u8]) -> Vec<u8> {
     let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(body.len());
@@ -584,38 +586,53 @@ fn quoted_printable(body: &[u8]) -> Vec<u8> {
             i += 1;
             continue;
         }
-        // Soft line break: `=` then optional white space then EOL.
-        let mut j = i + 1;
-        while j < body.len() && (body[j] == b' ' || body[j] == b'\t') {
-            j += 1;
-        }
-        if j >= body.len() {
-            i = j;
-            continue;
-        }
-        if body[j] == b'\n' {
-            i = j + 1;
-            continue;
-        }
-        if body[j] == b'\r' && body.get(j + 1) == Some(&b'\n') {
-            i = j + 2;
-            continue;
-        }
-        match (
-            body.get(i + 1).copied().and_then(hex),
-            body.get(i + 2).copied().and_then(hex),
-        ) {
-            (Some(h), Some(l)) => {
-                out.push(h << 4 | l);
-                i += 3;
+        match body.get(i + 1).copied() {
+            None => i += 1,
+            Some(b'\n') => i += 2,
+            Some(b'\r') if body.get(i + 2) == Some(&b'\n') => i += 3,
+            Some(b'\r') => i += 2,
+            Some(b'=') => {
+                out.push(b'=');
+                i += 2;
             }
-            _ => {
-                out.push(c);
-                i += 1;
-            }
+            Some(h) => match (hex(h), body.get(i + 2).copied().and_then(hex)) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                }
+                _ => {
+                    out.push(b'=');
+                    i += 1;
+                }
+            },
         }
     }
     out
+}
+
+#[cfg(test)]
+#[test]
+fn quoted_printable_as_python() {
+    // Each pair checked against Python's quopri.decodestring.
+    for (enc, dec) in [
+        (&b"a  \nb"[..], &b"a  \nb"[..]),
+        (b"a=\n b", b"a b"),
+        (b"a= \nb", b"a= \nb"),
+        (b"==41", b"=41"),
+        (b"=4", b"=4"),
+        (b"a =20\nb", b"a  \nb"),
+        (b"x=\r\ny", b"xy"),
+        (b"=4g", b"=4g"),
+        (b"a=", b"a"),
+        (b"=3d=C3=A9", "=\u{e9}".as_bytes()),
+    ] {
+        assert_eq!(
+            quoted_printable(enc),
+            dec,
+            "{}",
+            String::from_utf8_lossy(enc)
+        );
+    }
 }
 
 /// Lines of a buffer: `(start, line without EOL, start of its EOL)`; `pos`

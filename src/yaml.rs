@@ -314,26 +314,39 @@ impl Composer {
                     }
                     continue;
                 }
-                let key = key_text(&k).map_err(|e| (e, (line, col)))?;
+                let key = key_text(k).map_err(|e| (e, (line, col)))?;
                 let v = if f.kind == CollectionKind::Set {
                     Value::Null
                 } else {
                     v
                 };
-                if explicit.insert(key.clone(), v).is_some() {
-                    return Err((
-                        format!("the key {key:?} is given twice in one mapping; keep one"),
-                        (line, col),
-                    ));
+                match explicit.entry(key) {
+                    serde_json::map::Entry::Vacant(e) => {
+                        e.insert(v);
+                    }
+                    serde_json::map::Entry::Occupied(e) => {
+                        return Err((
+                            format!(
+                                "the key {:?} is given twice in one mapping; keep one",
+                                e.key()
+                            ),
+                            (line, col),
+                        ));
+                    }
                 }
             }
-            // Explicit keys win over merged ones; earlier merges win over later.
-            let mut out = crate::model::Values::new();
-            for m in merged.into_iter().rev() {
-                out.extend(m);
+            if merged.is_empty() {
+                Value::Object(explicit)
+            } else {
+                // Explicit keys win over merged ones; earlier merges win over
+                // later ones.
+                let mut out = crate::model::Values::new();
+                for m in merged.into_iter().rev() {
+                    out.extend(m);
+                }
+                out.extend(explicit);
+                Value::Object(out)
             }
-            out.extend(explicit);
-            Value::Object(out)
         };
         Ok((v, f.nodes, f.anchor, f.at))
     }
@@ -416,10 +429,10 @@ fn core(t: &serde_saphyr::granit_parser::Tag) -> Option<&str> {
 
 /// A mapping key as JSON object text (PyYAML keys may be numbers, booleans
 /// or null; JSON keys are strings).
-fn key_text(k: &serde_json::Value) -> Result<String, String> {
+fn key_text(k: serde_json::Value) -> Result<String, String> {
     use serde_json::Value;
     match k {
-        Value::String(s) => Ok(s.clone()),
+        Value::String(s) => Ok(s),
         Value::Null => Ok("null".into()),
         Value::Bool(b) => Ok(b.to_string()),
         Value::Number(n) => Ok(n.to_string()),

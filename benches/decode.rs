@@ -1,0 +1,108 @@
+//! decode + merge + validate of a 16 KiB gzip+base64 multipart user-data
+//! (Terraform's `cloudinit_config` with gzip and base64_encode), against a
+//! manifest that declares its values. Target: well under 1 ms.
+//!
+//! Run: `cargo bench --bench decode` (criterion; plain-text report).
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use imprint::decode::{decode, Limits};
+use imprint::manifest::Manifest;
+use std::hint::black_box;
+use std::io::Write;
+
+/// A Terraform-shaped multipart of about 16 KiB before compression: a
+/// cloud-config with imprint: values and write_files, and a JSON part.
+pub fn user_data() -> (Vec<u8>, usize) {
+    let mut cc = String::from("#cloud-config\nimprint:\n  app:\n    env: production\n");
+    for i in 0..60 {
+        cc.push_str(&format!(
+            "    key_{i:02}: \"value number {i} with some text\"\n"
+        ));
+    }
+    cc.push_str("write_files:\n");
+    let mut i = 0;
+    while cc.len() < 16 * 1024 {
+        cc.push_str(&format!(
+            "  - path: /etc/app/conf.d/{i:03}.conf\n    permissions: '0644'\n    owner: root:root\n    content: |\n      # generated file {i}\n      setting_{i} = {i}\n      other = \"a quoted value\"\n"
+        ));
+        i += 1;
+    }
+    let json = r#"{"db": {"host": "db.internal", "port": 5432, "password": "s3cret-pass"}}"#;
+    let mut mime = String::from(
+        "Content-Type: multipart/mixed; boundary=\"MIMEBOUNDARY\"\r\nMIME-Version: 1.0\r\n\r\n",
+    );
+    for (ct, body) in [
+        ("text/cloud-config", cc.as_str()),
+        ("application/json", json),
+    ] {
+        mime.push_str(&format!(
+            "--MIMEBOUNDARY\r\nContent-Transfer-Encoding: 7bit\r\nContent-Type: {ct}\r\nMime-Version: 1.0\r\n\r\n{body}\r\n"
+        ));
+    }
+    mime.push_str("--MIMEBOUNDARY--\r\n");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(mime.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(gz);
+    (b64.into_bytes(), mime.len())
+}
+
+fn manifest() -> Manifest {
+    let text = "version: 1\nvalues:\n  app:      { type: map }\n  db.host:  { type: string, required: true }\n  db.port:  { type: integer, default: 5432 }\n  db.password: { type: string, required: true, secret: true }\n";
+    imprint::manifest::parse(
+        std::path::Path::new("bench.yaml"),
+        text,
+        std::path::Path::new("/nonexistent"),
+    )
+    .unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let (raw, size) = user_data();
+    let m = manifest();
+    // Sanity: it is what the benchmark claims.
+    let parts = decode(&raw, &Limits::default()).unwrap();
+    assert_eq!(parts.len(), 2);
+    assert!((16 * 1024..20 * 1024).contains(&size), "{size}");
+    let v = imprint::validate::validate(imprint::merge::merge(&parts, &m).unwrap(), &m).unwrap();
+    assert!(v.write_files.len() > 50);
+    eprintln!(
+        "user-data: {} bytes of base64, {size} bytes of multipart, {} write_files",
+        raw.len(),
+        v.write_files.len()
+    );
+    c.bench_function("decode only", |b| {
+        b.iter(|| decode(black_box(&raw), &Limits::default()).unwrap())
+    });
+    c.bench_function("merge only", |b| {
+        b.iter(|| imprint::merge::merge(black_box(&parts), &m).unwrap())
+    });
+    let text = std::str::from_utf8(&parts[0].body).unwrap();
+    c.bench_function("yaml events only", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for e in serde_saphyr::granit_parser::Parser::new_from_str(black_box(text)) {
+                black_box(e.unwrap());
+                n += 1;
+            }
+            n
+        })
+    });
+    c.bench_function("serde-saphyr to Value", |b| {
+        b.iter(|| imprint::yaml::parse::<serde_json::Value>(black_box(text)).unwrap())
+    });
+    c.bench_function("yaml only", |b| {
+        b.iter(|| imprint::yaml::parse_value(black_box(text)).unwrap())
+    });
+    c.bench_function("decode+merge+validate 16 KiB gzip+base64 multipart", |b| {
+        b.iter(|| {
+            let parts = decode(black_box(&raw), &Limits::default()).unwrap();
+            let merged = imprint::merge::merge(&parts, &m).unwrap();
+            black_box(imprint::validate::validate(merged, &m).unwrap())
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
