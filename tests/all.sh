@@ -17,6 +17,8 @@ step "cargo test"
 cargo test --all-targets
 step "cargo test (fault injection: fail points between writes, kill -9)"
 cargo test --features failpoints --test apply_faults
+step "docs: every command in README.md and docs/*.md (tests/docs.sh)"
+tests/docs.sh
 step "packages: static release binary, .deb and .rpm (packaging/build.sh), then their checks"
 packaging/build.sh
 IMPRINT_PACKAGES="$PWD/target/packages" tests/packaging.sh

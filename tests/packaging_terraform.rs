@@ -235,3 +235,14 @@ fn base64_decode(s: &str) -> Vec<u8> {
         .decode(s)
         .expect("user_data_b64 is not base64")
 }
+
+#[test]
+fn terraform_files_are_formatted() {
+    let Some(ex) = example() else { return };
+    // The provider example too, under a .tf name so that fmt reads it.
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/terraform/cloudinit.tf.example");
+    std::fs::copy(src, ex.dir.path().join("cloudinit.tf")).unwrap();
+    let o = ex.tf(&["fmt", "-check", "-diff", "-no-color"]);
+    assert_eq!(code(&o), 0, "terraform fmt -check:\n{}", both(&o));
+}

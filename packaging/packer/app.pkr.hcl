@@ -1,12 +1,13 @@
 # Example: bake imprint into an image. The image carries the code, the
 # manifest and the templates; user-data (from Terraform) carries the data.
 #
-#   packer init . && packer build -var version=1.2.3 .
+#   packaging/build.sh                           # the .deb, in target/packages/
+#   cd packaging/packer && packer init . && packer build -var version=1.2.3 .
 #
-# The last provisioner step, `imprint clean --machine-id`, forgets any seal
-# and empties /etc/machine-id so every instance launched from the image is
-# configured at its first boot (a seal is keyed by instance-id anyway, so a
-# forgotten clean only costs nothing on clouds with offline instance-ids).
+# The steps of the shell provisioner, on a sandbox instead of a VM, are
+# what tests/packaging.sh runs after a real `dpkg --root` install of the
+# package (install, manifest, validate, clean), and docs/lockout.md explains
+# each of them. Not run by the tests itself: it needs AWS.
 
 packer {
   required_plugins {
@@ -20,6 +21,24 @@ packer {
 variable "version" {
   type    = string
   default = "dev"
+}
+
+# The package built by packaging/build.sh.
+variable "deb" {
+  type    = string
+  default = "../../target/packages/imprint_0.1.0-1_amd64.deb"
+}
+
+# The image side of the contract: etc/imprint/imprint.yaml and templates/
+# (here the demo image's), and sample user-data to check them against.
+variable "image_files" {
+  type    = string
+  default = "../../fixtures/demo/root/etc/imprint"
+}
+
+variable "sample_user_data" {
+  type    = string
+  default = "../../fixtures/demo/user-data.b64"
 }
 
 source "amazon-ebs" "app" {
@@ -40,28 +59,45 @@ source "amazon-ebs" "app" {
 build {
   sources = ["source.amazon-ebs.app"]
 
-  # The package: binary, imprint.service (enabled by preset, not started),
-  # the generator, the man page.
   provisioner "file" {
-    source      = "imprint_amd64.deb"
-    destination = "/tmp/imprint_amd64.deb"
+    source      = var.deb
+    destination = "/tmp/imprint.deb"
   }
 
-  # The manifest and templates of this image (see fixtures/demo/root).
+  # A trailing slash copies the directory's contents.
   provisioner "file" {
-    source      = "imprint/"
-    destination = "/tmp/imprint"
+    source      = "${var.image_files}/"
+    destination = "/tmp/imprint-files"
+  }
+
+  provisioner "file" {
+    source      = var.sample_user_data
+    destination = "/tmp/sample-user-data"
   }
 
   provisioner "shell" {
     inline = [
-      "sudo apt-get install -y /tmp/imprint_amd64.deb",
-      "sudo install -d -m 0755 /etc/imprint/templates",
-      "sudo cp -r /tmp/imprint/. /etc/imprint/",
-      # Check the manifest and templates against sample user-data now, at
-      # build time, rather than at first boot.
-      "sudo imprint validate --user-data /etc/imprint/sample-user-data",
-      # Forget any seal and the machine-id: every instance is configured.
+      "set -eux",
+      # Debian's cloud images carry cloud-init: one first-boot configurator
+      # per image. Without cloud-init, instances no longer get the EC2 key
+      # pair in authorized_keys: bake the admin keys into the image (or use
+      # SSM), as docs/packaging.md says.
+      "sudo apt-get purge -y cloud-init cloud-guest-utils || true",
+      # The binary, imprint.service (enabled, not started), the generator,
+      # the verify timer (disabled), man pages, and the cloud-init name
+      # (free now) for `cloud-init status`.
+      "sudo apt-get install -y /tmp/imprint.deb",
+      "systemctl is-enabled imprint.service",
+      "sudo install -d -m 0755 /etc/imprint",
+      "sudo cp -R /tmp/imprint-files/. /etc/imprint/",
+      # Check the manifest and every template against sample user-data now,
+      # at build time, rather than at first boot.
+      "sudo imprint validate --user-data /tmp/sample-user-data",
+      "sudo imprint render --user-data /tmp/sample-user-data >/dev/null",
+      "rm -f /tmp/imprint.deb /tmp/sample-user-data",
+      # Last: forget any seal and the machine-id, so that every instance
+      # launched from the image is configured at its first boot and gets a
+      # machine-id of its own.
       "sudo imprint clean --machine-id",
     ]
   }

@@ -355,3 +355,70 @@ fn owner_policy() {
         .unwrap_err()
         .contains("not running as root"));
 }
+
+#[test]
+fn many_files_in_batches_are_all_written() {
+    // More than one batch (64), in several directories (new and existing),
+    // one of them created by this run: every file lands with its content and
+    // mode, no temp file is left, and the journal is gone.
+    let (t, root) = root_with_base();
+    let (u, g) = ids();
+    let changes: Vec<_> = (0..150)
+        .map(|i| {
+            let dir = ["etc/a", "etc", "srv/new/deep"][i % 3];
+            change(
+                &format!("/{dir}/f{i:03}"),
+                &format!("file {i}\n"),
+                0o640,
+                u,
+                g,
+            )
+        })
+        .collect();
+    std::fs::create_dir_all(t.path().join("etc/a")).unwrap();
+    let applied = apply(&root, &plan(changes)).unwrap();
+    assert_eq!(applied.written.len(), 150);
+    assert_eq!(
+        applied.created_dirs,
+        vec!["/srv", "/srv/new", "/srv/new/deep"]
+    );
+    for i in 0..150 {
+        let dir = ["etc/a", "etc", "srv/new/deep"][i % 3];
+        let p = t.path().join(format!("{dir}/f{i:03}"));
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), format!("file {i}\n"));
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o7777, 0o640);
+    }
+    let temps: Vec<_> = tree(t.path())
+        .into_iter()
+        .filter(|l| l.contains("imprint-tmp"))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+    assert!(!t.path().join(JOURNAL).exists());
+}
+
+#[test]
+fn sync_all_reports_each_result_in_order() {
+    // A pipe cannot be synced (EINVAL): its error lands at its own index
+    // whichever worker thread synced it.
+    let t = tempfile::tempdir().unwrap();
+    let (r, _w) = std::io::pipe().unwrap();
+    let r = std::os::fd::OwnedFd::from(r);
+    let mut fds: Vec<std::os::fd::OwnedFd> = Vec::new();
+    for i in 0..20 {
+        if i == 13 {
+            fds.push(r.try_clone().unwrap());
+        } else {
+            fds.push(
+                std::fs::File::create(t.path().join(format!("f{i}")))
+                    .unwrap()
+                    .into(),
+            );
+        }
+    }
+    let results = sync_all(&fds);
+    assert_eq!(results.len(), 20);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.is_err(), i == 13, "index {i}: {r:?}");
+    }
+    assert!(sync_all::<std::fs::File>(&[]).is_empty());
+}
