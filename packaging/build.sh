@@ -3,7 +3,8 @@
 #
 #   packaging/build.sh
 #
-# 1. the release binary, static (the one place it is built: below);
+# 1. the release binary, static (scripts/build-static.sh, the one place it
+#    is built);
 # 2. man pages and shell completions from the CLI definition (cargo xtask);
 # 3. the .deb (cargo-deb, from [package.metadata.deb] in Cargo.toml) and
 #    the .rpm (rpmbuild, from packaging/rpm/imprint.spec);
@@ -25,7 +26,6 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 out=${OUT:-$top/target/packages}
 stage=$top/target/packaging
-triple=x86_64-unknown-linux-gnu
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 [ -n "$version" ] || { echo "build.sh: failed to read the version from Cargo.toml" >&2; exit 1; }
 
@@ -37,13 +37,10 @@ for tool in cargo-deb rpmbuild; do
 done
 
 if [ -z "${IMPRINT_BIN:-}" ]; then
-	# The release build. No musl target on the build machines: a static
-	# glibc binary instead (imprint resolves no host names and loads no NSS
-	# modules, the usual catch of static glibc). --target keeps RUSTFLAGS
-	# away from build scripts and proc macros, which must stay dynamic.
-	RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-		cargo build --release --locked --target "$triple"
-	IMPRINT_BIN=$top/target/$triple/release/imprint
+	# The release build, in its one place: scripts/build-static.sh (musl
+	# where its tools are installed, else static glibc) prints the path of
+	# the binary it built and checked.
+	IMPRINT_BIN=$(scripts/build-static.sh)
 fi
 [ -f "$IMPRINT_BIN" ] || { echo "build.sh: no binary at $IMPRINT_BIN" >&2; exit 1; }
 if [ "${IMPRINT_ALLOW_DYNAMIC:-0}" != 1 ]; then

@@ -21,9 +21,13 @@
 #    purge take away only what is ours. Needs root; runs in a private mount
 #    namespace with /run/systemd hidden, so that nothing reaches the host's
 #    systemd.
+# 5. The same for the .rpm with rpm --root: its scriptlets run chrooted, in
+#    a minimal root holding the host's sh, ln, readlink, rm and systemctl
+#    (so `systemctl preset` really enables the unit), with a stand-in
+#    cloud-init RPM built here for the trigger.
 #
-# Needs: dpkg-deb, rpm (apt-get install rpm), util-linux (unshare), and for
-# building: cargo-deb (cargo install --locked cargo-deb).
+# Needs: dpkg-deb, rpm and rpmbuild (apt-get install rpm), util-linux
+# (unshare), and for building: cargo-deb (cargo install --locked cargo-deb).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -165,13 +169,35 @@ standin() {
 standin init-system-helpers 1.65.2
 standin cloud-init 99
 
+# A stand-in cloud-init RPM, owning /usr/bin/cloud-init.
+mkdir -p "$work/rpmbuild"
+cat >"$work/cloud-init.spec" <<'EOF'
+Name: cloud-init
+Version: 99
+Release: 1
+Summary: stand-in for tests/packaging.sh
+License: none
+BuildArch: noarch
+%description
+stand-in
+%install
+mkdir -p %{buildroot}/usr/bin
+printf '#!/bin/sh\necho real cloud-init\n' > %{buildroot}/usr/bin/cloud-init
+chmod 0755 %{buildroot}/usr/bin/cloud-init
+%files
+/usr/bin/cloud-init
+EOF
+rpmbuild -bb --quiet --define "_topdir $work/rpmbuild" --define "_rpmdir $work/rpmbuild/RPMS" \
+	--define "__os_install_post %{nil}" "$work/cloud-init.spec"
+cp "$work/rpmbuild/RPMS/noarch/cloud-init-99-1.noarch.rpm" "$work/cloud-init.rpm"
+
 cat >"$work/install.sh" <<'EOF'
 #!/usr/bin/env bash
 # Runs in a private mount namespace: /run/systemd hidden, so the maintainer
 # scripts' "is systemd running" checks are false and nothing talks to the
 # host's PID 1.
 set -euo pipefail
-work=$1 deb=$2 demo=$3
+work=$1 deb=$2 demo=$3 rpm=$4
 if [ -d /run/systemd ]; then mount -t tmpfs -o size=1m tmpfs /run/systemd; fi
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
@@ -258,7 +284,45 @@ grep -q 'real cloud-init' "$link" || fail "install over a real cloud-init replac
 d --purge imprint
 grep -q 'real cloud-init' "$link" || fail "purging imprint removed a real cloud-init"
 ok "with a real cloud-init installed first, imprint never touches /usr/bin/cloud-init"
+
+# --- the .rpm, in a minimal chroot -------------------------------------------
+r=$work/rpmroot
+mkdir -p "$r/usr/bin" "$r/usr/lib" "$r/usr/lib64" "$r/etc" "$r/dev" "$r/tmp" "$r/var/tmp"
+ln -s usr/bin "$r/bin"; ln -s usr/lib "$r/lib"; ln -s usr/lib64 "$r/lib64"
+for b in dash ln readlink rm systemctl; do
+	cp -L "$(command -v "$b")" "$r/usr/bin/$b"
+	for l in $(ldd "$(command -v "$b")" | grep -o '/[^ ]*'); do
+		mkdir -p "$r$(dirname "$l")"
+		cp -L "$l" "$r$l"
+	done
+done
+ln -s dash "$r/usr/bin/sh"
+mknod -m 0666 "$r/dev/null" c 1 3
+p() { rpm --root "$r" "$@" >"$work/rpm.log" 2>&1 || { cat "$work/rpm.log" >&2; fail "rpm $*"; }; }
+p --initdb
+link=$r/usr/bin/cloud-init
+wants=$r/etc/systemd/system/sysinit.target.wants/imprint.service
+p -i --nodeps "$rpm"
+[ -L "$wants" ] || fail "rpm: imprint.service not enabled by systemctl preset"
+[ -L "$link" ] && [ "$(readlink "$link")" = imprint ] || fail "rpm: no /usr/bin/cloud-init -> imprint link"
+ok "rpm install: unit enabled by preset, cloud-init -> imprint"
+p -U --replacepkgs --nodeps "$rpm"
+[ -L "$link" ] && [ -L "$wants" ] || fail "rpm: reinstall lost the link or the enablement"
+p -i --nodeps "$work/cloud-init.rpm"
+grep -q 'real cloud-init' "$link" || fail "rpm: a real cloud-init did not replace the link"
+p -e cloud-init
+[ -L "$link" ] && [ "$(readlink "$link")" = imprint ] || fail "rpm: removing a real cloud-init did not bring the link back (%triggerpostun)"
+ok "rpm: a real cloud-init replaces the link; its removal brings it back"
+p -e imprint
+[ ! -e "$link" ] && [ ! -L "$link" ] || fail "rpm: erase left /usr/bin/cloud-init behind"
+[ ! -L "$wants" ] || fail "rpm: erase left imprint.service enabled"
+p -i --nodeps "$work/cloud-init.rpm"
+p -i --nodeps "$rpm"
+grep -q 'real cloud-init' "$link" || fail "rpm: install over a real cloud-init replaced it"
+p -e imprint
+grep -q 'real cloud-init' "$link" || fail "rpm: erasing imprint removed a real cloud-init"
+ok "rpm: erase takes the link and the enablement; a real cloud-init is never touched"
 EOF
 chmod 0755 "$work/install.sh"
-unshare --mount --propagation private "$work/install.sh" "$work" "$deb" "$top/fixtures/demo"
+unshare --mount --propagation private "$work/install.sh" "$work" "$deb" "$top/fixtures/demo" "$rpm"
 echo "packaging: all checks passed"

@@ -28,7 +28,12 @@ SMP=${IMPRINT_VM_SMP:-2}
 BOOT_TIMEOUT=${IMPRINT_VM_BOOT_TIMEOUT:-240}
 CI_BOOT_TIMEOUT=${IMPRINT_VM_CLOUDINIT_TIMEOUT:-480}   # cloud-init boots take ~45 s under TCG
 IMPRINT_MAX_FIRST=${IMPRINT_VM_IMPRINT_MAX_FIRST:-30}   # s, imprint.service on a first boot (TCG)
-IMPRINT_MAX_SEALED=${IMPRINT_VM_IMPRINT_MAX_SEALED:-5}  # s, imprint.service when sealed (TCG)
+# s, imprint.service when sealed. Natively a sealed run exits in ~1 ms
+# (docs/benchmarks.md); under TCG at boot, with the host loaded by parallel
+# builds, process start plus the read-only mount of the cidata ISO (isofs
+# module load) took 5.3-8.1 s. The cap is there to catch a real wait (a
+# network probe, a datasource timeout: 60 s), not to measure speed.
+IMPRINT_MAX_SEALED=${IMPRINT_VM_IMPRINT_MAX_SEALED:-15}
 SECRET=hunter2-S3cret-Pa55                               # db.password in fixtures/user-data/values.json
 
 usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }

@@ -86,6 +86,10 @@ const FILES: &[(&str, &str)] = &[
         "the first-boot unit",
     ),
     (
+        "/usr/bin/cloud-init",
+        "link to imprint, made by the package only where no cloud-init is installed: answers cloud-init status [--wait] [--long] [--format json]",
+    ),
+    (
         "/usr/lib/systemd/system-generators/imprint-generator",
         "link to imprint: orders the manifest's units after imprint.service",
     ),
