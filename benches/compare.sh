@@ -18,7 +18,9 @@
 #      imprint run --root R --user-data IN --instance-id i-bench
 #      python3 benches/cloudinit/write_files.py IN R   (cloud-init's own code)
 #    Pairs: `demo` (the quick-start demo: 2 write_files + 4 manifest files) and
-#    `demo+100` (the same plus 100 more write_files entries).
+#    `demo+100` (the same plus 100 more write_files entries), each with the
+#    roots on the work dir's disk (imprint fsyncs, cloud-init does not) and
+#    on tmpfs (/dev/shm: fsync is free, so the work itself is compared).
 #    Both tools get the same gzip-only bytes: cloud-init does not base64-decode
 #    user-data (its platforms do), and the demo's one non-ASCII value is dropped
 #    because cloud-init 22.4 drops a whole 7bit cloud-config part that holds
