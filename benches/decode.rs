@@ -7,8 +7,34 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use imprint::decode::{decode, Limits};
 use imprint::manifest::Manifest;
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// Counts live heap bytes and their peak, to report the peak memory of one
+/// decode + merge + validate against the decompressed size.
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(l.size(), Relaxed) + l.size();
+            PEAK.fetch_max(now, Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) };
+        LIVE.fetch_sub(l.size(), Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
 
 /// A Terraform-shaped multipart of about 16 KiB before compression: a
 /// cloud-config with imprint: values and write_files, and a JSON part.
@@ -58,6 +84,25 @@ fn manifest() -> Manifest {
     .unwrap()
 }
 
+/// CPU time (user + system) of this process so far, in seconds, from
+/// /proc/self/stat (clock ticks of 10 ms): robust on a loaded machine,
+/// where wall-clock samples include time spent waiting for a core.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Fields after the command: state is index 0, utime 11, stime 12.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn bench(c: &mut Criterion) {
     let (raw, size) = user_data();
     let m = manifest();
@@ -71,6 +116,29 @@ fn bench(c: &mut Criterion) {
         "user-data: {} bytes of base64, {size} bytes of multipart, {} write_files",
         raw.len(),
         v.write_files.len()
+    );
+    let base = LIVE.load(Relaxed);
+    PEAK.store(base, Relaxed);
+    {
+        let parts = decode(&raw, &Limits::default()).unwrap();
+        let merged = imprint::merge::merge(&parts, &m).unwrap();
+        black_box(imprint::validate::validate(merged, &m).unwrap());
+    }
+    let peak = PEAK.load(Relaxed) - base;
+    eprintln!(
+        "peak heap of one decode+merge+validate: {peak} bytes, {:.1}x the {size} decompressed bytes",
+        peak as f64 / size as f64
+    );
+    let n = 2000;
+    let t0 = cpu_seconds();
+    for _ in 0..n {
+        let parts = decode(black_box(&raw), &Limits::default()).unwrap();
+        let merged = imprint::merge::merge(&parts, &m).unwrap();
+        black_box(imprint::validate::validate(merged, &m).unwrap());
+    }
+    eprintln!(
+        "decode+merge+validate: {:.0} µs of CPU time per run ({n} runs)",
+        (cpu_seconds() - t0) / n as f64 * 1e6
     );
     c.bench_function("decode only", |b| {
         b.iter(|| decode(black_box(&raw), &Limits::default()).unwrap())
