@@ -36,6 +36,15 @@ secgz() { # secgz NAME CMD... : same, gzip'd (for big sections)
   echo "@@end $name"
 }
 catf() { [ -e "$1" ] && cat "$1"; return 0; }
+# What Vagrant runs after boot: `cloud-init status --wait`, answered by
+# imprint's shim (the binary under the name cloud-init). The image keeps a
+# real, disabled cloud-init for the comparison boots, so the package did not
+# link /usr/bin/cloud-init here: call the shim through a link of our own.
+shim_status() {
+  [ -x /usr/bin/imprint ] || { echo "no imprint"; return 0; }
+  ln -sf /usr/bin/imprint /run/cloud-init
+  /run/cloud-init status --wait --long; echo "rc=$?"
+}
 
 UNITS="imprint.service early.service app.service ssh.service e2e-report.service
 cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service
@@ -98,6 +107,7 @@ sh_env() {   # what POSIX sh's "." makes of the env file (must equal systemd's)
   sec props props
   sec imprint-journal journalctl -b --no-pager -o cat -u imprint.service
   sec imprint-status systemctl status --no-pager -l imprint.service
+  sec shim-status shim_status
   sec failed systemctl --failed --no-legend --plain --no-pager
   sec app-seen.env catf /run/app/seen.env
   sec app-sh.env sh_env
