@@ -46,7 +46,7 @@ shim_status() {
   /run/cloud-init status --wait --long; echo "rc=$?"
 }
 
-UNITS="imprint.service early.service app.service ssh.service e2e-report.service
+UNITS="imprint.service empty-oneshot.service early.service app.service ssh.service e2e-report.service
 cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service
 networking.service systemd-journald.service sysinit.target basic.target multi-user.target"
 PROPS="Result ExecMainStatus ExecMainCode ActiveState SubState NRestarts LoadState
