@@ -39,11 +39,13 @@ catf() { [ -e "$1" ] && cat "$1"; return 0; }
 # What Vagrant runs after boot: `cloud-init status --wait`, answered by
 # imprint's shim (the binary under the name cloud-init). The image keeps a
 # real, disabled cloud-init for the comparison boots, so the package did not
-# link /usr/bin/cloud-init here: call the shim through a link of our own.
+# link /usr/bin/cloud-init here: call the shim through a link of our own,
+# outside PATH and on the root file system (/run is mounted noexec).
 shim_status() {
   [ -x /usr/bin/imprint ] || { echo "no imprint"; return 0; }
-  ln -sf /usr/bin/imprint /run/cloud-init
-  /run/cloud-init status --wait --long; echo "rc=$?"
+  mkdir -p /var/lib/e2e-shim
+  ln -sf /usr/bin/imprint /var/lib/e2e-shim/cloud-init
+  /var/lib/e2e-shim/cloud-init status --wait --long; echo "rc=$?"
 }
 
 UNITS="imprint.service empty-oneshot.service early.service app.service ssh.service e2e-report.service
