@@ -27,7 +27,6 @@ if [ -x tests/fuzz-smoke.sh ]; then
   tests/fuzz-smoke.sh
 fi
 if [ "${IMPRINT_SKIP_VM:-0}" != 1 ] && [ -x tests/vm/run.sh ]; then
-  step "VM suite"
-  cargo build --release
-  IMPRINT_BIN="$PWD/target/release/imprint" tests/vm/run.sh
+  step "VM suite (installs the .deb built above into the image)"
+  IMPRINT_DEB=$(ls "$PWD"/target/packages/imprint_*_amd64.deb) tests/vm/run.sh
 fi

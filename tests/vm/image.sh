@@ -182,9 +182,21 @@ disable_cloudinit() {
 }
 
 # install_imprint ROOT BIN: the one place that installs imprint into an image.
-# (A later change swaps this for installing the .deb.)
+# With IMPRINT_DEB=path/to/imprint_*.deb (what tests/all.sh and CI use) the
+# package is installed with dpkg --root, maintainer scripts and all (they
+# honour DPKG_ROOT), so every VM run tests the packaging too: the unit
+# enabled by the package, the generator link, the cloud-init shim link.
+# Without it, BIN and units/imprint.service are copied (quick iteration).
 install_imprint() {
   local r=$1 bin=$2
+  if [ -n "${IMPRINT_DEB:-}" ]; then
+    DPKG_ROOT=$r dpkg --root="$r" --force-script-chrootless --force-not-root \
+      --log=/dev/null -i "$IMPRINT_DEB" > "$CACHE/dpkg-imprint.log" 2>&1 \
+      || { cat "$CACHE/dpkg-imprint.log" >&2; die "dpkg -i $IMPRINT_DEB failed"; }
+    [ -L "$r/etc/systemd/system/sysinit.target.wants/imprint.service" ] \
+      || die "the .deb did not enable imprint.service (sysinit.target.wants)"
+    return
+  fi
   put_file 0755 "$bin" "$r/usr/bin/imprint"
   put_file 0644 "$REPO_ROOT/units/imprint.service" "$r/usr/lib/systemd/system/imprint.service"
   enable_unit /usr/lib/systemd/system/imprint.service "$r"

@@ -277,6 +277,7 @@ scn_first() {
   same_file "early.conf rendered as expected" "$VM_DIR/fixtures/expected/early-first.conf" "$RD/report/early.conf"
   same_file "early.service's last start saw the final early.conf" "$RD/report/early.conf" "$RD/report/early-seen.conf"
   check "seal names instance iid-e2e-0001" grep -q 'iid-e2e-0001' "$RD/report/sealed"
+  eq "cloud-init status --wait (imprint's shim) exits 0 after a good boot" rc=0 "$(rep shim-status | tail -1)"
   warn_seed_mounted
   FIRST_RD=$RD
   FIRST_FP=$(rep ssh-fingerprints)
@@ -359,6 +360,7 @@ scn_bad_missing() {
   image_for imprint; seed_missing
   boot bad-missing "$RUN/disk-bad-missing.qcow2" "$SEED"
   assert_bad 'app\.greeting' "missing required value"
+  eq "cloud-init status --wait (imprint's shim) exits 1 after a failed run" rc=1 "$(rep shim-status | tail -1)"
 }
 scn_bad_yaml() {
   image_for imprint; seed_badyaml
