@@ -102,11 +102,14 @@ int __fprintf_chk(FILE *f, int flag, const char *fmt, ...) {
 EOF
     musl-gcc -O2 -fPIE -c "$link/fortify.c" -o "$link/fortify.o"
     # RUSTC_BOOTSTRAP: -Zbuild-std on Debian's stable compiler, the std
-    # source being that compiler's own.
+    # source being that compiler's own. std's features: optimize_for_size
+    # only, so neither `backtrace` (gimli, addr2line, a demangler: ~0.2 MiB
+    # that only RUST_BACKTRACE output uses; a panic still prints its message
+    # and location) nor `panic-unwind` (the binary aborts on panic).
     RUSTC="$DEB_RUSTC" RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$top/target/musl" \
       RUSTFLAGS="-C link-self-contained=yes -L native=$link -C link-arg=$link/fortify.o" \
       cargo build --release --locked --target x86_64-unknown-linux-musl \
-      -Zbuild-std=std,panic_abort >&2
+      -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size >&2
     bin="$top/target/musl/x86_64-unknown-linux-musl/release/imprint"
     ;;
   glibc)

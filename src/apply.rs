@@ -684,8 +684,9 @@ pub fn apply(root: &Root, plan: &Plan) -> Result<Applied, ApplyError> {
         entries: Vec::new(),
         created_dirs: create.iter().map(|d| display(d)).collect(),
     };
+    let mut journaled = std::collections::HashSet::new();
     for t in &targets {
-        if !journal.entries.iter().any(|e| e.path == t.path) {
+        if journaled.insert(t.path.as_str()) {
             journal.entries.push(Entry {
                 path: t.path.clone(),
                 previous: t.previous.clone(),

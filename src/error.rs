@@ -110,6 +110,9 @@ impl Error {
             | Error::Validate(_)
             | Error::Render(_) => ExitCode::DataErr,
             Error::Plan(e) => e.exit_code(),
+            // Oversized user-data is invalid user-data (65), not an
+            // unavailable datasource: retrying will not help.
+            Error::Fetch(crate::fetch::FetchError::TooLarge { .. }) => ExitCode::DataErr,
             Error::Identify(_) | Error::Fetch(_) => ExitCode::Unavailable,
             Error::Apply(_) => ExitCode::CantCreate,
             Error::Units(_) => ExitCode::TempFail,

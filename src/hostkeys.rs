@@ -87,12 +87,28 @@ pub fn ensure(root: &Root, types: &[String], new_instance: bool) -> Result<HostK
     })?;
     confined(root, &dir)?;
     let keygen = keygen()?;
+    // Every ssh-keygen at once, then each result in order: under emulation
+    // (and on any small VM) each run is mostly start-up, so two keys in
+    // parallel cost about one.
+    let mut running = Vec::new();
     for t in types {
         let key = dir.join(format!("ssh_host_{t}_key"));
         if !new_instance && key.exists() {
             continue;
         }
-        let fp = generate(&keygen, &dir, t, &key)?;
+        running.push((t, key.clone(), spawn(&keygen, &dir, t, &key)));
+    }
+    // Every child is waited for (and its temp files handled) before the
+    // first error is returned.
+    let results: Vec<_> = running
+        .into_iter()
+        .map(|(t, key, child)| {
+            let fp = finish(&keygen, &dir, t, &key, child);
+            (t, key, fp)
+        })
+        .collect();
+    for (t, key, fp) in results {
+        let fp = fp?;
         tracing::info!(
             key_type = %t,
             fingerprint = %fp,
@@ -169,25 +185,51 @@ fn keygen() -> Result<PathBuf, HostKeyError> {
         })
 }
 
-/// Generate one key under a temporary name, then rename it (and its .pub)
-/// over `key`. Returns the SHA256 fingerprint.
-fn generate(keygen: &Path, dir: &Path, t: &str, key: &Path) -> Result<String, HostKeyError> {
-    let tmp = dir.join(format!(".imprint-new-ssh_host_{t}_key"));
-    let tmp_pub = dir.join(format!(".imprint-new-ssh_host_{t}_key.pub"));
-    let pub_path = dir.join(format!("ssh_host_{t}_key.pub"));
-    let err = |message: String| HostKeyError::Keygen {
+fn keygen_error(t: &str, key: &Path, message: String) -> HostKeyError {
+    HostKeyError::Keygen {
         key_type: t.to_string(),
         path: key.to_path_buf(),
         message,
-    };
+    }
+}
+
+/// Start generating one key under a temporary name (see [`finish`]).
+fn spawn(
+    keygen: &Path,
+    dir: &Path,
+    t: &str,
+    key: &Path,
+) -> Result<std::process::Child, HostKeyError> {
+    let tmp = dir.join(format!(".imprint-new-ssh_host_{t}_key"));
+    let tmp_pub = dir.join(format!(".imprint-new-ssh_host_{t}_key.pub"));
     // Left by a crash: ssh-keygen would ask before overwriting.
     let _ = std::fs::remove_file(&tmp);
     let _ = std::fs::remove_file(&tmp_pub);
-    let out = Command::new(keygen)
+    Command::new(keygen)
         .args(["-q", "-N", "", "-t", t, "-f"])
         .arg(&tmp)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| keygen_error(t, key, format!("failed to run {}: {e}", keygen.display())))
+}
+
+/// Wait for a key started by [`spawn`], then rename it (and its .pub) over
+/// `key`. Returns the SHA256 fingerprint.
+fn finish(
+    keygen: &Path,
+    dir: &Path,
+    t: &str,
+    key: &Path,
+    child: Result<std::process::Child, HostKeyError>,
+) -> Result<String, HostKeyError> {
+    let tmp = dir.join(format!(".imprint-new-ssh_host_{t}_key"));
+    let tmp_pub = dir.join(format!(".imprint-new-ssh_host_{t}_key.pub"));
+    let pub_path = dir.join(format!("ssh_host_{t}_key.pub"));
+    let err = |message: String| keygen_error(t, key, message);
+    let out = child?
+        .wait_with_output()
         .map_err(|e| err(format!("failed to run {}: {e}", keygen.display())))?;
     if !out.status.success() {
         let _ = std::fs::remove_file(&tmp);

@@ -247,3 +247,21 @@ fn done_is_0() {
     let o = apply_support::run_ud(&root, &apply_support::user_data("db1"), "i-1");
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
+
+#[test]
+fn oversized_user_data_is_65_invalid_not_69_unavailable() {
+    let root = image_root();
+    let ud = root.join("/tmp/user-data");
+    std::fs::create_dir_all(ud.parent().unwrap()).unwrap();
+    // One byte past the 16 MiB cap of SPEC §1.3.
+    std::fs::write(&ud, vec![b'#'; (16 << 20) + 1]).unwrap();
+    let before = tree_hash(root.path(), STATE);
+    let o = run(imprint()
+        .args(["run", "--root"])
+        .arg(root.path())
+        .arg("--user-data")
+        .arg(&ud));
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    assert!(stderr(&o).contains("limit"), "{}", stderr(&o));
+    assert_eq!(before, tree_hash(root.path(), STATE), "nothing changed");
+}

@@ -12,6 +12,12 @@
 #              fixture manifest/templates installed        (needs IMPRINT_BIN)
 #   cloudinit  cloud-init enabled, no imprint
 #   none       neither (the floor)
+#   emptyunit  an empty oneshot (ExecStart=/bin/true) with imprint.service's
+#              [Unit] ordering, at imprint's place: the floor a first-boot unit
+#              cannot go below (--perf)
+# none and emptyunit carry the app's config baked in (/opt/app/conf.env), as an
+# image configured without any configurator would: app.service's start there is
+# the floor for "boot to configured app".
 # Every variant also carries the test harness: demo app.service, early.service
 # and the reporter that writes results to ttyS1 and powers off.
 #
@@ -176,13 +182,40 @@ disable_cloudinit() {
 }
 
 # install_imprint ROOT BIN: the one place that installs imprint into an image.
-# (A later change swaps this for installing the .deb.)
+# With IMPRINT_DEB=path/to/imprint_*.deb (what tests/all.sh and CI use) the
+# package is installed with dpkg --root, maintainer scripts and all (they
+# honour DPKG_ROOT), so every VM run tests the packaging too: the unit
+# enabled by the package, the generator link, the cloud-init shim link.
+# Without it, BIN and units/imprint.service are copied (quick iteration).
 install_imprint() {
   local r=$1 bin=$2
+  if [ -n "${IMPRINT_DEB:-}" ]; then
+    DPKG_ROOT=$r dpkg --root="$r" --force-script-chrootless --force-not-root \
+      --log=/dev/null -i "$IMPRINT_DEB" > "$CACHE/dpkg-imprint.log" 2>&1 \
+      || { cat "$CACHE/dpkg-imprint.log" >&2; die "dpkg -i $IMPRINT_DEB failed"; }
+    [ -L "$r/etc/systemd/system/sysinit.target.wants/imprint.service" ] \
+      || die "the .deb did not enable imprint.service (sysinit.target.wants)"
+    return
+  fi
   put_file 0755 "$bin" "$r/usr/bin/imprint"
   put_file 0644 "$REPO_ROOT/units/imprint.service" "$r/usr/lib/systemd/system/imprint.service"
   enable_unit /usr/lib/systemd/system/imprint.service "$r"
   link /usr/bin/imprint "$r/usr/lib/systemd/system-generators/imprint-generator"
+}
+
+# install_empty_unit ROOT: units/imprint.service with ExecStart=/bin/true, as
+# empty-oneshot.service (same [Unit] ordering, same [Install]).
+install_empty_unit() {
+  local r=$1
+  sed -e 's|^ExecStart=.*|ExecStart=/bin/true|' \
+      -e 's|^Description=.*|Description=Empty oneshot at imprint.service'"'"'s place (perf floor)|' \
+      "$REPO_ROOT/units/imprint.service" | put 0644 "$r/usr/lib/systemd/system/empty-oneshot.service"
+  enable_unit /usr/lib/systemd/system/empty-oneshot.service "$r"
+}
+
+# bake_app_config ROOT: the app's config already in the image (no configurator).
+bake_app_config() {
+  printf 'APP_NAME="baked"\nAPP_GREETING="baked into the image"\n' | put 0640 "$1/opt/app/conf.env"
 }
 
 # The image author's part: manifest and templates (tests/vm/fixtures).
@@ -198,8 +231,10 @@ variant_key() {
   local variant=$1 bin=${2:-}
   {
     rootfs_key; echo "$variant"
-    declare -f put put_file link enable_unit install_harness disable_cloudinit install_imprint install_manifest build_variant
+    declare -f put put_file link enable_unit install_harness disable_cloudinit install_imprint install_manifest \
+      install_empty_unit bake_app_config build_variant
     (cd "$VM_DIR" && find guest -type f | sort | xargs sha256sum)
+    [ "$variant" = emptyunit ] && sha256sum < "$REPO_ROOT/units/imprint.service"
     if [ "$variant" = imprint ]; then
       (cd "$VM_DIR" && find fixtures/imprint.yaml fixtures/templates -type f | sort | xargs sha256sum)
       sha256sum < "$REPO_ROOT/units/imprint.service"
@@ -211,7 +246,7 @@ variant_key() {
 # build_variant VARIANT [BIN]: sets IMAGE, KERNEL, INITRD
 build_variant() {
   local variant=$1 bin=${2:-}
-  case "$variant" in imprint|cloudinit|none) ;; *) die "unknown variant '$variant' (imprint|cloudinit|none)";; esac
+  case "$variant" in imprint|cloudinit|none|emptyunit) ;; *) die "unknown variant '$variant' (imprint|cloudinit|none|emptyunit)";; esac
   if [ "$variant" = imprint ] && [ -z "$bin" ]; then bin=$(resolve_imprint_bin); fi
   ensure_rootfs
   KERNEL="$BOOTDIR/vmlinuz"; INITRD="$BOOTDIR/initrd.img"
@@ -228,7 +263,8 @@ build_variant() {
   case "$variant" in
     imprint)   disable_cloudinit "$st"; install_manifest "$st"; install_imprint "$st" "$bin" ;;
     cloudinit) ;;
-    none)      disable_cloudinit "$st" ;;
+    none)      disable_cloudinit "$st"; bake_app_config "$st" ;;
+    emptyunit) disable_cloudinit "$st"; bake_app_config "$st"; install_empty_unit "$st" ;;
   esac
   # -d populates the fs from a directory: no loop mount. It prints "Creating
   # regular file ..." even with -q, hence the redirect.
@@ -251,7 +287,7 @@ main() {
            build_variant "$@"; echo "$IMAGE" ;;
     all) deps; exec 9>"$CACHE/.lock"; flock 9
          ensure_rootfs
-         build_variant none; build_variant cloudinit; build_variant imprint ;;
+         build_variant none; build_variant emptyunit; build_variant cloudinit; build_variant imprint ;;
     clean) rm -rf "$CACHE" ;;
     *) die "unknown command '$cmd' (deps|rootfs|image VARIANT|all|clean)" ;;
   esac

@@ -23,6 +23,11 @@ hash_stdin() { sha256sum | cut -c1-16; }
 # Resolve IMPRINT_BIN: "stand-in" means tests/vm/stand-in/imprint; a relative
 # path is relative to the repo root; default target/release/imprint.
 resolve_imprint_bin() {
+  # With IMPRINT_DEB the package is what gets installed (and keys the image).
+  if [ -n "${IMPRINT_DEB:-}" ]; then
+    [ -f "$IMPRINT_DEB" ] || die "IMPRINT_DEB not found: $IMPRINT_DEB (build it: packaging/build.sh)"
+    printf '%s\n' "$IMPRINT_DEB"; return
+  fi
   local b=${IMPRINT_BIN:-target/release/imprint}
   case "$b" in
     stand-in) b="$VM_DIR/stand-in/imprint" ;;

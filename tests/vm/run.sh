@@ -4,8 +4,9 @@
 #
 #   tests/vm/run.sh                          deps + image + every scenario
 #   tests/vm/run.sh --scenario second        one scenario (and those it needs)
-#   tests/vm/run.sh --perf                   boot imprint/cloudinit/none variants
-#                                            with the same seed, report timings
+#   tests/vm/run.sh --perf                   boot imprint/cloudinit/emptyunit/none
+#                                            variants with the same seed, report
+#                                            timings and their medians
 #   options: --no-deps (or IMPRINT_VM_SKIP_DEPS=1), --keep (keep disks/run dir),
 #            --list, --perf-runs N
 #   env:     IMPRINT_BIN=path|stand-in (default target/release/imprint),
@@ -37,6 +38,7 @@ SECRET=hunter2-S3cret-Pa55                               # db.password in fixtur
 
 usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
+PERF_SCENARIOS="perf-imprint perf-cloudinit perf-emptyunit perf-none"
 SCEN=() KEEP=0 SKIP_DEPS=${IMPRINT_VM_SKIP_DEPS:-0} PERF=0 PERF_RUNS=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -46,16 +48,17 @@ while [ $# -gt 0 ]; do
     --no-deps) SKIP_DEPS=1; shift ;;
     --perf) PERF=1; shift ;;
     --perf-runs) PERF=1; PERF_RUNS=$2; shift 2 ;;
-    --list) printf '%s\n' "${ALL_SCENARIOS[@]}" perf-imprint perf-cloudinit perf-none; exit 0 ;;
+    --list) printf '%s\n' "${ALL_SCENARIOS[@]}" $PERF_SCENARIOS; exit 0 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
   esac
 done
 if [ ${#SCEN[@]} -eq 0 ]; then
-  if [ "$PERF" = 1 ]; then SCEN=(perf-imprint perf-cloudinit perf-none); else SCEN=("${ALL_SCENARIOS[@]}"); fi
+  # shellcheck disable=SC2206
+  if [ "$PERF" = 1 ]; then SCEN=($PERF_SCENARIOS); else SCEN=("${ALL_SCENARIOS[@]}"); fi
 fi
 for s in "${SCEN[@]}"; do
-  case " ${ALL_SCENARIOS[*]} perf-imprint perf-cloudinit perf-none " in
+  case " ${ALL_SCENARIOS[*]} $PERF_SCENARIOS " in
     *" $s "*) ;; *) die "unknown scenario '$s' (see --list)" ;;
   esac
 done
@@ -139,6 +142,9 @@ seed_good()    { seed good    iid-e2e-0001 cloud-config.yaml:text/cloud-config v
 seed_newid()   { seed newid   iid-e2e-0002 cloud-config-newid.yaml:text/cloud-config values.json:application/json; }
 seed_missing() { seed missing iid-e2e-bad1 cloud-config-missing.yaml:text/cloud-config values.json:application/json; }
 seed_badyaml() { seed badyaml iid-e2e-bad2 cloud-config-badyaml.yaml:text/cloud-config values.json:application/json; }
+# --perf: ASCII only, so that cloud-init 22.4 parses it too (it drops a 7bit
+# cloud-config part holding UTF-8 whole: docs/cloud-init.md)
+seed_perf()    { seed perf    iid-e2e-perf cloud-config-perf.yaml:text/cloud-config values.json:application/json; }
 
 # ------------------------------------------------------------------ boot
 # boot NAME DISK SEED [TIMEOUT]: DISK is created as a fresh overlay over
@@ -271,6 +277,7 @@ scn_first() {
   same_file "early.conf rendered as expected" "$VM_DIR/fixtures/expected/early-first.conf" "$RD/report/early.conf"
   same_file "early.service's last start saw the final early.conf" "$RD/report/early.conf" "$RD/report/early-seen.conf"
   check "seal names instance iid-e2e-0001" grep -q 'iid-e2e-0001' "$RD/report/sealed"
+  eq "cloud-init status --wait (imprint's shim) exits 0 after a good boot" rc=0 "$(rep shim-status | tail -1)"
   warn_seed_mounted
   FIRST_RD=$RD
   FIRST_FP=$(rep ssh-fingerprints)
@@ -353,6 +360,7 @@ scn_bad_missing() {
   image_for imprint; seed_missing
   boot bad-missing "$RUN/disk-bad-missing.qcow2" "$SEED"
   assert_bad 'app\.greeting' "missing required value"
+  eq "cloud-init status --wait (imprint's shim) exits 1 after a failed run" rc=1 "$(rep shim-status | tail -1)"
 }
 scn_bad_yaml() {
   image_for imprint; seed_badyaml
@@ -360,27 +368,69 @@ scn_bad_yaml() {
   assert_bad 'yaml|syntax|pars|scan' "YAML syntax error"
 }
 
-# --perf: same seed, fresh overlay per boot; report only ("booted" is the one assertion)
-PERF_ROWS=()
+# --perf: same seed, fresh overlay per boot; report only ("booted" is the one
+# assertion). Per boot, from the guest's monotonic clock (s since the kernel
+# started): each configurator unit's own time (ActiveEnter - InactiveExit),
+# when app.service became active (its config is final there: imprint's
+# generator orders it after imprint; none/emptyunit have it baked in;
+# cloud-init cannot render imprint's manifest, so app.service fails there),
+# when multi-user.target was reached, and the host's load average.
+PERF_ROWS=() PERF_TSV="$RUN/perf.tsv"
 perf_boot() {
-  local v=$1 i=$2 to=$BOOT_TIMEOUT
+  local v=$1 i=$2 to=$BOOT_TIMEOUT load
   [ "$v" = cloudinit ] && to=$CI_BOOT_TIMEOUT
   image_for "$v"
-  SEED_ENCODING=${IMPRINT_VM_PERF_ENCODING:-gzip+base64} seed_good
+  SEED_ENCODING=${IMPRINT_VM_PERF_ENCODING:-gzip} seed_perf
+  load=$(cut -d' ' -f1 /proc/loadavg)
   IMPRINT_VM_APPEND="imprint_e2e.verbose=1 ${IMPRINT_VM_APPEND:-}" \
     boot "perf-$v-$i" "$RUN/disk-perf-$v-$i.qcow2" "$SEED" "$to"
   assert_booted "$to" || return
-  local u cols=""
-  for u in imprint.service cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service ssh.service app.service; do
+  local u cols="" app mu fin
+  app=$(abs_secs app.service ActiveEnter); mu=$(abs_secs multi-user.target ActiveEnter)
+  fin=$(awk -v a="$(prop system.finish_usec)" 'BEGIN{ if (a > 0) printf "%.2f", a/1e6 }')
+  for u in imprint.service empty-oneshot.service cloud-init-local.service cloud-init.service \
+           cloud-config.service cloud-final.service; do
     cols="$cols $(printf '%-6s' "$(unit_secs "$u")")"
   done
-  PERF_ROWS+=("$(printf '%-18s %7s %9s %8s %s' "$v#$i" "$(cat "$RD/wall")" \
-    "$(awk -v a="$(prop system.finish_usec)" 'BEGIN{printf "%.2f", a/1e6}')" "$(prop system.state)" "$cols")")
+  PERF_ROWS+=("$(printf '%-18s %5s %7s %8s %6s %6s %-9s %s' "$v#$i" "$load" "$(cat "$RD/wall")" \
+    "$fin" "$mu" "${app:--}" "$(prop system.state)" "$cols")")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$v" "$load" "$fin" "$mu" "$app" \
+    "$(unit_secs imprint.service)" "$(unit_secs empty-oneshot.service)" \
+    "$(for u in cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service; do unit_secs "$u"; echo; done \
+       | awk '$1 != "" {s += $1; n++} END { if (n) printf "%.2f", s }')" >> "$PERF_TSV"
   sed -n 1p "$RD/report/analyze-time" | sed 's/^/          /'
 }
+# seconds since boot at which UNIT entered a state (monotonic usec prop)
+abs_secs() { awk -v a="$(prop "$1.$2TimestampMonotonic")" 'BEGIN{ if (a > 0) printf "%.2f", a/1e6 }'; }
 scn_perf_imprint()   { local i; for i in $(seq "$PERF_RUNS"); do perf_boot imprint "$i"; done; }
 scn_perf_cloudinit() { local i; for i in $(seq "$PERF_RUNS"); do perf_boot cloudinit "$i"; done; }
+scn_perf_emptyunit() { local i; for i in $(seq "$PERF_RUNS"); do perf_boot emptyunit "$i"; done; }
 scn_perf_none()      { local i; for i in $(seq "$PERF_RUNS"); do perf_boot none "$i"; done; }
+
+# Medians per variant, and imprint against its floors.
+perf_summary() {
+  [ -s "$PERF_TSV" ] || return 0
+  awk -F'\t' '
+    function med(v, k,   n, i, j, t, a) {
+      n = 0; for (i = 1; i <= cnt[v]; i++) if (val[v, k, i] != "") a[++n] = val[v, k, i] + 0
+      if (n == 0) return ""
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+      return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    { v = $1; c = ++cnt[v]; if (!(v in seen)) { seen[v] = 1; order[++nv] = v }
+      for (k = 2; k <= 8; k++) val[v, k, c] = $k }
+    END {
+      printf "   %-10s %4s %6s %9s %11s %8s %10s %8s %9s\n", "variant", "n", "load", "finished", "multi-user", "app-up", "imprint", "empty", "ci-units"
+      for (x = 1; x <= nv; x++) { v = order[x]
+        printf "   %-10s %4d %6s %9s %11s %8s %10s %8s %9s\n", v, cnt[v], med(v, 2), med(v, 3), med(v, 4), med(v, 5), med(v, 6), med(v, 7), med(v, 8) }
+      if (("imprint" in seen) && ("emptyunit" in seen))
+        printf "   imprint.service - empty oneshot (medians): %+.2f s (target: <= +0.10)\n", med("imprint", 6) - med("emptyunit", 7)
+      if (("imprint" in seen) && ("none" in seen) && med("none", 5) != "")
+        printf "   app active, imprint - none (medians): %+.2f s (target: <= +0.50)\n", med("imprint", 5) - med("none", 5)
+      if (("imprint" in seen) && ("emptyunit" in seen) && med("emptyunit", 5) != "")
+        printf "   app active, imprint - emptyunit (medians): %+.2f s\n", med("imprint", 5) - med("emptyunit", 5)
+    }' "$PERF_TSV"
+}
 
 # ------------------------------------------------------------------ main
 for s in "${SCEN[@]}"; do
@@ -392,10 +442,12 @@ echo "== timings (accel $ACC, -smp $SMP -m $MEM)"
 printf '   %s\n' "${TIMINGS[@]}"
 printf '   %-28s %6s s\n' total $((SECONDS - T_START))
 if [ ${#PERF_ROWS[@]} -gt 0 ]; then
-  echo "== perf (s; per unit: ActiveEnter - InactiveExit, monotonic)"
-  printf '   %-18s %7s %9s %8s  %s\n' boot qemu-wall finished state \
-    "imprint ci-local ci     ci-cfg ci-fin ssh    app"
+  echo "== perf (s since boot, guest monotonic clock; unit columns: ActiveEnter - InactiveExit)"
+  printf '   %-18s %5s %7s %8s %6s %6s %-9s  %s\n' boot load wall finished multi app-up state \
+    "imprint empty  ci-loc ci     ci-cfg ci-fin"
   printf '   %s\n' "${PERF_ROWS[@]}"
+  echo "== perf medians (s; load = host 1-min load average when the boot started)"
+  perf_summary
 fi
 echo "== logs: $RUN  (per boot: console.log = serial console, report.log = raw report, report/ = decoded sections)"
 if [ "$FAILN" -gt 0 ]; then

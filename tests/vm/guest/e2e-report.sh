@@ -36,8 +36,19 @@ secgz() { # secgz NAME CMD... : same, gzip'd (for big sections)
   echo "@@end $name"
 }
 catf() { [ -e "$1" ] && cat "$1"; return 0; }
+# What Vagrant runs after boot: `cloud-init status --wait`, answered by
+# imprint's shim (the binary under the name cloud-init). The image keeps a
+# real, disabled cloud-init for the comparison boots, so the package did not
+# link /usr/bin/cloud-init here: call the shim through a link of our own,
+# outside PATH and on the root file system (/run is mounted noexec).
+shim_status() {
+  [ -x /usr/bin/imprint ] || { echo "no imprint"; return 0; }
+  mkdir -p /var/lib/e2e-shim
+  ln -sf /usr/bin/imprint /var/lib/e2e-shim/cloud-init
+  /var/lib/e2e-shim/cloud-init status --wait --long; echo "rc=$?"
+}
 
-UNITS="imprint.service early.service app.service ssh.service e2e-report.service
+UNITS="imprint.service empty-oneshot.service early.service app.service ssh.service e2e-report.service
 cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service
 networking.service systemd-journald.service sysinit.target basic.target multi-user.target"
 PROPS="Result ExecMainStatus ExecMainCode ActiveState SubState NRestarts LoadState
@@ -98,6 +109,7 @@ sh_env() {   # what POSIX sh's "." makes of the env file (must equal systemd's)
   sec props props
   sec imprint-journal journalctl -b --no-pager -o cat -u imprint.service
   sec imprint-status systemctl status --no-pager -l imprint.service
+  sec shim-status shim_status
   sec failed systemctl --failed --no-legend --plain --no-pager
   sec app-seen.env catf /run/app/seen.env
   sec app-sh.env sh_env
