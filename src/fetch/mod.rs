@@ -18,6 +18,7 @@ pub mod ec2;
 pub mod file;
 pub mod gce;
 pub mod http;
+pub mod iso9660;
 pub mod mount;
 pub mod nocloud;
 pub mod openstack;
@@ -45,9 +46,7 @@ pub enum FetchError {
         what: String,
         source: std::io::Error,
     },
-    #[error(
-        "{what} is larger than the limit of {limit} bytes (read {size} bytes before stopping)"
-    )]
+    #[error("{what} is larger than the limit of {limit} bytes ({size} bytes or more)")]
     TooLarge { what: String, size: u64, limit: u64 },
     #[error("datasource {datasource} unavailable: {message}")]
     Unavailable {

@@ -6,14 +6,17 @@
 //! 2. a seed directory, `/var/lib/cloud/seed/nocloud`, then `nocloud-net`;
 //! 3. a block device labelled `cidata`/`CIDATA` (ISO 9660 or vfat, as
 //!    `cloud-localds`, Vagrant's `cloud_init` and `genisoimage -V cidata`
-//!    make), mounted read-only for the time of the read (see `mount`) -
-//!    only when the root is the host: under `--root` a device is never
-//!    mounted, and the files belong in the seed directory instead.
+//!    make): an ISO 9660 seed is read in-process (`iso9660`: no mount,
+//!    which cost up to seconds at boot under emulation); anything else is
+//!    mounted read-only for the time of the read (see `mount`). Only when
+//!    the root is the host: under `--root` a device is never read, and the
+//!    files belong in the seed directory instead.
 //!
 //! A seed with no `user-data` has none (empty). A seed whose `meta-data`
 //! has no `instance-id` gets `nocloud-` and a hash of its user-data, like
 //! the `file` source: same bytes, same instance.
 
+use super::iso9660;
 use super::mount::{self, read_file_opt};
 use super::{FetchError, Fetched, Options, Provider};
 use crate::identify::{self, Identified, BY_LABEL, NOCLOUD_LABELS, SEED_DIRS};
@@ -75,7 +78,7 @@ impl Provider for NoCloud {
             return Err(FetchError::Unavailable {
                 datasource: identify::Datasource::NoCloud,
                 message: format!(
-                    "found the seed device {} (labelled cidata), but devices are mounted only \
+                    "found the seed device {} (labelled cidata), but devices are read only \
                      when the root is the host, not under --root; put the seed's files in \
                      {}/{} instead",
                     device.display(),
@@ -85,12 +88,44 @@ impl Provider for NoCloud {
             });
         }
         let run_dir = self.root.join(root::RUN_DIR);
-        let limit = self.limit;
-        let what = device.display().to_string();
-        mount::with_mounted(&device, "cidata", &run_dir, mount::SEED_FS_TYPES, |dir| {
-            read_seed(dir, &what, limit)
-        })
-        .map(Some)
+        read_device(&device, &run_dir, self.limit).map(Some)
+    }
+}
+
+/// Read a seed device: in-process when it is ISO 9660, else mounted.
+pub fn read_device(device: &Path, run_dir: &Path, limit: u64) -> Result<Fetched, FetchError> {
+    let what = device.display().to_string();
+    match iso9660::open(device)? {
+        iso9660::Opened::Seed(seed) => {
+            tracing::debug!(
+                device = %what,
+                names = ?seed.names,
+                volume = %seed.volume_id,
+                "reading the ISO 9660 seed in-process"
+            );
+            let fetched = read_seed_from(&seed, &what, limit)?;
+            if fetched.meta_data.is_none() && fetched.user_data.is_empty() {
+                let names: Vec<&str> = seed
+                    .entries
+                    .iter()
+                    .take(8)
+                    .map(|e| e.name.as_str())
+                    .collect();
+                tracing::warn!(
+                    "the seed {what} has neither user-data nor meta-data at its root \
+                     (it holds: {}); was it made without Rock Ridge or Joliet names \
+                     (genisoimage -r -J)?",
+                    names.join(", ")
+                );
+            }
+            Ok(fetched)
+        }
+        iso9660::Opened::Declined(why) => {
+            tracing::debug!(device = %what, "not read in-process ({why}); mounting it");
+            mount::with_mounted(device, "cidata", run_dir, mount::SEED_FS_TYPES, |dir| {
+                read_seed(dir, &what, limit)
+            })
+        }
     }
 }
 
@@ -187,25 +222,43 @@ fn kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
-/// Read a seed (a directory or a mounted device): `user-data`,
-/// `meta-data`, `vendor-data`. `what` names it in messages.
+/// The files of a seed, by name: a directory, or an ISO 9660 image.
+pub trait SeedFiles {
+    /// The file `name`, at most `limit` bytes; `Ok(None)` when absent.
+    fn read(&self, name: &str, limit: u64, what: &str) -> Result<Option<Vec<u8>>, FetchError>;
+}
+
+struct Dir<'a>(&'a Path);
+
+impl SeedFiles for Dir<'_> {
+    fn read(&self, name: &str, limit: u64, what: &str) -> Result<Option<Vec<u8>>, FetchError> {
+        read_file_opt(&self.0.join(name), limit, what)
+    }
+}
+
+impl<R: iso9660::ReadAt> SeedFiles for iso9660::Seed<R> {
+    fn read(&self, name: &str, limit: u64, what: &str) -> Result<Option<Vec<u8>>, FetchError> {
+        iso9660::Seed::read(self, name, limit, what)
+    }
+}
+
+/// Read a seed directory (or a mounted device): `user-data`, `meta-data`,
+/// `vendor-data`. `what` names it in messages.
 pub fn read_seed(dir: &Path, what: &str, limit: u64) -> Result<Fetched, FetchError> {
-    let user_data = read_file_opt(
-        &dir.join("user-data"),
-        limit,
-        &format!("user-data of {what}"),
-    )?
-    .unwrap_or_default();
-    let meta_raw = read_file_opt(
-        &dir.join("meta-data"),
-        MAX_META_DATA,
-        &format!("meta-data of {what}"),
-    )?;
-    let vendor_data = read_file_opt(
-        &dir.join("vendor-data"),
-        limit,
-        &format!("vendor-data of {what}"),
-    )?;
+    read_seed_from(&Dir(dir), what, limit)
+}
+
+/// Read a seed's `user-data`, `meta-data`, `vendor-data`.
+pub fn read_seed_from(
+    files: &impl SeedFiles,
+    what: &str,
+    limit: u64,
+) -> Result<Fetched, FetchError> {
+    let user_data = files
+        .read("user-data", limit, &format!("user-data of {what}"))?
+        .unwrap_or_default();
+    let meta_raw = files.read("meta-data", MAX_META_DATA, &format!("meta-data of {what}"))?;
+    let vendor_data = files.read("vendor-data", limit, &format!("vendor-data of {what}"))?;
     let meta = match &meta_raw {
         None => MetaData::default(),
         Some(b) => {
