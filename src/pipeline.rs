@@ -225,8 +225,46 @@ pub fn run(
         out.plan = Some(plan);
         return Ok(());
     }
-    let applied = out.timer.time("apply", || apply::apply(root, &plan))?;
+    let mut applied = out
+        .timer
+        .time("apply", || apply::apply_pending(root, &plan))?;
+    // The files are in place but not yet durable, and the journal stays:
+    // `apply::finish` (through `seal::commit`) syncs their directories in
+    // the same batch as the seal's temp file, after the unit actions, so a
+    // run pays two rounds of syncs at its end instead of five. Every path
+    // out of here goes through it.
+    let pending = std::mem::take(&mut applied.pending);
     out.applied = Some(applied);
+    let done = after_apply(root, plan, mgr, out);
+    let seal = match done {
+        Ok(seal) => seal,
+        Err(e) => {
+            // Applied, not sealed: the files are kept (exit 75 says so), so
+            // they are made durable and the journal goes.
+            if let Err(f) = apply::finish(root, &pending, None) {
+                tracing::error!("{}", out.secrets.mask(&e.to_string()));
+                return Err(f);
+            }
+            return Err(e);
+        }
+    };
+    let seal = Seal {
+        journal: pending.journal_id().map(String::from),
+        ..seal
+    };
+    out.timer
+        .time("seal", || seal::commit(root, &pending, &seal))?;
+    Ok(())
+}
+
+/// Host keys and unit actions, then the seal to write (files written now or
+/// already as rendered).
+fn after_apply(
+    root: &Root,
+    plan: Plan,
+    mgr: &mut dyn ServiceManager,
+    out: &mut Outcome,
+) -> Result<Seal, Error> {
     let keys = out.timer.time("ssh-host-keys", || {
         let types = out.manifest.as_ref().map(|m| m.ssh_host_keys.as_slice());
         let id = out.fetched.as_ref().map(|f| f.instance_id.as_str());
@@ -246,7 +284,7 @@ pub fn run(
         }
     }
     let fetched = out.fetched.as_ref().expect("fetched above");
-    let seal = Seal {
+    Ok(Seal {
         instance_id: fetched.instance_id.clone(),
         user_data_sha256: sha256_hex(&fetched.user_data),
         time: crate::report::now_rfc3339(),
@@ -264,9 +302,8 @@ pub fn run(
             out.plan.as_ref().map(|p| &p.unchanged[..]).unwrap_or(&[]),
         ),
         units: out.units.clone(),
-    };
-    out.timer.time("seal", || seal::write(root, &seal))?;
-    Ok(())
+        journal: None,
+    })
 }
 
 /// The report of a run (success or not), secrets masked.

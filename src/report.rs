@@ -46,14 +46,19 @@ pub struct Report {
 /// The report's file name inside the state directory.
 pub const FILE: &str = "report.json";
 
-/// Write `report.json` atomically.
+/// Write `report.json` atomically (renamed into place), without a sync of
+/// its own: it is diagnostic and rewritten by every run, and the seal, not
+/// the report, decides whether an instance is configured. A crash within
+/// the kernel's writeback delay (seconds) can leave the previous report, no
+/// report, or (on a first run, on some file systems) a torn one, which
+/// [`status`] reads as "no report".
 pub fn write(root: &Root, report: &Report) -> Result<(), StateError> {
     let mut bytes = serde_json::to_vec_pretty(report).map_err(|e| StateError::Corrupt {
         path: state::dir(root).join(FILE),
         message: e.to_string(),
     })?;
     bytes.push(b'\n');
-    state::write_file(root, FILE, &bytes)
+    state::write_file_unsynced(root, FILE, &bytes)
 }
 
 /// Write the report after masking, once more, every string in it with every
@@ -250,7 +255,17 @@ pub fn status(root: &Root, wait: bool) -> Result<Status, StateError> {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let running = state::is_locked(root);
-    let report = read(root)?;
+    let report = match read(root) {
+        // Not synced (see `write`): a crash right after a run can tear it.
+        Err(StateError::Corrupt { path, message }) => {
+            tracing::warn!(
+                "ignoring {}: {message} (a crash right after a run can leave it half-written)",
+                path.display()
+            );
+            None
+        }
+        r => r?,
+    };
     let seal = crate::seal::read(root)?;
     let status = if running {
         "running".to_string()
@@ -304,6 +319,19 @@ pub fn rfc3339(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn status_ignores_a_torn_report() {
+        // report.json is not synced: a crash right after a run can tear it.
+        let t = tempfile::tempdir().unwrap();
+        let root = crate::root::Root::at(t.path());
+        std::fs::create_dir_all(t.path().join("var/lib/imprint")).unwrap();
+        std::fs::write(t.path().join("var/lib/imprint/report.json"), "{\"vers").unwrap();
+        assert!(super::read(&root).is_err(), "read itself stays strict");
+        let st = super::status(&root, false).unwrap();
+        assert!(st.report.is_none());
+        assert_eq!(st.status, "not-run");
+    }
+
     #[test]
     fn rfc3339() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
