@@ -526,8 +526,8 @@ pub fn environment_files(root: &Root) -> BTreeSet<String> {
 trait Confined {
     /// A directory's identity (device, inode) and the names in it.
     fn list(&self, rel: &std::path::Path) -> Option<((u64, u64), Vec<String>)>;
-    /// A regular file of at most 1 MiB, for reading.
-    fn small_file(&self, rel: &std::path::Path) -> Option<std::fs::File>;
+    /// A regular file of at most 1 MiB, and its size.
+    fn small_file(&self, rel: &std::path::Path) -> Option<(std::fs::File, u64)>;
 }
 
 /// `openat2(RESOLVE_IN_ROOT)`: symlinks, absolute ones too, resolve inside
@@ -585,13 +585,14 @@ impl Confined for InRoot {
         Some(((st.st_dev, st.st_ino), names))
     }
 
-    fn small_file(&self, rel: &std::path::Path) -> Option<std::fs::File> {
+    fn small_file(&self, rel: &std::path::Path) -> Option<(std::fs::File, u64)> {
         use rustix::fs::OFlags;
         // NONBLOCK: a FIFO in a unit directory must not hang the run.
         let fd = self.at(rel, OFlags::RDONLY | OFlags::NONBLOCK)?;
         let st = rustix::fs::fstat(&fd).ok()?;
         let regular = rustix::fs::FileType::from_raw_mode(st.st_mode).is_file();
-        (regular && st.st_size <= 1 << 20).then(|| std::fs::File::from(fd))
+        let size = u64::try_from(st.st_size).ok()?;
+        (regular && size <= 1 << 20).then(|| (std::fs::File::from(fd), size))
     }
 }
 
@@ -612,12 +613,12 @@ impl Confined for Beneath {
         Some(((md.dev(), md.ino()), names))
     }
 
-    fn small_file(&self, rel: &std::path::Path) -> Option<std::fs::File> {
+    fn small_file(&self, rel: &std::path::Path) -> Option<(std::fs::File, u64)> {
         let md = self.0.metadata(rel).ok()?;
         if !(md.is_file() && md.len() <= 1 << 20) {
             return None;
         }
-        Some(self.0.open(rel).ok()?.into_std())
+        Some((self.0.open(rel).ok()?.into_std(), md.len()))
     }
 }
 
@@ -628,13 +629,37 @@ fn scan_units(open: &dyn Confined) -> BTreeSet<String> {
     use std::io::Read as _;
     use std::path::Path;
     let mut out = BTreeSet::new();
-    let mut text = String::new();
+    let mut buf = Vec::new();
+    // Plain reads into one buffer, sized by the fstat already made:
+    // `read_to_string` would add an fstat and an lseek per file.
     let mut read = |rel: &Path| {
-        if let Some(mut f) = open.small_file(rel) {
-            text.clear();
-            if f.read_to_string(&mut text).is_ok() {
-                out.extend(environment_file_paths(&text));
+        let Some((mut f, size)) = open.small_file(rel) else {
+            return;
+        };
+        buf.clear();
+        buf.resize(size as usize + 1, 0);
+        let mut len = 0;
+        loop {
+            if len == buf.len() {
+                if len > 1 << 20 {
+                    return; // grew past the cap while being read
+                }
+                buf.resize(len * 2, 0);
             }
+            match f.read(&mut buf[len..]) {
+                Ok(0) => break,
+                // fstat's size read: the file is whole (no read for EOF).
+                Ok(n) if size > 0 && len + n == size as usize => {
+                    len += n;
+                    break;
+                }
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+        if let Ok(text) = std::str::from_utf8(&buf[..len]) {
+            out.extend(environment_file_paths(text));
         }
     };
     let mut seen = Vec::new();
