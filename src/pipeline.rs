@@ -235,7 +235,7 @@ pub fn run(
     // The files are in place but not yet durable, and the journal stays:
     // `apply::finish` (through `seal::commit`) syncs their directories in
     // the same batch as the seal's temp file, after the unit actions, so a
-    // run pays two rounds of syncs at its end instead of five. Every path
+    // run pays two rounds of syncs at its end instead of six. Every path
     // out of here goes through it.
     let pending = std::mem::take(&mut applied.pending);
     out.applied = Some(applied);

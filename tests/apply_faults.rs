@@ -269,3 +269,44 @@ fn torn_journal_is_dropped_and_the_run_goes_on() {
     );
     assert_eq!(hash(&root), new);
 }
+
+/// A real `kill -9` at 40 moments spread over a whole run (no fail point:
+/// wherever it lands), then a run with bad user-data, which recovers first
+/// and stops before apply. Its exit says what the seal claims, and the root
+/// must agree: 77 (sealed) only with every file new, 65 only with every
+/// file old. Never mixed, never a seal over rolled-back files.
+#[test]
+fn kill_9_anywhere_leaves_old_and_unsealed_or_new_and_sealed() {
+    let ud = user_data("db1.internal");
+    let new = fully_new_hash(&ud, ID);
+    let bad = format!("#cloud-config\nimprint:\n  db:\n    password: {SECRET}\n");
+    let (mut old_n, mut new_n) = (0, 0);
+    for i in 0..40u64 {
+        let root = image_root();
+        std::fs::write(root.join("/ud"), &ud).unwrap();
+        let old = hash(&root);
+        let mut child = run_cmd(&root, &ud, ID)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(i * 1000));
+        let _ = child.kill();
+        let _ = child.wait();
+        let o = run_ud(&root, &bad, ID);
+        std::fs::write(root.join("/ud"), &ud).unwrap();
+        match code(&o) {
+            77 => {
+                assert_eq!(hash(&root), new, "i={i}: sealed, so fully new");
+                new_n += 1;
+            }
+            65 => {
+                assert_eq!(hash(&root), old, "i={i}: not sealed, so fully old");
+                old_n += 1;
+            }
+            c => panic!("i={i}: exit {c}: {}", stderr(&o)),
+        }
+        assert!(!journal(&root).exists(), "i={i}");
+    }
+    eprintln!("killed before the seal: {old_n}, after: {new_n}");
+}
