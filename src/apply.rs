@@ -20,27 +20,60 @@
 //!   `O_CREAT|O_EXCL` with the final permission bits (never briefly readable
 //!   by others), chowned, chmodded to the exact mode (after chown, which
 //!   clears set-id bits), written, fsynced, renamed over the target, and the
-//!   directory fsynced. We do not use cap-tempfile: it creates the file with
+//!   directory fsynced (in batches: see "Few barriers"). We do not use
+//!   cap-tempfile: it creates the file with
 //!   `0666 & ~umask` and offers no creation mode, and its `O_TMPFILE` path
 //!   needs `/proc`. The temp name is derived from the target's name
 //!   (`.NAME.imprint-tmp`) so that recovery can find and remove it.
-//! - **Batched syncs.** fsync is most of a run's time (about 1 ms each on a
-//!   virtual disk, two per file one after the other: 1000 files took over
-//!   a second). So files go in batches of 64: the temp files are written,
-//!   fsynced concurrently by a few threads (the file system folds them into
-//!   one journal commit), renamed in order; each directory is fsynced once,
-//!   after the last rename, before the journal is removed. Every file is
-//!   still synced before it replaces the old one, and a crash anywhere still
-//!   leaves the journal to roll back (docs/benchmarks.md has the figures).
-//! - **Journal.** Before the first write, `/var/lib/imprint/journal.json`
-//!   (0600 in a 0700 directory, itself written atomically) records the
-//!   previous version of every file to be touched (content, mode, owner, or
-//!   "absent") and the parent directories apply will create. A failure
-//!   part-way restores every file from it, removes created directories that
-//!   are still empty, then removes the journal. A crash part-way leaves the
-//!   journal, and [`recover`] rolls it back at the start of the next run.
-//!   The journal holds previous file contents (which may hold old secrets
-//!   that were on disk anyway); it never outlives a run that ends normally.
+//! - **Few barriers.** fsync is most of a run's time on a disk (0.3-1 ms a
+//!   round here), and what costs is the number of *sequential* rounds: fsyncs
+//!   issued together by a few threads ([`sync_all`]) fold into one commit of
+//!   the file system's journal. A run that writes files has four rounds,
+//!   whatever their number (nine before):
+//!   1. the journal, written in place, with its directory (and, on a first
+//!      run, the new parents of the state directory) — [`begin_journal`];
+//!   2. every file's temp file (in batches of 64, bounding open files), each
+//!      then renamed over its target — [`apply_pending`];
+//!   3. after the unit actions: every directory a file was renamed into or
+//!      created in, with the seal's temp file — [`finish`];
+//!   4. the seal renamed in, the journal unlinked, one fsync of the state
+//!      directory — [`finish`].
+//!
+//!   `report.json` has no barrier of its own (docs/state.md, "Durability").
+//!   A run with nothing to write has rounds 3-4 with the seal alone; a
+//!   sealed run (77) syncs nothing.
+//! - **Why each crash point is safe.** Nothing but the journal (and the
+//!   state directory) changes before round 1 returns, so a journal torn by
+//!   a crash there proves the run changed nothing else: recovery drops it
+//!   (its header's length and sha256 tell a torn journal from a damaged
+//!   one, which stays an error for the operator). From round 1 on, the
+//!   journal is durable and names every target: a crash in round 2, between
+//!   the renames, or before round 3 returns is rolled back by the next run
+//!   (stale temp files included). Each file is synced before it replaces the
+//!   old one. The journal's unlink and the seal's rename share round 4 and
+//!   POSIX does not order them; the seal's data was synced in round 3 and
+//!   round 3 made every file durable, so whichever of the two reaches the
+//!   disk first is fine: a seal without the journal is a finished run; a
+//!   journal without the new seal is rolled back (the old seal, if any,
+//!   still describes the old files); both: the seal records the journal's
+//!   random id, and [`recover`] drops a journal that the seal names instead
+//!   of rolling back, so a seal never claims files that were rolled back.
+//! - **Why not fewer.** Rounds 1 and 2 stay apart because a temp file or a
+//!   new directory that reached the disk beside a torn journal could not be
+//!   found again (an anonymous `O_TMPFILE` linked in after round 1 would
+//!   merge them: not done, it needs `/proc` or `CAP_DAC_READ_SEARCH` for
+//!   `linkat`, and a fallback where the file system lacks it). Rounds 3 and
+//!   4 stay apart because the journal's unlink must not reach the disk
+//!   before the files' directories do, and the seal's name must not reach it
+//!   before its data.
+//! - **Unit actions before the directories' sync.** Round 3 waits for the
+//!   unit actions so that it can carry the seal's temp file (the seal holds
+//!   their results). A unit restarted in between reads the new files from
+//!   the page cache, which is what it would read anyway; if the machine
+//!   crashes before round 3, the next boot rolls the files back and writes
+//!   them again before any unit ordered after imprint starts. Every way out
+//!   of the pipeline after apply goes through [`finish`] (without a seal on
+//!   an error path: exit 75 keeps the files, durably).
 //! - **Owners.** As root, every file gets the planned uid/gid. As non-root,
 //!   giving a file away is impossible: under `--root DIR` (tests, image
 //!   builds by an unprivileged user) the chown is skipped with a warning and
@@ -48,8 +81,11 @@
 //! - **Fault injection.** With the cargo feature `failpoints`,
 //!   `IMPRINT_FAILPOINT=apply:after-write:N[:error|abort|sleep]` fails,
 //!   aborts, or pauses (so a test can `kill -9` it) after the Nth file
-//!   (`N = 0`: right after the journal). Without the feature the check
-//!   compiles to nothing.
+//!   (`N = 0`: right after the journal); `apply:commit:N` does the same in
+//!   [`finish`]: 1 after round 3, 2 after the seal's rename, 3 after the
+//!   journal's unlink (`error` there stops the run at that point, leaving
+//!   the disk as a crash would). Without the feature the check compiles to
+//!   nothing.
 
 use crate::plan::Plan;
 use crate::root::{self, Root};
@@ -59,7 +95,7 @@ use cap_std::fs::{Dir, MetadataExt as _};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Write as _};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 /// The journal, relative to the root.
@@ -82,6 +118,27 @@ pub struct Applied {
     pub created_dirs: Vec<String>,
     /// Things the operator should know (an owner that could not be set).
     pub warnings: Vec<String>,
+    /// What [`apply_pending`] leaves to [`finish`]: empty after [`apply`].
+    pub pending: Pending,
+}
+
+/// What a run that renamed files into place still owes the disk: the
+/// directories it renamed into are not synced yet, and its journal is still
+/// in place. [`finish`] pays it (with the seal, or without on an error
+/// path); until then a crash rolls every file back.
+#[derive(Debug, Clone, Default)]
+pub struct Pending {
+    journal: Option<Journal>,
+    /// Root-relative directories holding new entries.
+    dirs: Vec<PathBuf>,
+}
+
+impl Pending {
+    /// The id of the journal still in place, which the seal records so that
+    /// recovery can tell a finished run from an interrupted one.
+    pub fn journal_id(&self) -> Option<&str> {
+        self.journal.as_ref().map(|j| j.id.as_str())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +164,10 @@ pub enum ApplyError {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Journal {
     version: u32,
+    /// Random, unique per run: a seal that names it proves the run finished
+    /// (absent in version 1 journals).
+    #[serde(default)]
+    id: String,
     started: String,
     /// Every file to be touched, in write order.
     entries: Vec<Entry>,
@@ -154,16 +215,20 @@ pub(crate) fn open_dir_in(dir: &Dir, rel: &Path) -> io::Result<Dir> {
     }
 }
 
-/// fsync a directory (cap-std opens directories `O_PATH`, which cannot be
-/// synced: reopen `.` readable).
-pub(crate) fn fsync_dir(dir: &Dir) -> io::Result<()> {
-    let fd = rustix::fs::openat(
+/// A directory opened so that it can be synced (cap-std opens directories
+/// `O_PATH`, which cannot be: reopen `.` readable).
+fn open_for_sync(dir: &Dir) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
         dir,
         ".",
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
-    )?;
-    rustix::fs::fsync(&fd)?;
+    )?)
+}
+
+/// fsync a directory.
+pub(crate) fn fsync_dir(dir: &Dir) -> io::Result<()> {
+    rustix::fs::fsync(open_for_sync(dir)?)?;
     Ok(())
 }
 
@@ -266,13 +331,28 @@ fn commit(dir: &Dir, name: &OsStr) -> io::Result<()> {
         .map_err(|e| step("rename the temp file over it", e.into()))
 }
 
+/// Replace `name` in `dir` with a temp file renamed over it, with no fsync
+/// at all: for `report.json`, which is diagnostic and rewritten by every run
+/// (docs/state.md, "Durability").
+pub(crate) fn replace_unsynced(
+    dir: &Dir,
+    name: &OsStr,
+    content: &[u8],
+    mode: u32,
+) -> io::Result<()> {
+    drop(stage(dir, name, content, mode, None)?);
+    commit(dir, name).inspect_err(|_| {
+        let _ = unlink_quiet(dir, &temp_name(name));
+    })
+}
+
 /// fsync every file, several at a time: the kernel folds concurrent fsyncs
 /// into one journal commit (ext4, xfs), where one after the other each waits
 /// for its own. Results in the order of `files`.
 fn sync_all<T: AsFd + Sync>(files: &[T]) -> Vec<io::Result<()>> {
     const WORKERS: usize = 8;
     let sync = |f: &T| rustix::fs::fsync(f).map_err(io::Error::from);
-    if files.len() < 2 {
+    if files.len() < 2 || files.first().is_some_and(on_ram_fs) {
         return files.iter().map(sync).collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -300,6 +380,17 @@ fn sync_all<T: AsFd + Sync>(files: &[T]) -> Vec<io::Result<()>> {
         .collect()
 }
 
+/// Whether `f` lives on tmpfs or ramfs, where fsync does nothing: a batch
+/// there is synced by the calling thread alone (threads would only add their
+/// start-up and scheduling cost). The first file speaks for its batch; a
+/// wrong guess only costs time, never durability.
+#[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between targets
+fn on_ram_fs<T: AsFd>(f: &T) -> bool {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    rustix::fs::fstatfs(f).is_ok_and(|s| matches!(s.f_type as i64, TMPFS_MAGIC | RAMFS_MAGIC))
+}
+
 /// Create `var/lib/imprint` (0700; missing parents 0755) and open it.
 pub(crate) fn state_dir(root: &Root) -> io::Result<Dir> {
     let rdir = open_root(root)?;
@@ -309,6 +400,18 @@ pub(crate) fn state_dir(root: &Root) -> io::Result<Dir> {
 /// Create every missing directory of `rel` (the last one with `last_mode`,
 /// the others 0755) and open it.
 pub(crate) fn ensure_dirs(rdir: &Dir, rel: &Path, last_mode: u32) -> io::Result<Dir> {
+    ensure_dirs_created(rdir, rel, last_mode, &mut Vec::new())
+}
+
+/// [`ensure_dirs`], pushing each directory it created (root-relative) to
+/// `created`: their parents must be synced before anything inside them
+/// counts as durable.
+fn ensure_dirs_created(
+    rdir: &Dir,
+    rel: &Path,
+    last_mode: u32,
+    created: &mut Vec<PathBuf>,
+) -> io::Result<Dir> {
     let comps: Vec<_> = rel.components().collect();
     let mut cur = rdir.try_clone()?;
     for (i, c) in comps.iter().enumerate() {
@@ -327,6 +430,7 @@ pub(crate) fn ensure_dirs(rdir: &Dir, rel: &Path, last_mode: u32) -> io::Result<
             Ok(()) => {
                 // umask may have cleared bits.
                 rustix::fs::chmodat(&cur, *name, Mode::from_raw_mode(mode), AtFlags::empty())?;
+                created.push(comps[..=i].iter().collect());
             }
             Err(rustix::io::Errno::EXIST) => {}
             Err(e) => return Err(e.into()),
@@ -542,10 +646,181 @@ fn preflight(rdir: &Dir, path: &str, create: &mut Vec<PathBuf>) -> Result<Target
 // ---------------------------------------------------------------------------
 // Apply, rollback, recover.
 
-fn write_journal(root: &Root, j: &Journal) -> io::Result<()> {
-    let sd = state_dir(root)?;
-    let bytes = serde_json::to_vec(j).map_err(io::Error::other)?;
-    write_atomic(&sd, OsStr::new("journal.json"), &bytes, 0o600, None)
+/// The journal's first line: `imprint-journal LEN SHA256` of the JSON body
+/// that follows. The journal is written in place (not renamed in), so a
+/// crash before its sync can leave it torn; the header tells a torn journal
+/// (nothing after it happened: see the module docs) from a damaged one.
+const JOURNAL_MAGIC: &str = "imprint-journal";
+
+fn encode_journal(j: &Journal) -> io::Result<Vec<u8>> {
+    let body = serde_json::to_vec(j).map_err(io::Error::other)?;
+    let mut out = format!(
+        "{JOURNAL_MAGIC} {} {}\n",
+        body.len(),
+        crate::pipeline::sha256_hex(&body)
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// A journal as found on disk.
+#[derive(Debug)]
+enum Found {
+    /// Complete: roll it back (or drop it, if the seal names it).
+    Valid(Journal),
+    /// Torn by a crash before its sync returned: the run changed nothing
+    /// else yet. Why, for the log.
+    Incomplete(&'static str),
+}
+
+/// Read a journal's bytes. `Err` is damage a crash cannot explain (the
+/// operator restores by hand); torn writes (a prefix, or a tail of NUL
+/// bytes where the data never reached the disk) are [`Found::Incomplete`].
+fn decode_journal(bytes: &[u8]) -> Result<Found, String> {
+    let nul_tail = |b: &[u8]| b.iter().all(|&c| c == 0);
+    if nul_tail(bytes) {
+        return Ok(Found::Incomplete("it is empty"));
+    }
+    if bytes.first() == Some(&b'{') {
+        // Version 1 (before 0.2): renamed into place, never torn.
+        return serde_json::from_slice(bytes)
+            .map(Found::Valid)
+            .map_err(|e| e.to_string());
+    }
+    let magic = JOURNAL_MAGIC.as_bytes();
+    let Some(nl) = bytes.iter().position(|&c| c == b'\n') else {
+        let head = &bytes[..bytes.iter().position(|&c| c == 0).unwrap_or(bytes.len())];
+        let torn = head.starts_with(magic) || magic.starts_with(head);
+        return if torn && nul_tail(&bytes[head.len()..]) {
+            Ok(Found::Incomplete("its header is cut short"))
+        } else {
+            Err("it does not start with an imprint journal header".into())
+        };
+    };
+    let header = std::str::from_utf8(&bytes[..nl]).map_err(|_| "its header is not text")?;
+    let mut words = header.split(' ');
+    let (Some(m), Some(len), Some(sha), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return Err(format!("bad header {header:?}"));
+    };
+    let len: usize = len
+        .parse()
+        .map_err(|_| format!("bad length in its header {header:?}"))?;
+    if m != JOURNAL_MAGIC {
+        return Err(format!("bad header {header:?}"));
+    }
+    let body = &bytes[nl + 1..];
+    if body.len() < len {
+        return Ok(Found::Incomplete("it is shorter than its header says"));
+    }
+    let (body, rest) = body.split_at(len);
+    if !nul_tail(rest) {
+        return Err("it is longer than its header says".into());
+    }
+    if crate::pipeline::sha256_hex(body) != sha {
+        // serde_json never writes a NUL byte: NULs are blocks whose data
+        // never reached the disk.
+        return if body.contains(&0) {
+            Ok(Found::Incomplete("part of it never reached the disk"))
+        } else {
+            Err("its checksum does not match".into())
+        };
+    }
+    serde_json::from_slice(body)
+        .map(Found::Valid)
+        .map_err(|e| e.to_string())
+}
+
+/// A random id for this run's journal (std's per-process random SipHash
+/// keys over the time and pid: unique, not a secret).
+fn run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let half = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(nanos);
+        h.write_u32(std::process::id());
+        h.finish()
+    };
+    format!("{:016x}{:016x}", half(), half())
+}
+
+/// Sync `fds` together; the first failure, with what it was.
+fn sync_batch(fds: &[OwnedFd], what: &[String]) -> Result<(), (String, io::Error)> {
+    for (r, w) in sync_all(fds).into_iter().zip(what) {
+        r.map_err(|e| (w.clone(), e))?;
+    }
+    Ok(())
+}
+
+/// Open every root-relative directory in `dirs` for syncing.
+fn open_dirs(rdir: &Dir, dirs: &[PathBuf]) -> Result<Vec<OwnedFd>, (String, io::Error)> {
+    dirs.iter()
+        .map(|d| {
+            open_dir_in(rdir, d)
+                .and_then(|d| open_for_sync(&d))
+                .map_err(|e| (display(d), e))
+        })
+        .collect()
+}
+
+/// The parents of directories just created (each one's entry lives there),
+/// plus `also`; deduplicated.
+fn parents_of(created: &[PathBuf], also: &[&Path]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = also.iter().map(|p| p.to_path_buf()).collect();
+    for c in created {
+        let p = split(c).0;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The first barrier of a run: the journal, written in place, synced in one
+/// batch with its directory (and the new parents of that directory, on a
+/// first run). Nothing else in the root changes before this returns, which
+/// is what makes a torn journal safe to drop.
+fn begin_journal(root: &Root, j: &Journal) -> io::Result<()> {
+    let rdir = open_root(root)?;
+    let mut created = Vec::new();
+    let state = Path::new(root::STATE_DIR);
+    let sd = ensure_dirs_created(&rdir, state, 0o700, &mut created)?;
+    let bytes = encode_journal(j)?;
+    let name = OsStr::new("journal.json");
+    let fd = rustix::fs::openat(
+        &sd,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::EXIST => io::Error::other(
+            "a journal of an interrupted run is in the way (the next `imprint run` rolls it back)",
+        ),
+        e => step("create it", e.into()),
+    })?;
+    let r = (|| -> Result<(), (String, io::Error)> {
+        let mut f = std::fs::File::from(fd);
+        f.write_all(&bytes)
+            .map_err(|e| (display(Path::new(JOURNAL)), e))?;
+        let dirs = parents_of(&created, &[state]);
+        let mut fds = vec![OwnedFd::from(f)];
+        fds.extend(open_dirs(&rdir, &dirs)?);
+        let mut what = vec![display(Path::new(JOURNAL))];
+        what.extend(dirs.iter().map(|d| display(d)));
+        sync_batch(&fds, &what)
+    })();
+    r.map_err(|(what, e)| {
+        // Not synced: nothing relies on it yet.
+        let _ = unlink_quiet(&sd, name);
+        io::Error::new(e.kind(), format!("failed to sync {what}: {e}"))
+    })
 }
 
 fn remove_journal(root: &Root) -> io::Result<()> {
@@ -616,8 +891,10 @@ fn restore_one(rdir: &Dir, e: &Entry) -> io::Result<()> {
     }
 }
 
-/// Roll back a run that crashed part-way (journal left behind). Returns the
-/// paths restored.
+/// Finish off a run that crashed part-way (journal left behind): roll its
+/// files back, unless the seal names its journal (the run finished; only
+/// the journal's removal was lost), or the journal is torn (the run was
+/// interrupted before it changed anything). Returns the paths restored.
 pub fn recover(root: &Root) -> Result<Vec<String>, ApplyError> {
     let journal = display(Path::new(JOURNAL));
     let fail = |message: String| ApplyError::Recover {
@@ -630,14 +907,36 @@ pub fn recover(root: &Root) -> Result<Vec<String>, ApplyError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(fail(format!("failed to read it: {e}"))),
     };
-    let j: Journal = serde_json::from_slice(&bytes).map_err(|e| {
-        fail(format!(
+    let j = match decode_journal(&bytes) {
+        Ok(Found::Valid(j)) => j,
+        Ok(Found::Incomplete(why)) => {
+            remove_journal(root).map_err(|e| fail(format!("failed to remove it: {e}")))?;
+            tracing::warn!(
+                "removed the journal of an interrupted run ({why}): that run stopped \
+                 before it changed any file"
+            );
+            return Ok(Vec::new());
+        }
+        Err(e) => {
+            return Err(fail(format!(
             "it is not a valid journal ({e}); restore the files it lists by hand, then remove it"
-        ))
-    })?;
+        )))
+        }
+    };
+    let sealed = !j.id.is_empty()
+        && matches!(crate::seal::read(root), Ok(Some(s)) if s.journal.as_deref() == Some(j.id.as_str()));
+    if sealed {
+        remove_journal(root).map_err(|e| fail(format!("failed to remove it: {e}")))?;
+        tracing::info!("removed the journal of a run that finished and sealed");
+        return Ok(Vec::new());
+    }
     let failed = rollback(&rdir, &j);
     if !failed.is_empty() {
         return Err(fail(format!("could not restore {}", failed.join("; "))));
+    }
+    // A seal's temp file, if the run got that far (synced, never renamed).
+    if let Ok(sd) = rdir.open_dir(root::STATE_DIR) {
+        let _ = unlink_quiet(&sd, &temp_name(OsStr::new(crate::seal::FILE)));
     }
     remove_journal(root).map_err(|e| fail(format!("failed to remove it: {e}")))?;
     let restored: Vec<String> = j.entries.iter().map(|e| e.path.clone()).collect();
@@ -649,8 +948,19 @@ pub fn recover(root: &Root) -> Result<Vec<String>, ApplyError> {
     Ok(restored)
 }
 
-/// Write every change of the plan, or none.
-pub fn apply(root: &Root, plan: &Plan) -> Result<Applied, ApplyError> {
+/// Write every change of the plan, or none, durably: [`apply_pending`] then
+/// [`finish`] without a seal.
+pub fn apply(root: &Root, plan: &Plan) -> Result<Applied, crate::Error> {
+    let mut applied = apply_pending(root, plan)?;
+    finish(root, &std::mem::take(&mut applied.pending), None)?;
+    Ok(applied)
+}
+
+/// Write every change of the plan, or none: the journal (synced), then each
+/// file's temp file (synced), renamed into place. The directories are not
+/// synced and the journal stays: [`finish`] does both, once the unit
+/// actions are done, in the same batch as the seal's temp file.
+pub fn apply_pending(root: &Root, plan: &Plan) -> Result<Applied, ApplyError> {
     let mut applied = Applied::default();
     if plan.changes.is_empty() {
         return Ok(applied);
@@ -679,7 +989,8 @@ pub fn apply(root: &Root, plan: &Plan) -> Result<Applied, ApplyError> {
         targets.push(t);
     }
     let mut journal = Journal {
-        version: 1,
+        version: 2,
+        id: run_id(),
         started: crate::report::now_rfc3339(),
         entries: Vec::new(),
         created_dirs: create.iter().map(|d| display(d)).collect(),
@@ -693,12 +1004,12 @@ pub fn apply(root: &Root, plan: &Plan) -> Result<Applied, ApplyError> {
             });
         }
     }
-    write_journal(root, &journal).map_err(|e| ApplyError::Refused {
+    begin_journal(root, &journal).map_err(|e| ApplyError::Refused {
         path: display(Path::new(JOURNAL)),
         message: format!("failed to write the journal: {e}"),
     })?;
 
-    let result = (|| -> Result<(), (String, String)> {
+    let result = (|| -> Result<Vec<PathBuf>, (String, String)> {
         for d in &create {
             let (parent, name) = split(d);
             let pdir = open_dir_in(&rdir, &parent).map_err(|e| (display(d), e.to_string()))?;
@@ -730,11 +1041,12 @@ pub fn apply(root: &Root, plan: &Plan) -> Result<Applied, ApplyError> {
         failpoint("apply:after-write", 0).map_err(|m| (String::from("(journal)"), m))?;
         // In batches: each batch's temp files are written, synced together
         // (see `sync_all`), then renamed in order; every directory written
-        // into is synced once, at the end, before the journal goes. Each file
-        // is still synced before it replaces the old one, and nothing counts
-        // as done before its directory is synced: a crash anywhere leaves the
-        // journal, and recovery removes the temp files and restores every
-        // entry. A batch bounds the open files (RLIMIT_NOFILE is often 1024).
+        // into is synced once, by `finish`, before the journal goes. Each
+        // file is still synced before it replaces the old one, and nothing
+        // counts as done before its directory is synced: a crash anywhere
+        // leaves the journal, and recovery removes the temp files and
+        // restores every entry. A batch bounds the open files
+        // (RLIMIT_NOFILE is often 1024).
         const BATCH: usize = 64;
         let items: Vec<_> = plan.changes.iter().zip(&targets).zip(&owners).collect();
         let mut synced_dirs: std::collections::BTreeSet<PathBuf> = Default::default();
@@ -780,61 +1092,181 @@ pub fn apply(root: &Root, plan: &Plan) -> Result<Applied, ApplyError> {
         for d in &create {
             synced_dirs.insert(split(d).0);
         }
-        let synced_dirs: Vec<PathBuf> = synced_dirs.into_iter().collect();
-        for batch in synced_dirs.chunks(BATCH) {
-            let mut fds = Vec::with_capacity(batch.len());
-            for d in batch {
-                let fd = open_dir_in(&rdir, d)
-                    .and_then(|dir| {
-                        rustix::fs::openat(
-                            &dir,
-                            ".",
-                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                            Mode::empty(),
-                        )
-                        .map_err(io::Error::from)
-                    })
-                    .map_err(|e| (display(d), format!("failed to open it to sync it: {e}")))?;
-                fds.push(fd);
-            }
-            for (r, d) in sync_all(&fds).into_iter().zip(batch) {
-                r.map_err(|e| (display(d), format!("failed to sync the directory: {e}")))?;
-            }
-        }
-        Ok(())
+        Ok(synced_dirs.into_iter().collect())
     })();
 
     match result {
-        Ok(()) => {
-            remove_journal(root).map_err(|e| ApplyError::Write {
-                path: display(Path::new(JOURNAL)),
-                message: format!(
-                    "every file was written but the journal could not be removed ({e}); \
-                     the next run will roll them back and write them again"
-                ),
-            })?;
+        Ok(dirs) => {
             for w in &applied.warnings {
                 tracing::warn!("{w}");
             }
+            applied.pending = Pending {
+                journal: Some(journal),
+                dirs,
+            };
             Ok(applied)
         }
-        Err((path, message)) => {
-            tracing::error!("failed to write {path}: {message}; rolling back");
-            let failed = rollback(&rdir, &journal);
-            if failed.is_empty() {
-                if let Err(e) = remove_journal(root) {
-                    tracing::warn!("rolled back, but failed to remove the journal: {e}");
-                }
-                Err(ApplyError::Write { path, message })
-            } else {
-                Err(ApplyError::RollbackFailed {
-                    path,
-                    message,
-                    failed,
-                    journal: display(Path::new(JOURNAL)),
-                })
-            }
+        Err((path, message)) => Err(roll_back(root, &rdir, &journal, path, message)),
+    }
+}
+
+/// A write failed part-way (or its durability is unknown): restore every
+/// journal entry, remove the journal; the error to return.
+fn roll_back(
+    root: &Root,
+    rdir: &Dir,
+    journal: &Journal,
+    path: String,
+    message: String,
+) -> ApplyError {
+    tracing::error!("failed to write {path}: {message}; rolling back");
+    let failed = rollback(rdir, journal);
+    if failed.is_empty() {
+        if let Err(e) = remove_journal(root) {
+            tracing::warn!("rolled back, but failed to remove the journal: {e}");
         }
+        ApplyError::Write { path, message }
+    } else {
+        ApplyError::RollbackFailed {
+            path,
+            message,
+            failed,
+            journal: display(Path::new(JOURNAL)),
+        }
+    }
+}
+
+/// The end of a run: make what [`apply_pending`] renamed durable, put the
+/// seal (`(file name, bytes)`) in place, remove the journal. Two rounds of
+/// syncs, whatever the number of files:
+///
+/// 1. one batch: every directory a file was renamed into (or created in),
+///    the seal's temp file, and the parents of a state directory created
+///    just now;
+/// 2. the seal renamed over the old one, the journal unlinked, then one
+///    fsync of the state directory.
+///
+/// The seal names the journal it replaces ([`Pending::journal_id`]): if the
+/// crash comes after the seal's rename reached the disk but before the
+/// journal's removal did, [`recover`] sees that the run finished and drops
+/// the journal instead of rolling back. The other orders need nothing: a
+/// journal without that seal is rolled back (the files are fully old again,
+/// the next run writes them again); no journal and no new seal means every
+/// file is durable and the next run seals it.
+///
+/// A directory that cannot be synced rolls every file back (exit 73, as a
+/// failed write). A seal that cannot be written is a state error (exit 73)
+/// that keeps the files, as before.
+pub fn finish(
+    root: &Root,
+    pending: &Pending,
+    seal: Option<(&str, &[u8])>,
+) -> Result<(), crate::Error> {
+    use crate::state::StateError;
+    if pending.journal.is_none() && pending.dirs.is_empty() && seal.is_none() {
+        return Ok(());
+    }
+    let state_path = crate::state::dir(root);
+    let state_err = |what: &'static str, path: PathBuf| {
+        move |source: io::Error| StateError::Io { what, path, source }
+    };
+    let rdir = open_root(root).map_err(state_err("open the root", root.dir().into()))?;
+    let files_failed = |(path, e): (String, io::Error)| -> crate::Error {
+        let message = format!("failed to sync the directory: {e}");
+        match &pending.journal {
+            Some(j) => roll_back(root, &rdir, j, path, message).into(),
+            None => ApplyError::Write { path, message }.into(),
+        }
+    };
+    let state = Path::new(root::STATE_DIR);
+    let mut created = Vec::new();
+    let sd = ensure_dirs_created(&rdir, state, 0o700, &mut created)
+        .map_err(state_err("create", state_path.clone()))?;
+
+    // Round 1.
+    let mut fds = open_dirs(&rdir, &pending.dirs).map_err(files_failed)?;
+    let mut what: Vec<String> = pending.dirs.iter().map(|d| display(d)).collect();
+    let files = fds.len();
+    let parents = parents_of(&created, &[]);
+    fds.extend(open_dirs(&rdir, &parents).map_err(|(p, e)| state_err("open", p.into())(e))?);
+    what.extend(parents.iter().map(|d| display(d)));
+    let seal_path = seal.map(|(name, _)| state_path.join(name));
+    let mut seal_err = None;
+    if let Some((name, bytes)) = seal {
+        match stage(&sd, OsStr::new(name), bytes, 0o600, None) {
+            Ok(f) => {
+                fds.push(f.into());
+                what.push(String::new());
+            }
+            Err(e) => seal_err = Some(e),
+        }
+    }
+    let results = sync_all(&fds);
+    drop(fds);
+    let mut results = results.into_iter().zip(what);
+    for (r, w) in results.by_ref().take(files) {
+        if let Err(e) = r {
+            if let Some((name, _)) = seal {
+                let _ = unlink_quiet(&sd, &temp_name(OsStr::new(name)));
+            }
+            return Err(files_failed((w, e)));
+        }
+    }
+    let mut parents_err = None;
+    for (r, w) in results.by_ref().take(parents.len()) {
+        if let Err(e) = r {
+            parents_err.get_or_insert(StateError::Io {
+                what: "sync",
+                path: w.into(),
+                source: e,
+            });
+        }
+    }
+    let fp = |n| {
+        failpoint("apply:commit", n).map_err(|m| StateError::Io {
+            what: "commit",
+            path: state_path.clone(),
+            source: io::Error::other(m),
+        })
+    };
+    fp(1)?;
+
+    // Round 2.
+    if let Some((name, _)) = seal {
+        let name = OsStr::new(name);
+        let r = match (seal_err.take(), results.next()) {
+            (Some(e), _) => Err(e),
+            (None, Some((Err(e), _))) => Err(step("sync", e)),
+            (None, _) => commit(&sd, name),
+        };
+        if let Err(e) = r {
+            let _ = unlink_quiet(&sd, &temp_name(name));
+            seal_err = Some(e);
+        }
+    }
+    fp(2)?;
+    if pending.journal.is_some() {
+        unlink_quiet(&sd, OsStr::new("journal.json")).map_err(|e| ApplyError::Write {
+            path: display(Path::new(JOURNAL)),
+            message: format!(
+                "every file was written but the journal could not be removed ({e}); \
+                 the next run will roll them back and write them again"
+            ),
+        })?;
+    }
+    fp(3)?;
+    fsync_dir(&sd).map_err(state_err("sync", state_path.clone()))?;
+    if let Some(e) = parents_err {
+        return Err(e.into());
+    }
+    match (seal_err, seal_path) {
+        (Some(e), Some(path)) => Err(StateError::Io {
+            what: "write",
+            path,
+            source: e,
+        }
+        .into()),
+        _ => Ok(()),
     }
 }
 

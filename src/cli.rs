@@ -22,7 +22,12 @@ pub struct Cli {
     pub command: Command,
 }
 
+// `defer`: each subcommand's arguments are built only when that subcommand
+// is parsed (or its help shown), not for every run: building all ten was 8%
+// of a demo run's instructions (docs/benchmarks.md). Names, about texts and
+// `hide` stay eager, so the top-level help and suggestions are unchanged.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Configure this instance: fetch, render, write, restart, seal
     Run(RunArgs),
@@ -47,7 +52,7 @@ pub enum Command {
     Generator(GeneratorArgs),
 }
 
-/// Where things are.
+// Where things are.
 #[derive(Debug, Clone, Args)]
 pub struct RootArgs {
     /// Treat DIR as the root for every path (tests, demos, image builds);
@@ -56,7 +61,7 @@ pub struct RootArgs {
     pub root: Option<PathBuf>,
 }
 
-/// The inputs shared by run, plan, render, validate and fetch.
+// The inputs shared by run, plan, render, validate and fetch.
 #[derive(Debug, Clone, Args)]
 pub struct InputArgs {
     #[command(flatten)]
@@ -68,7 +73,7 @@ pub struct InputArgs {
     pub source: SourceArgs,
 }
 
-/// Datasource inputs.
+// Datasource inputs.
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
     /// Use this datasource (file, nocloud, ec2, gce, digitalocean, azure,

@@ -185,6 +185,8 @@ pub struct Units {
     pub aliases: BTreeMap<String, String>,
     /// X -> units with `Before=X`.
     before_rev: BTreeMap<String, Vec<String>>,
+    /// How many files [`Units::read`] read (unit files and drop-ins).
+    pub files_read: usize,
 }
 
 /// Merge the `[Unit]` ordering of one unit file (or drop-in) into `deps`.
@@ -376,6 +378,7 @@ impl Units {
                 default_dependencies: true,
                 ..UnitDeps::default()
             };
+            units.files_read += 1;
             if let Ok(t) = std::fs::read_to_string(file) {
                 parse_unit(&t, &mut d);
             }
@@ -385,6 +388,7 @@ impl Units {
             }
             confs.extend(dropins.get(name).into_iter().flatten());
             for p in confs.values() {
+                units.files_read += 1;
                 if let Ok(t) = std::fs::read_to_string(p) {
                     parse_unit(&t, &mut d);
                 }
@@ -460,6 +464,9 @@ pub struct Dropins {
     pub skipped: Vec<(String, String)>,
     /// Problems worth a line in the kernel log.
     pub warnings: Vec<String>,
+    /// Where [`run`]'s time went, for the debug line (empty from
+    /// [`plan_dropins`]).
+    pub cost: String,
 }
 
 /// Decide the drop-ins (pure).
@@ -544,6 +551,7 @@ pub fn plan_dropins(wanted: &Wanted, units: &Units) -> Dropins {
 /// Run the generator; writes drop-ins under `normal_dir`. Returns what was
 /// decided (the caller logs skips and warnings).
 pub fn run(root: &Root, normal_dir: &Path) -> std::io::Result<Dropins> {
+    let t = std::time::Instant::now();
     let manifest = match std::fs::read_to_string(root.join(root::MANIFEST)) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -565,8 +573,11 @@ pub fn run(root: &Root, normal_dir: &Path) -> std::io::Result<Dropins> {
     if wanted.units.is_empty() && !wanted.network {
         return Ok(Dropins::default());
     }
+    let t_manifest = t.elapsed();
     let units = Units::read(root);
-    let plan = plan_dropins(&wanted, &units);
+    let t_units = t.elapsed();
+    let mut plan = plan_dropins(&wanted, &units);
+    let t_plan = t.elapsed();
     for (rel, content) in &plan.files {
         let path = normal_dir.join(rel);
         if let Some(parent) = path.parent() {
@@ -574,6 +585,15 @@ pub fn run(root: &Root, normal_dir: &Path) -> std::io::Result<Dropins> {
         }
         std::fs::write(&path, content)?;
     }
+    let us = |d: std::time::Duration| d.as_micros();
+    plan.cost = format!(
+        "manifest {} us, {} unit files {} us, plan {} us, write {} us",
+        us(t_manifest),
+        units.files_read,
+        us(t_units - t_manifest),
+        us(t_plan - t_units),
+        us(t.elapsed() - t_plan)
+    );
     Ok(plan)
 }
 
@@ -609,10 +629,11 @@ pub fn main(root: &Root, normal_dir: Option<&Path>) -> i32 {
                     root,
                     7,
                     &format!(
-                        "ordered after {IMPRINT_UNIT}: [{}]; left alone: [{}] ({} us)",
+                        "ordered after {IMPRINT_UNIT}: [{}]; left alone: [{}] ({} us: {})",
                         ordered.join(" "),
                         skipped.join("; "),
-                        t.elapsed().as_micros()
+                        t.elapsed().as_micros(),
+                        plan.cost
                     ),
                 );
             }

@@ -501,49 +501,190 @@ pub const UNIT_DIRS: &[&str] = &[
 /// in the root (the image's own units). Reads the root: call it beside
 /// `manifest::load`, then pass the set to [`render_with`]. Unreadable files
 /// are skipped (this only chooses a default escape).
+///
+/// Reads stay inside the root, as apply's writes do: every path is opened
+/// with `openat2(RESOLVE_IN_ROOT)` from a handle on the root, so a symlink
+/// in the image (`/lib -> /usr/lib`, an alias in /etc/systemd/system
+/// pointing at `/lib/systemd/system/x.service`) resolves in the image, the
+/// way it will on the booted machine, never on the host running
+/// `imprint --root`. Where `openat2` is missing (Linux < 5.6, some
+/// sandboxes) cap-std opens them instead, which refuses what would leave
+/// the root, absolute symlinks included: such files are then skipped.
 pub fn environment_files(root: &Root) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut read = |p: &std::path::Path| {
-        let small = std::fs::metadata(p).map(|m| m.is_file() && m.len() <= 1 << 20);
-        if small.unwrap_or(false) {
-            if let Ok(t) = std::fs::read_to_string(p) {
-                out.extend(environment_file_paths(&t));
+    match InRoot::open(root.dir()) {
+        Some(opener) => scan_units(&opener),
+        None => {
+            match cap_std::fs::Dir::open_ambient_dir(root.dir(), cap_std::ambient_authority()) {
+                Ok(dir) => scan_units(&Beneath(dir)),
+                Err(_) => BTreeSet::new(),
             }
+        }
+    }
+}
+
+/// Opens paths relative to a root without leaving it.
+trait Confined {
+    /// A directory's identity (device, inode) and the names in it.
+    fn list(&self, rel: &std::path::Path) -> Option<((u64, u64), Vec<String>)>;
+    /// A regular file of at most 1 MiB, and its size.
+    fn small_file(&self, rel: &std::path::Path) -> Option<(std::fs::File, u64)>;
+}
+
+/// `openat2(RESOLVE_IN_ROOT)`: symlinks, absolute ones too, resolve inside
+/// the root (a chroot's view, without chroot).
+struct InRoot(std::os::fd::OwnedFd);
+
+impl InRoot {
+    const RESOLVE: rustix::fs::ResolveFlags =
+        rustix::fs::ResolveFlags::IN_ROOT.union(rustix::fs::ResolveFlags::NO_MAGICLINKS);
+
+    fn open(dir: &std::path::Path) -> Option<InRoot> {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::open(
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        // Probe: openat2 exists and is allowed here.
+        rustix::fs::openat2(
+            &fd,
+            ".",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            Self::RESOLVE,
+        )
+        .ok()?;
+        Some(InRoot(fd))
+    }
+
+    fn at(&self, rel: &std::path::Path, flags: rustix::fs::OFlags) -> Option<std::os::fd::OwnedFd> {
+        use rustix::fs::{Mode, OFlags};
+        rustix::fs::openat2(
+            &self.0,
+            rel,
+            flags | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+            Self::RESOLVE,
+        )
+        .ok()
+    }
+}
+
+impl Confined for InRoot {
+    fn list(&self, rel: &std::path::Path) -> Option<((u64, u64), Vec<String>)> {
+        use rustix::fs::OFlags;
+        let fd = self.at(rel, OFlags::RDONLY | OFlags::DIRECTORY)?;
+        let st = rustix::fs::fstat(&fd).ok()?;
+        let names = rustix::fs::Dir::new(fd)
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().ok().map(str::to_string))
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        Some(((st.st_dev, st.st_ino), names))
+    }
+
+    fn small_file(&self, rel: &std::path::Path) -> Option<(std::fs::File, u64)> {
+        use rustix::fs::OFlags;
+        // NONBLOCK: a FIFO in a unit directory must not hang the run.
+        let fd = self.at(rel, OFlags::RDONLY | OFlags::NONBLOCK)?;
+        let st = rustix::fs::fstat(&fd).ok()?;
+        let regular = rustix::fs::FileType::from_raw_mode(st.st_mode).is_file();
+        let size = u64::try_from(st.st_size).ok()?;
+        (regular && size <= 1 << 20).then(|| (std::fs::File::from(fd), size))
+    }
+}
+
+/// The fallback: cap-std's confined opens (absolute symlinks refused).
+struct Beneath(cap_std::fs::Dir);
+
+impl Confined for Beneath {
+    fn list(&self, rel: &std::path::Path) -> Option<((u64, u64), Vec<String>)> {
+        use cap_std::fs::MetadataExt as _;
+        let d = self.0.open_dir(rel).ok()?;
+        let md = d.dir_metadata().ok()?;
+        let names = d
+            .entries()
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        Some(((md.dev(), md.ino()), names))
+    }
+
+    fn small_file(&self, rel: &std::path::Path) -> Option<(std::fs::File, u64)> {
+        let md = self.0.metadata(rel).ok()?;
+        if !(md.is_file() && md.len() <= 1 << 20) {
+            return None;
+        }
+        Some((self.0.open(rel).ok()?.into_std(), md.len()))
+    }
+}
+
+/// Read every unit file and drop-in of [`UNIT_DIRS`] through `open`; each
+/// directory once (with a merged /usr, /lib/systemd/system is
+/// /usr/lib/systemd/system: half the reads of a real image).
+fn scan_units(open: &dyn Confined) -> BTreeSet<String> {
+    use std::io::Read as _;
+    use std::path::Path;
+    let mut out = BTreeSet::new();
+    let mut buf = Vec::new();
+    // Plain reads into one buffer, sized by the fstat already made:
+    // `read_to_string` would add an fstat and an lseek per file.
+    let mut read = |rel: &Path| {
+        let Some((mut f, size)) = open.small_file(rel) else {
+            return;
+        };
+        buf.clear();
+        buf.resize(size as usize + 1, 0);
+        let mut len = 0;
+        loop {
+            if len == buf.len() {
+                if len > 1 << 20 {
+                    return; // grew past the cap while being read
+                }
+                buf.resize(len * 2, 0);
+            }
+            match f.read(&mut buf[len..]) {
+                Ok(0) => break,
+                // fstat's size read: the file is whole (no read for EOF).
+                Ok(n) if size > 0 && len + n == size as usize => {
+                    len += n;
+                    break;
+                }
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+        if let Ok(text) = std::str::from_utf8(&buf[..len]) {
+            out.extend(environment_file_paths(text));
         }
     };
-    // With a merged /usr (every Debian since 12), /lib/systemd/system is
-    // /usr/lib/systemd/system: read each directory once (half the run's
-    // reads on a real image).
     let mut seen = Vec::new();
     for dir in UNIT_DIRS {
-        let path = root.join(dir);
-        if let Ok(md) = std::fs::metadata(&path) {
-            use std::os::unix::fs::MetadataExt as _;
-            if seen.contains(&(md.dev(), md.ino())) {
-                continue;
-            }
-            seen.push((md.dev(), md.ino()));
-        }
-        let Ok(entries) = std::fs::read_dir(&path) else {
+        let rel = Path::new(dir.trim_start_matches('/'));
+        let Some((id, entries)) = open.list(rel) else {
             continue;
         };
-        let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for e in entries {
-            let name = e
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+        if seen.contains(&id) {
+            continue;
+        }
+        seen.push(id);
+        for name in entries {
+            let path = rel.join(&name);
             if name.ends_with(".d") {
-                if let Ok(drop) = std::fs::read_dir(&e) {
-                    for d in drop.flatten() {
-                        if d.file_name().to_string_lossy().ends_with(".conf") {
-                            read(&d.path());
-                        }
+                let Some((_, drop)) = open.list(&path) else {
+                    continue;
+                };
+                for conf in drop {
+                    if conf.ends_with(".conf") {
+                        read(&path.join(conf));
                     }
                 }
             } else if crate::manifest::is_unit_name(&name) {
-                read(&e);
+                read(&path);
             }
         }
     }
@@ -580,4 +721,54 @@ pub fn display(rendered: &Rendered, secrets: &Secrets) -> String {
         s.push_str(&format!("==> {path} skipped: {key} is not set <==\n"));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn write(base: &std::path::Path, rel: &str, text: &str) {
+        let p = base.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// The cap-std fallback (kernels without openat2) stays inside the root
+    /// too: what would leave it is skipped, absolute symlinks included.
+    #[test]
+    fn the_fallback_is_confined() {
+        let host = tempfile::tempdir().unwrap();
+        write(
+            host.path(),
+            "systemd/system/host.service",
+            "EnvironmentFile=/etc/host-secret\n",
+        );
+        let root = tempfile::tempdir().unwrap();
+        write(
+            root.path(),
+            "usr/lib/systemd/system/app.service",
+            "[Service]\nEnvironmentFile=/etc/default/app\n",
+        );
+        write(
+            root.path(),
+            "etc/systemd/system/db.service.d/x.conf",
+            "[Service]\nEnvironmentFile=-/etc/db/env\n",
+        );
+        symlink(host.path(), root.path().join("lib")).unwrap();
+        symlink(
+            host.path().join("systemd/system/host.service"),
+            root.path().join("etc/systemd/system/host.service"),
+        )
+        .unwrap();
+        let dir =
+            cap_std::fs::Dir::open_ambient_dir(root.path(), cap_std::ambient_authority()).unwrap();
+        let got: Vec<String> = scan_units(&Beneath(dir)).into_iter().collect();
+        assert_eq!(got, vec!["/etc/db/env", "/etc/default/app"]);
+        // The main path gives the same here.
+        let got: Vec<String> = environment_files(&Root::at(root.path()))
+            .into_iter()
+            .collect();
+        assert_eq!(got, vec!["/etc/db/env", "/etc/default/app"]);
+    }
 }

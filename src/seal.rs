@@ -7,6 +7,17 @@
 //! half of one. A seal that cannot be parsed is an error (exit 65) that
 //! names the file and says to run `imprint clean`: imprint never guesses
 //! whether a damaged seal meant "configured".
+//!
+//! A run's seal is written by [`commit`], inside `apply::finish`: its temp
+//! file is synced in the same batch as the directories of the files the run
+//! wrote (after that batch every file is durable), then it is renamed in
+//! while the journal is unlinked, and one fsync of the state directory makes
+//! both durable. POSIX does not order that rename and that unlink, so the
+//! seal records the id of the journal it replaces (`journal`): recovery,
+//! which runs before the seal is checked, drops a journal that the seal
+//! names (the run finished) and rolls back any other, so a seal never claims
+//! an instance configured whose files were rolled back (apply.rs's module
+//! docs go through every crash point).
 
 use crate::apply::Written;
 use crate::root::Root;
@@ -25,6 +36,11 @@ pub struct Seal {
     pub datasource: String,
     pub files: Vec<Written>,
     pub units: Vec<UnitAction>,
+    /// The id of the apply journal this seal replaces (runs that wrote
+    /// files): a journal found beside a seal that names it belongs to a run
+    /// that finished, and recovery drops it instead of rolling back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
 }
 
 /// The seal's file name inside the state directory.
@@ -43,14 +59,28 @@ pub fn read(root: &Root) -> Result<Option<Seal>, StateError> {
         })
 }
 
-/// Write the seal atomically.
-pub fn write(root: &Root, seal: &Seal) -> Result<(), StateError> {
+fn to_bytes(root: &Root, seal: &Seal) -> Result<Vec<u8>, StateError> {
     let mut bytes = serde_json::to_vec_pretty(seal).map_err(|e| StateError::Corrupt {
         path: state::dir(root).join(FILE),
         message: e.to_string(),
     })?;
     bytes.push(b'\n');
-    state::write_file(root, FILE, &bytes)
+    Ok(bytes)
+}
+
+/// Write the seal atomically, on its own (tests, tools).
+pub fn write(root: &Root, seal: &Seal) -> Result<(), StateError> {
+    state::write_file(root, FILE, &to_bytes(root, seal)?)
+}
+
+/// The end of a run: seal it in the same two rounds of syncs that make its
+/// files durable and remove its journal ([`crate::apply::finish`]).
+pub fn commit(
+    root: &Root,
+    pending: &crate::apply::Pending,
+    seal: &Seal,
+) -> Result<(), crate::Error> {
+    crate::apply::finish(root, pending, Some((FILE, &to_bytes(root, seal)?)))
 }
 
 /// The files to seal: those written by this run, then those the plan found
@@ -251,6 +281,7 @@ mod tests {
                 action: "would-restart".into(),
                 result: "recorded".into(),
             }],
+            journal: None,
         }
     }
 

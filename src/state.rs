@@ -7,9 +7,11 @@
 //! empty at every boot. A held lock is [`StateError::Locked`] (exit 75): a
 //! second run fails cleanly instead of interleaving writes.
 //!
-//! State files (`sealed`, `report.json`, the apply journal) are written
-//! atomically through the root's confined directory handle (see `apply`),
-//! 0600 inside the 0700 state directory. They hold hashes and masked text,
+//! State files are written through the root's confined directory handle
+//! (see `apply`), 0600 inside the 0700 state directory: `sealed` and
+//! `report.json` atomically (a temp file renamed in), the apply journal in
+//! place with a checksummed header. Only the seal and the journal are synced:
+//! `report.json` is diagnostic (docs/state.md, "Durability"). They hold hashes and masked text,
 //! never a secret value; the 0600/0700 modes are there anyway because a
 //! sha256 of a file that holds a weak password is a guessing oracle.
 
@@ -168,6 +170,14 @@ pub fn write_file(root: &Root, name: &str, bytes: &[u8]) -> Result<(), StateErro
     let path = dir(root).join(name);
     let sd = apply::state_dir(root).map_err(io_err("create", dir(root)))?;
     apply::write_atomic(&sd, OsStr::new(name), bytes, 0o600, None).map_err(io_err("write", path))
+}
+
+/// Replace a state file without syncing it (0600): `report.json` only
+/// (docs/state.md, "Durability").
+pub fn write_file_unsynced(root: &Root, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+    let path = dir(root).join(name);
+    let sd = apply::state_dir(root).map_err(io_err("create", dir(root)))?;
+    apply::replace_unsynced(&sd, OsStr::new(name), bytes, 0o600).map_err(io_err("write", path))
 }
 
 /// Remove a state file; returns whether it was there.

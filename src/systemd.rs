@@ -467,24 +467,23 @@ impl Systemctl {
                 .take()
                 .map(|r| Box::new(r) as Box<dyn Read + Send>),
         );
-        let end = Instant::now() + timeout;
-        let mut nap = Duration::from_millis(2);
-        let status = loop {
-            if let Some(s) = child.try_wait()? {
-                break Some(s);
-            }
-            let now = Instant::now();
-            if now >= end {
-                if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        // A thread waits for the exit, so it is seen at once (no polling
+        // interval added to every call); the deadline kills the group.
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = match rx.recv_timeout(timeout) {
+            Ok(r) => Some(r?),
+            Err(_) => {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
                     let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
                 }
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
+                None
             }
-            std::thread::sleep(nap.min(end - now));
-            nap = (nap * 2).min(Duration::from_millis(50));
         };
+        let _ = waiter.join();
         Ok(Ran {
             status,
             stdout: out.join().unwrap_or_default(),
@@ -655,24 +654,25 @@ impl Systemctl {
         }
         let timeout = self.wait_for(unit, action)?;
         let r = self.run(unit, action, &[verb, "--", unit], timeout)?;
-        let props = ["Result", "ActiveState", "SubState", "ExecMainStatus"];
         if r.status.is_none() {
             return Err(self.fail(unit, action, r.why(verb, timeout)));
         }
-        let p = self.show(unit, action, &props)?;
-        let state = props
-            .iter()
-            .filter_map(|k| p.get(*k).map(|v| format!("{k}={v}")))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let active = matches!(
-            p.get("ActiveState").map(String::as_str),
-            Some("active" | "activating" | "reloading")
-        );
-        if !r.ok() || !active {
-            return Err(self.fail(unit, action, format!("{} ({state})", r.why(verb, timeout))));
+        // A blocking `systemctl VERB` exits 0 only when its job's result is
+        // `done`: that is the result. Only a failure needs the unit's state,
+        // for the message.
+        if r.ok() {
+            return Ok("done".into());
         }
-        Ok("done".into())
+        let props = ["Result", "ActiveState", "SubState", "ExecMainStatus"];
+        let state = match self.show(unit, action, &props) {
+            Ok(p) => props
+                .iter()
+                .filter_map(|k| p.get(*k).map(|v| format!("{k}={v}")))
+                .collect::<Vec<_>>()
+                .join(" "),
+            Err(e) => e.message,
+        };
+        Err(self.fail(unit, action, format!("{} ({state})", r.why(verb, timeout))))
     }
 
     /// Restart or reload `unit` if it is active.

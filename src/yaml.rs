@@ -45,7 +45,29 @@ pub fn options() -> serde_saphyr::Options {
 }
 
 /// Parse `text` into `T` with YAML 1.1 semantics.
+///
+/// Fast path first ([`plain_value`]): a document made only of plain
+/// mappings, sequences and scalars whose meaning no YAML resolver disputes is
+/// composed from the parser's events and converted with `serde_json`. That is
+/// the whole of a typical manifest, and it costs about half of what
+/// serde-saphyr's deserializer adds on top of the same parser (its event
+/// look-ahead, budget accounting, key capture and locations: ~0.7 M
+/// instructions for the demo manifest). Anything else, and every document
+/// that does not convert into `T`, goes through serde-saphyr exactly as
+/// before, so results and errors (with their line and column) are
+/// serde-saphyr's own.
 pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    if let Some(v) = plain_value(text) {
+        if let Ok(t) = serde_json::from_value(v) {
+            return Ok(t);
+        }
+    }
+    parse_saphyr(text)
+}
+
+/// [`parse`] through serde-saphyr only (the reference the fast path must
+/// agree with).
+pub fn parse_saphyr<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     serde_saphyr::from_str_with_options(text, options()).map_err(|e| {
         let (line, column) = e
             .location()
@@ -57,6 +79,168 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
             message: e.to_string(),
         }
     })
+}
+
+/// The fast path's limits: beyond them serde-saphyr's budget decides
+/// (its defaults: depth 64, 250,000 nodes).
+const PLAIN_MAX_DEPTH: usize = 64;
+const PLAIN_MAX_NODES: usize = 100_000;
+const PLAIN_MAX_BYTES: usize = 4 << 20;
+
+/// `text` as JSON-shaped data when every node in it means the same to
+/// serde-saphyr (with [`options`]) as it would here; `None` otherwise, and
+/// the caller asks serde-saphyr. Refused: anchors, aliases, tags, `%YAML`
+/// directives, several documents, duplicate or non-string keys, syntax
+/// errors, and every plain scalar that [`plain_scalar`] does not know for
+/// sure.
+pub fn plain_value(text: &str) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
+    if text.len() > PLAIN_MAX_BYTES {
+        return None;
+    }
+    // A mapping under construction keeps its pending key.
+    enum Open {
+        Seq(Vec<Value>),
+        Map(crate::model::Values, Option<String>),
+    }
+    let mut stack: Vec<Open> = Vec::new();
+    let mut root: Option<Value> = None;
+    let mut docs = 0;
+    let mut nodes = 0usize;
+    for ev in Parser::new_from_str(text) {
+        let (ev, _) = ev.ok()?;
+        let done = match ev {
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => continue,
+            Event::DocumentStart(_, version) => {
+                docs += 1;
+                if docs > 1 || version.is_some() {
+                    return None;
+                }
+                continue;
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                if anchor > 0 || tag.is_some() {
+                    return None;
+                }
+                nodes += 1;
+                let plain = matches!(style, ScalarStyle::Plain);
+                // A mapping key: a string to both readers, or refused.
+                if let Some(Open::Map(_, key @ None)) = stack.last_mut() {
+                    if plain && !matches!(plain_scalar(&text)?, Value::String(_)) {
+                        return None;
+                    }
+                    *key = Some(text.into_owned());
+                    continue;
+                }
+                if plain {
+                    plain_scalar(&text)?
+                } else {
+                    Value::String(text.into_owned())
+                }
+            }
+            Event::SequenceStart(_, anchor, ref tag) | Event::MappingStart(_, anchor, ref tag) => {
+                if anchor > 0 || tag.is_some() || stack.len() >= PLAIN_MAX_DEPTH {
+                    return None;
+                }
+                nodes += 1;
+                if let Some(Open::Map(_, None)) = stack.last() {
+                    return None; // a collection as a key
+                }
+                stack.push(if matches!(ev, Event::MappingStart(..)) {
+                    Open::Map(Default::default(), None)
+                } else {
+                    Open::Seq(Vec::new())
+                });
+                continue;
+            }
+            Event::SequenceEnd => match stack.pop()? {
+                Open::Seq(items) => Value::Array(items),
+                Open::Map(..) => return None,
+            },
+            Event::MappingEnd => match stack.pop()? {
+                Open::Map(m, None) => Value::Object(m),
+                Open::Map(_, Some(_)) | Open::Seq(_) => return None,
+            },
+            // Aliases, anchors, comments and anything newer: serde-saphyr.
+            _ => return None,
+        };
+        if nodes > PLAIN_MAX_NODES {
+            return None;
+        }
+        match stack.last_mut() {
+            None => root = Some(done),
+            Some(Open::Seq(items)) => items.push(done),
+            Some(Open::Map(m, key)) => {
+                let k = key.take()?;
+                if m.contains_key(&k) {
+                    return None; // duplicate keys: serde-saphyr's policy
+                }
+                m.insert(k, done);
+            }
+        }
+    }
+    if !stack.is_empty() {
+        return None;
+    }
+    Some(root.unwrap_or(serde_json::Value::Null))
+}
+
+/// A plain scalar whose meaning serde-saphyr (YAML 1.1 booleans, legacy
+/// octal) and PyYAML agree on, or `None` when unsure: null (`~`, `null`,
+/// `Null`, `NULL`, empty), `true`/`false` in their three spellings, decimal
+/// integers without sign, leading zero or `_` (`-` allowed), decimals
+/// `12.5`, and text that no resolver could take for anything else.
+fn plain_scalar(t: &str) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    match t {
+        "" | "~" | "null" | "Null" | "NULL" => return Some(Value::Null),
+        "true" | "True" | "TRUE" => return Some(Value::Bool(true)),
+        "false" | "False" | "FALSE" => return Some(Value::Bool(false)),
+        _ => {}
+    }
+    let b = t.as_bytes();
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    let unsigned = b.strip_prefix(b"-").unwrap_or(b);
+    let (int, frac) = match unsigned.iter().position(|&c| c == b'.') {
+        Some(i) => (&unsigned[..i], Some(&unsigned[i + 1..])),
+        None => (unsigned, None),
+    };
+    let canonical = digits(int) && (int == b"0" || int[0] != b'0');
+    match frac {
+        None if canonical => return t.parse::<i64>().ok().map(Value::from),
+        Some(f) if canonical && digits(f) => {
+            return t
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+        }
+        _ => {}
+    }
+    // Text: not starting like a number (digit, sign, dot), and not a word
+    // some resolver reads as a boolean, null or special float.
+    let first = b[0];
+    if first.is_ascii_digit() {
+        // `60s`, `5min`: a letter no numeric form has makes it text; so do
+        // two dots between digits (`10.0.0.1`, `1.2.3`).
+        let numeric = |c: &u8| c.is_ascii_hexdigit() || b"_.:+-xXoObB".contains(c);
+        let dotted = b.iter().all(|c| c.is_ascii_digit() || *c == b'.')
+            && b.iter().filter(|&&c| c == b'.').count() >= 2
+            && !b.ends_with(b".")
+            && !b.windows(2).any(|w| w == b"..");
+        return (dotted || !b.iter().all(numeric)).then(|| Value::String(t.to_string()));
+    }
+    if matches!(first, b'-' | b'+' | b'.' | b'=' | b'<') {
+        return None;
+    }
+    const WORDS: &[&str] = &[
+        "y", "n", "yes", "no", "on", "off", "true", "false", "null", "inf", "nan", "infinity",
+    ];
+    if WORDS.iter().any(|w| t.eq_ignore_ascii_case(w)) {
+        return None;
+    }
+    Some(Value::String(t.to_string()))
 }
 
 // ------------------------------------------------------------ user-data YAML
@@ -722,6 +906,108 @@ mod tests {
         assert!(parse_value("a: .inf").is_err());
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(parse_value(&deep).unwrap_err().message.contains("deeper"));
+    }
+
+    /// The fast path agrees with serde-saphyr wherever it answers.
+    fn agrees(doc: &str) -> bool {
+        let Some(fast) = plain_value(doc) else {
+            return false;
+        };
+        let slow: serde_json::Value = parse_saphyr(doc).unwrap_or_else(|e| {
+            panic!("fast path accepted what serde-saphyr refuses: {doc:?}: {e}")
+        });
+        assert_eq!(fast, slow, "fast path differs on {doc:?}");
+        true
+    }
+
+    #[test]
+    fn plain_path_agrees_with_serde_saphyr() {
+        let manifest = include_str!("../fixtures/demo/root/etc/imprint/imprint.yaml");
+        assert!(agrees(manifest), "the demo manifest takes the fast path");
+        for s in [
+            "abc",
+            "60s",
+            "5min",
+            "10.0.0.1",
+            "1.2.3",
+            "0",
+            "-0",
+            "12",
+            "-12",
+            "1.5",
+            "-0.25",
+            "0.5",
+            "null",
+            "Null",
+            "NULL",
+            "~",
+            "true",
+            "True",
+            "TRUE",
+            "false",
+            "FALSE",
+            "a b",
+            "/etc/x",
+            "x:y",
+            "app.service",
+            "é",
+            "'0644'",
+            "\"yes\"",
+            "''",
+            "9223372036854775807",
+        ] {
+            assert!(agrees(&format!("k: {s}\n")), "{s:?} takes the fast path");
+        }
+        // Unsure: serde-saphyr answers (every one of these differs between
+        // YAML readers or needs a tag, anchor or a second look).
+        for doc in [
+            "k: 0644",
+            "k: 09",
+            "k: 0x1f",
+            "k: 0o17",
+            "k: 1e3",
+            "k: 1_000",
+            "k: +1",
+            "k: .5",
+            "k: 1.",
+            "k: 1:20",
+            "k: yes",
+            "k: No",
+            "k: on",
+            "k: OFF",
+            "k: y",
+            "k: n",
+            "k: .inf",
+            "k: inf",
+            "k: NaN",
+            "k: 2001-12-14",
+            "k: 18446744073709551616",
+            "k: !!str 1",
+            "k: &a 1\nj: *a",
+            "a: 1\na: 2",
+            "{1: a}",
+            "{[a]: b}",
+            "yes: 1",
+            "<<: {a: 1}",
+            "%YAML 1.2\n---\nk: 1",
+            "a: 1\n---\nb: 2",
+            "k: [1\n",
+            "k: =",
+        ] {
+            assert!(
+                plain_value(doc).is_none(),
+                "{doc:?} must go to serde-saphyr"
+            );
+        }
+        let nested = "a:\n  b: [1, {c: d}, \"e\"]\n  f: |\n    text\n";
+        assert!(agrees(nested));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_path_never_disagrees(s in "[-+.:_0-9a-fA-FxXoOnNyYsSlLtTuU ~]{0,8}") {
+            agrees(&format!("k: {s}\nl: [{s}]\n"));
+        }
     }
 
     #[test]

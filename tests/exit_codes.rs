@@ -119,6 +119,7 @@ fn verify_drift_is_1() {
                 gid: 0,
             }],
             units: vec![],
+            journal: None,
         },
     )
     .unwrap();
@@ -149,6 +150,7 @@ fn seal_for(root: &TempRoot, id: &str, user_data: &[u8]) {
             datasource: "file".into(),
             files: vec![],
             units: vec![],
+            journal: None,
         },
     )
     .unwrap();

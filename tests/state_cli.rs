@@ -55,6 +55,7 @@ fn seal_of(root: &TempRoot, paths: &[&str]) -> Seal {
             })
             .collect(),
         units: vec![],
+        journal: None,
     }
 }
 

@@ -158,7 +158,10 @@ fn assert_refused(root: &Root, t: &tempfile::TempDir, p: Plan, needle: &str) {
     let before = tree(t.path());
     let e = apply(root, &p).unwrap_err();
     let msg = e.to_string();
-    assert!(matches!(e, ApplyError::Refused { .. }), "{msg}");
+    assert!(
+        matches!(e, crate::Error::Apply(ApplyError::Refused { .. })),
+        "{msg}"
+    );
     assert!(msg.contains(needle), "{msg}");
     assert_eq!(
         tree(t.path()),
@@ -270,7 +273,10 @@ fn failure_part_way_restores_everything() {
         change("/a/b/c", "deep\n", 0o644, u, g),
     ]);
     let e = apply(&root, &p).unwrap_err();
-    assert!(matches!(e, ApplyError::Write { .. }), "{e}");
+    assert!(
+        matches!(e, crate::Error::Apply(ApplyError::Write { .. })),
+        "{e}"
+    );
     assert!(e.to_string().contains("/a/b"), "{e}");
     assert!(e.to_string().contains("rolled back"), "{e}");
     // Only imprint's own (empty) state directory is new: the journal is gone.
@@ -289,7 +295,8 @@ fn recover_rolls_back_a_crashed_run() {
     let ty = preflight(&rdir, "/etc/y", &mut create).unwrap();
     let tx = preflight(&rdir, "/new/dir/x", &mut create).unwrap();
     let j = Journal {
-        version: 1,
+        version: 2,
+        id: run_id(),
         started: "now".into(),
         entries: vec![
             Entry {
@@ -303,7 +310,7 @@ fn recover_rolls_back_a_crashed_run() {
         ],
         created_dirs: create.iter().map(|d| display(d)).collect(),
     };
-    write_journal(&root, &j).unwrap();
+    begin_journal(&root, &j).unwrap();
     // The "crash": /etc/y written, /new/dir created and a temp file left.
     std::fs::write(t.path().join("etc/y"), "new y\n").unwrap();
     std::fs::create_dir_all(t.path().join("new/dir")).unwrap();
@@ -421,4 +428,154 @@ fn sync_all_reports_each_result_in_order() {
         assert_eq!(r.is_err(), i == 13, "index {i}: {r:?}");
     }
     assert!(sync_all::<std::fs::File>(&[]).is_empty());
+}
+
+fn sample_journal(root: &Root) -> Journal {
+    let rdir = open_root(root).unwrap();
+    let mut create = Vec::new();
+    let ty = preflight(&rdir, "/etc/y", &mut create).unwrap();
+    Journal {
+        version: 2,
+        id: run_id(),
+        started: "now".into(),
+        entries: vec![Entry {
+            path: ty.path.clone(),
+            previous: ty.previous.clone(),
+        }],
+        created_dirs: vec![],
+    }
+}
+
+#[test]
+fn every_torn_journal_is_incomplete_and_damage_is_an_error() {
+    let (t, root) = root_with_base();
+    std::fs::write(t.path().join("etc/y"), "old y\n").unwrap();
+    let j = sample_journal(&root);
+    let bytes = encode_journal(&j).unwrap();
+    assert!(matches!(decode_journal(&bytes), Ok(Found::Valid(v)) if v == j));
+    // A crash before the sync returned leaves any prefix, possibly followed
+    // by NUL bytes where the size reached the disk and the data did not.
+    for n in 0..bytes.len() {
+        let prefix = &bytes[..n];
+        assert!(
+            matches!(decode_journal(prefix), Ok(Found::Incomplete(_))),
+            "prefix of {n} bytes: {:?}",
+            decode_journal(prefix)
+        );
+        let mut zeroed = prefix.to_vec();
+        zeroed.resize(bytes.len(), 0);
+        assert!(
+            matches!(decode_journal(&zeroed), Ok(Found::Incomplete(_))),
+            "prefix of {n} bytes, NUL to full length: {:?}",
+            decode_journal(&zeroed)
+        );
+    }
+    // Damage a crash cannot explain stays an error for the operator.
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 2;
+    flipped[last] ^= 0x01;
+    assert!(decode_journal(&flipped).is_err());
+    let mut longer = bytes.clone();
+    longer.extend_from_slice(b"xx");
+    assert!(decode_journal(&longer).is_err());
+    assert!(decode_journal(b"hello\n{}").is_err());
+    // Version 1 (plain JSON, renamed into place) still reads.
+    let v1 = serde_json::to_vec(&j).unwrap();
+    assert!(matches!(decode_journal(&v1), Ok(Found::Valid(_))));
+}
+
+#[test]
+fn recover_drops_a_torn_journal_and_changes_nothing_else() {
+    let (t, root) = root_with_base();
+    std::fs::write(t.path().join("etc/y"), "old y\n").unwrap();
+    let bytes = encode_journal(&sample_journal(&root)).unwrap();
+    std::fs::create_dir_all(t.path().join("var/lib/imprint")).unwrap();
+    let before = tree(t.path());
+    std::fs::write(t.path().join(JOURNAL), &bytes[..bytes.len() / 2]).unwrap();
+    assert!(recover(&root).unwrap().is_empty());
+    assert_eq!(tree(t.path()), before, "only the journal went");
+}
+
+#[test]
+fn recover_keeps_the_files_of_a_run_whose_seal_names_its_journal() {
+    // The crash came after the seal's rename reached the disk and before the
+    // journal's removal did: the run finished.
+    let (t, root) = root_with_base();
+    std::fs::write(t.path().join("etc/y"), "old y\n").unwrap();
+    let (u, g) = ids();
+    let mut a =
+        apply_pending(&root, &plan(vec![change("/etc/y", "new y\n", 0o644, u, g)])).unwrap();
+    let pending = std::mem::take(&mut a.pending);
+    let id = pending.journal_id().unwrap().to_string();
+    let seal = |journal: Option<String>| crate::seal::Seal {
+        instance_id: "i-1".into(),
+        user_data_sha256: String::new(),
+        time: String::new(),
+        version: String::new(),
+        datasource: String::new(),
+        files: a.written.clone(),
+        units: vec![],
+        journal,
+    };
+    // A seal of another run (an older one, or none): roll back.
+    crate::seal::write(&root, &seal(Some("another run".into()))).unwrap();
+    assert!(t.path().join(JOURNAL).exists());
+    let journal = std::fs::read(t.path().join(JOURNAL)).unwrap();
+    assert_eq!(recover(&root).unwrap(), vec!["/etc/y"]);
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("etc/y")).unwrap(),
+        "old y\n"
+    );
+    // This run's seal: keep the files, drop the journal.
+    std::fs::write(t.path().join("etc/y"), "new y\n").unwrap();
+    std::fs::write(t.path().join(JOURNAL), &journal).unwrap();
+    crate::seal::write(&root, &seal(Some(id))).unwrap();
+    assert!(recover(&root).unwrap().is_empty());
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("etc/y")).unwrap(),
+        "new y\n"
+    );
+    assert!(!t.path().join(JOURNAL).exists());
+}
+
+#[test]
+fn finish_seals_durably_with_or_without_files() {
+    let (t, root) = root_with_base();
+    let (u, g) = ids();
+    // Nothing applied (a run that found every file as rendered): the seal
+    // alone, on a root whose state directory does not exist yet.
+    std::fs::remove_dir_all(t.path().join("var")).unwrap();
+    finish(&root, &Pending::default(), Some(("sealed", b"{}\n"))).unwrap();
+    assert_eq!(
+        std::fs::read(t.path().join("var/lib/imprint/sealed")).unwrap(),
+        b"{}\n"
+    );
+    // Files applied: the journal stays until finish, which removes it.
+    let mut a =
+        apply_pending(&root, &plan(vec![change("/etc/new/x", "x\n", 0o644, u, g)])).unwrap();
+    assert!(t.path().join(JOURNAL).exists(), "kept until finish");
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("etc/new/x")).unwrap(),
+        "x\n"
+    );
+    finish(
+        &root,
+        &std::mem::take(&mut a.pending),
+        Some(("sealed", b"{\"n\":2}\n")),
+    )
+    .unwrap();
+    assert!(!t.path().join(JOURNAL).exists());
+    assert_eq!(
+        std::fs::read(t.path().join("var/lib/imprint/sealed")).unwrap(),
+        b"{\"n\":2}\n"
+    );
+    let names: Vec<_> = std::fs::read_dir(t.path().join("var/lib/imprint"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("sealed")],
+        "no temp left"
+    );
 }
