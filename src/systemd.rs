@@ -6,9 +6,16 @@
 //! Through the [`ServiceManager`] trait: [`Recorder`] under `--root` or
 //! `--no-restart` ("would-restart X"), [`Systemctl`] on a real machine.
 //!
-//! Why `systemctl` as a subprocess: it talks to PID 1 over its private socket
-//! (no D-Bus broker needed this early), its semantics are the ones admins
-//! know, and it links nothing into a static binary.
+//! How it talks to PID 1: over its private socket `/run/systemd/private`
+//! ([`bus`], the socket `systemctl` itself uses as root; no D-Bus broker is
+//! needed this early) for the state query (`Properties.Get`) and the jobs
+//! (`RestartUnit`/`ReloadUnit`/`StartUnit`, then the `JobRemoved` signal:
+//! what `systemctl restart` waits for). Each `systemctl` is a process that
+//! maps libsystemd-shared: 0.3-0.8 s under emulation at boot, more than the
+//! restart it asks for. When the socket cannot be used (not root, not
+//! there, a failure before any job was sent) imprint runs `systemctl`
+//! instead, which also does the rare steps (`daemon-reload`, `enable`,
+//! `list-dependencies`).
 //!
 //! Why the care about blocking: imprint runs as the start job of
 //! `imprint.service`, early in boot. A job for a unit ordered after
@@ -24,6 +31,9 @@
 //!
 //! A unit that is not active is skipped: it has not started yet and will
 //! start after imprint with its final config (the generator orders it so).
+
+#[path = "systemd_bus.rs"]
+pub mod bus;
 
 use crate::plan::Plan;
 use std::collections::BTreeMap;
@@ -336,6 +346,21 @@ pub struct Systemctl {
     states: BTreeMap<String, UnitState>,
     /// Not booted with systemd: every action is skipped.
     offline: bool,
+    /// The connection to PID 1's private socket, used for the state query
+    /// and the jobs when it can be had; `systemctl` otherwise.
+    bus: BusState,
+}
+
+/// Whether imprint talks to PID 1 directly.
+#[derive(Debug)]
+enum BusState {
+    /// Never (a `systemctl` given by path: the protocol tests).
+    Off,
+    /// Not tried yet: connect on first use.
+    Untried(PathBuf),
+    Up(bus::Bus),
+    /// Tried and failed, or broken since: `systemctl` from now on.
+    Down,
 }
 
 /// One finished (or killed) `systemctl` run.
@@ -355,11 +380,7 @@ impl Ran {
     /// What went wrong, for an error message.
     fn why(&self, what: &str, timeout: Duration) -> String {
         match self.status {
-            None => format!(
-                "no result after {} (the job stays queued in systemd; imprint did \
-                 not seal, so the next boot checks again)",
-                seconds(timeout)
-            ),
+            None => no_result(timeout),
             Some(s) => {
                 let err = self.stderr.trim();
                 if err.is_empty() {
@@ -370,6 +391,15 @@ impl Ran {
             }
         }
     }
+}
+
+/// A waited job without a result at its deadline.
+fn no_result(timeout: Duration) -> String {
+    format!(
+        "no result after {} (the job stays queued in systemd; imprint did \
+         not seal, so the next boot checks again)",
+        seconds(timeout)
+    )
 }
 
 /// `30 s`, `0.3 s`.
@@ -399,7 +429,18 @@ impl Systemctl {
             .unwrap_or_else(|| PathBuf::from("/usr/bin/systemctl"));
         let mut s = Systemctl::with_path(path);
         s.offline = !booted();
+        if !s.offline {
+            s.bus = BusState::Untried(PathBuf::from(bus::PRIVATE_SOCKET));
+        }
         s
+    }
+
+    /// Talk to PID 1 over this socket instead of running `systemctl` for
+    /// the state query and the jobs (tests point it at a stand-in; a socket
+    /// that cannot be reached means `systemctl`).
+    pub fn with_bus(mut self, socket: impl Into<PathBuf>) -> Systemctl {
+        self.bus = BusState::Untried(socket.into());
+        self
     }
 
     /// A systemctl at `path` (protocol tests point this at a script).
@@ -414,6 +455,7 @@ impl Systemctl {
             handled: BTreeMap::new(),
             states: BTreeMap::new(),
             offline: false,
+            bus: BusState::Off,
         }
     }
 
@@ -429,6 +471,185 @@ impl Systemctl {
         self.job_timeout = job;
         self.budget = budget;
         self
+    }
+
+    /// The connection to PID 1, connecting on first use.
+    fn bus(&mut self) -> Option<&mut bus::Bus> {
+        if let BusState::Untried(p) = &self.bus {
+            let p = p.clone();
+            self.bus = match bus::Bus::connect(&p, QUERY_TIMEOUT) {
+                Ok(b) => {
+                    tracing::debug!("talking to systemd over {}", p.display());
+                    BusState::Up(b)
+                }
+                Err(e) => {
+                    tracing::debug!(
+                        "not talking to systemd over {}: {e}; running {} instead",
+                        p.display(),
+                        self.path.display()
+                    );
+                    BusState::Down
+                }
+            };
+        }
+        match &mut self.bus {
+            BusState::Up(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The state of `names` from PID 1 (a `Get` of each property, all sent
+    /// at once), as `systemctl show` would print the same properties.
+    /// `None`: the bus is not there or failed (then `systemctl` asks).
+    fn show_over_bus(&mut self, names: &[&str]) -> Option<Vec<BTreeMap<String, String>>> {
+        let b = self.bus()?;
+        let objects: Vec<(String, &str, &[&str])> = names
+            .iter()
+            .map(|n| (bus::unit_path(n), bus::UNIT_IFACE, &STATE_PROPS[..]))
+            .collect();
+        let t = Instant::now();
+        let answers = b.get(&objects, t + QUERY_TIMEOUT);
+        tracing::debug!(
+            "state of {} units from systemd in {} us",
+            names.len(),
+            t.elapsed().as_micros()
+        );
+        match answers {
+            Ok(all) => Some(
+                all.iter()
+                    .map(|props| {
+                        props
+                            .iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.to_text()?)))
+                            .collect()
+                    })
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::warn!(
+                    "failed to read the state of {} from systemd: {e}; asking systemctl",
+                    names.join(" ")
+                );
+                self.bus = BusState::Down;
+                None
+            }
+        }
+    }
+
+    /// Run `verb` on `unit` over the bus: `None` when there is no bus (the
+    /// caller runs `systemctl`). Once a job may have been sent, a failure
+    /// is the unit's error, never a second try.
+    fn job_over_bus(
+        &mut self,
+        unit: &str,
+        action: &str,
+        verb: &str,
+        block: bool,
+    ) -> Option<Result<String, UnitError>> {
+        let member = match verb {
+            "restart" => "RestartUnit",
+            "reload" => "ReloadUnit",
+            "start" => "StartUnit",
+            _ => return None,
+        };
+        self.bus()?;
+        let timeout = if block {
+            match self.wait_for(unit, action) {
+                Ok(t) => t,
+                Err(e) => return Some(Err(e)),
+            }
+        } else {
+            QUERY_TIMEOUT
+        };
+        let t = Instant::now();
+        let deadline = t + timeout;
+        let b = self.bus()?;
+        let sent = b.call(
+            bus::MANAGER_PATH,
+            bus::MANAGER,
+            member,
+            &[unit, "replace"],
+            deadline,
+        );
+        let job = match sent {
+            Ok(m) => m
+                .body
+                .first()
+                .and_then(bus::Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            Err(e) => return Some(Err(self.bus_failed(unit, action, member, e, timeout))),
+        };
+        if !block {
+            return Some(Ok(
+                "queued (ordered after imprint; runs when it is done)".into()
+            ));
+        }
+        let result = match b.wait_job(&job, deadline) {
+            Ok(r) => r,
+            Err(e) => return Some(Err(self.bus_failed(unit, action, member, e, timeout))),
+        };
+        tracing::debug!(
+            "{member} {unit}: job {job} {result} in {} us",
+            t.elapsed().as_micros()
+        );
+        // What `systemctl` counts as success.
+        if result == "done" || result == "skipped" {
+            return Some(Ok("done".into()));
+        }
+        let path = bus::unit_path(unit);
+        let objects: [(String, &str, &[&str]); 2] = [
+            (
+                path.clone(),
+                bus::SERVICE_IFACE,
+                &["Result", "ExecMainStatus"],
+            ),
+            (path, bus::UNIT_IFACE, &["ActiveState", "SubState"]),
+        ];
+        let state = b
+            .get(&objects, Instant::now() + QUERY_TIMEOUT)
+            .unwrap_or_default()
+            .into_iter()
+            .fold(BTreeMap::new(), |mut all, p| {
+                all.extend(p);
+                all
+            });
+        let state = ["Result", "ActiveState", "SubState", "ExecMainStatus"]
+            .iter()
+            .filter_map(|k| Some(format!("{k}={}", state.get(*k)?.to_text()?)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        Some(Err(self.fail(
+            unit,
+            action,
+            format!(
+                "job for {unit} finished with result '{result}' ({state}); see `systemctl status {unit}` \
+                 and `journalctl -u {unit}`"
+            ),
+        )))
+    }
+
+    /// A bus failure during a job: the connection is not used again.
+    fn bus_failed(
+        &mut self,
+        unit: &str,
+        action: &str,
+        member: &str,
+        e: bus::BusError,
+        timeout: Duration,
+    ) -> UnitError {
+        let message = match e {
+            bus::BusError::Remote { message, name } => format!("{message} ({name})"),
+            bus::BusError::Timeout => {
+                self.bus = BusState::Down;
+                no_result(timeout)
+            }
+            e => {
+                self.bus = BusState::Down;
+                format!("failed to ask systemd ({member}): {e}")
+            }
+        };
+        self.fail(unit, action, message)
     }
 
     /// Run systemctl with `args`, killing it after `timeout`.
@@ -640,6 +861,9 @@ impl Systemctl {
         verb: &str,
         block: bool,
     ) -> Result<String, UnitError> {
+        if let Some(r) = self.job_over_bus(unit, action, verb, block) {
+            return r;
+        }
         if !block {
             let r = self.run(
                 unit,
@@ -718,18 +942,23 @@ impl ServiceManager for Systemctl {
                 names.push(m);
             }
         }
-        let mut args = vec!["show"];
-        for p in STATE_PROPS {
-            args.extend(["-p", p]);
-        }
-        args.push("--");
-        args.extend(names.iter().copied());
-        let first = units[0];
-        let r = self.run(first, "show", &args, QUERY_TIMEOUT)?;
-        if !r.ok() {
-            return Err(self.fail(first, "show", r.why("show", QUERY_TIMEOUT)));
-        }
-        let blocks = parse_show_many(&r.stdout);
+        let blocks = match self.show_over_bus(&names) {
+            Some(b) => b,
+            None => {
+                let mut args = vec!["show"];
+                for p in STATE_PROPS {
+                    args.extend(["-p", p]);
+                }
+                args.push("--");
+                args.extend(names.iter().copied());
+                let first = units[0];
+                let r = self.run(first, "show", &args, QUERY_TIMEOUT)?;
+                if !r.ok() {
+                    return Err(self.fail(first, "show", r.why("show", QUERY_TIMEOUT)));
+                }
+                parse_show_many(&r.stdout)
+            }
+        };
         if blocks.len() != names.len() {
             // Not the shape expected: ask unit by unit instead.
             return Ok(());
