@@ -20,57 +20,61 @@
 //!   `O_CREAT|O_EXCL` with the final permission bits (never briefly readable
 //!   by others), chowned, chmodded to the exact mode (after chown, which
 //!   clears set-id bits), written, fsynced, renamed over the target, and the
-//!   directory fsynced (in batches: see "Few barriers"). We do not use
-//!   cap-tempfile: it creates the file with
-//!   `0666 & ~umask` and offers no creation mode, and its `O_TMPFILE` path
-//!   needs `/proc`. The temp name is derived from the target's name
+//!   directory fsynced (in batches, and first as an anonymous file: see "Few
+//!   barriers"). We do not use cap-tempfile: it creates the file with
+//!   `0666 & ~umask` and offers no creation mode, and it has no fallback for
+//!   us. The temp name is derived from the target's name
 //!   (`.NAME.imprint-tmp`) so that recovery can find and remove it.
 //! - **Few barriers.** fsync is most of a run's time on a disk (0.3-1 ms a
 //!   round here), and what costs is the number of *sequential* rounds: fsyncs
 //!   issued together by a few threads ([`sync_all`]) fold into one commit of
-//!   the file system's journal. A run that writes files has four rounds,
-//!   whatever their number (nine before):
+//!   the file system's journal. A run that writes up to 64 files has three
+//!   rounds (nine before; one more per further 64 files):
 //!   1. the journal, written in place, with its directory (and, on a first
-//!      run, the new parents of the state directory) — [`begin_journal`];
-//!   2. every file's temp file (in batches of 64, bounding open files), each
-//!      then renamed over its target — [`apply_pending`];
-//!   3. after the unit actions: every directory a file was renamed into or
-//!      created in, with the seal's temp file — [`finish`];
-//!   4. the seal renamed in, the journal unlinked, one fsync of the state
+//!      run, the new parents of the state directory), and every file's
+//!      content in an anonymous temp file (`O_TMPFILE`, in the target's
+//!      directory or the nearest existing one) — [`begin_journal`]; then the
+//!      directories are created, each temp file is linked in as
+//!      `.NAME.imprint-tmp` and renamed over its target — [`apply_pending`];
+//!   2. after the unit actions: every directory a file was renamed into or
+//!      created in, the files again (linking changed their link count after
+//!      their sync), and the seal's temp file — [`finish`];
+//!   3. the seal renamed in, the journal unlinked, one fsync of the state
 //!      directory — [`finish`].
 //!
-//!   `report.json` has no barrier of its own (docs/state.md, "Durability").
-//!   A run with nothing to write has rounds 3-4 with the seal alone; a
-//!   sealed run (77) syncs nothing.
+//!   Where `O_TMPFILE` or linking it fails (a file system without it, no
+//!   `/proc` and no `CAP_DAC_READ_SEARCH` on a kernel before 6.10), the
+//!   files are named temp files created after round 1 and synced in a round
+//!   of their own (four rounds). `report.json` has no barrier of its own
+//!   (docs/state.md, "Durability"). A run with nothing to write has rounds
+//!   2-3 with the seal alone; a sealed run (77) syncs nothing.
 //! - **Why each crash point is safe.** Nothing but the journal (and the
-//!   state directory) changes before round 1 returns, so a journal torn by
-//!   a crash there proves the run changed nothing else: recovery drops it
-//!   (its header's length and sha256 tell a torn journal from a damaged
-//!   one, which stays an error for the operator). From round 1 on, the
-//!   journal is durable and names every target: a crash in round 2, between
-//!   the renames, or before round 3 returns is rolled back by the next run
-//!   (stale temp files included). Each file is synced before it replaces the
-//!   old one. The journal's unlink and the seal's rename share round 4 and
-//!   POSIX does not order them; the seal's data was synced in round 3 and
-//!   round 3 made every file durable, so whichever of the two reaches the
-//!   disk first is fine: a seal without the journal is a finished run; a
-//!   journal without the new seal is rolled back (the old seal, if any,
-//!   still describes the old files); both: the seal records the journal's
-//!   random id, and [`recover`] drops a journal that the seal names instead
-//!   of rolling back, so a seal never claims files that were rolled back.
-//! - **Why not fewer.** Rounds 1 and 2 stay apart because a temp file or a
-//!   new directory that reached the disk beside a torn journal could not be
-//!   found again (an anonymous `O_TMPFILE` linked in after round 1 would
-//!   merge them: not done, it needs `/proc` or `CAP_DAC_READ_SEARCH` for
-//!   `linkat`, and a fallback where the file system lacks it). Rounds 3 and
-//!   4 stay apart because the journal's unlink must not reach the disk
-//!   before the files' directories do, and the seal's name must not reach it
-//!   before its data.
-//! - **Unit actions before the directories' sync.** Round 3 waits for the
+//!   state directory) gets a name before round 1 returns: the anonymous
+//!   temp files vanish with a crash. So a journal torn by a crash there
+//!   proves the run changed nothing else, and recovery drops it (its
+//!   header's length and sha256 tell a torn journal from a damaged one,
+//!   which stays an error for the operator). From round 1 on, the journal is
+//!   durable and names every target: a crash between the links and renames,
+//!   or before round 2 returns, is rolled back by the next run (temp files,
+//!   named after their targets, included). Each file's content is synced
+//!   before it replaces the old one. The journal's unlink and the seal's
+//!   rename share round 3 and POSIX does not order them; the seal's data was
+//!   synced in round 2 and round 2 made every file durable, so whichever of
+//!   the two reaches the disk first is fine: a seal without the journal is
+//!   a finished run; a journal without the new seal is rolled back (the old
+//!   seal, if any, still describes the old files); both: the seal records
+//!   the journal's random id, and [`recover`] drops a journal that the seal
+//!   names instead of rolling back, so a seal never claims files that were
+//!   rolled back.
+//! - **Why not fewer.** Rounds 2 and 3 stay apart because the journal's
+//!   unlink must not reach the disk before the files' directories do, and
+//!   the seal's name must not reach it before its data. Round 1 cannot take
+//!   the directories' sync: the renames must wait for the journal.
+//! - **Unit actions before the directories' sync.** Round 2 waits for the
 //!   unit actions so that it can carry the seal's temp file (the seal holds
 //!   their results). A unit restarted in between reads the new files from
 //!   the page cache, which is what it would read anyway; if the machine
-//!   crashes before round 3, the next boot rolls the files back and writes
+//!   crashes before round 2, the next boot rolls the files back and writes
 //!   them again before any unit ordered after imprint starts. Every way out
 //!   of the pipeline after apply goes through [`finish`] (without a seal on
 //!   an error path: exit 75 keeps the files, durably).
@@ -82,7 +86,7 @@
 //!   `IMPRINT_FAILPOINT=apply:after-write:N[:error|abort|sleep]` fails,
 //!   aborts, or pauses (so a test can `kill -9` it) after the Nth file
 //!   (`N = 0`: right after the journal); `apply:commit:N` does the same in
-//!   [`finish`]: 1 after round 3, 2 after the seal's rename, 3 after the
+//!   [`finish`]: 1 after round 2, 2 after the seal's rename, 3 after the
 //!   journal's unlink (`error` there stops the run at that point, leaving
 //!   the disk as a crash would). Without the feature the check compiles to
 //!   nothing.
@@ -131,6 +135,9 @@ pub struct Pending {
     journal: Option<Journal>,
     /// Root-relative directories holding new entries.
     dirs: Vec<PathBuf>,
+    /// Root-relative files that were anonymous temp files: their link count
+    /// changed after their sync, so they are synced again with `dirs`.
+    files: Vec<PathBuf>,
 }
 
 impl Pending {
@@ -782,11 +789,80 @@ fn parents_of(created: &[PathBuf], also: &[&Path]) -> Vec<PathBuf> {
     out
 }
 
+/// One file to write: the change, its checked target, the owner to give it.
+type Item<'a> = ((&'a crate::plan::FileChange, &'a Target), &'a (u32, u32));
+
+/// The first batch's files as anonymous temp files (`O_TMPFILE`), created
+/// with the final permission bits, chowned, chmodded, written, not synced:
+/// round 1 syncs them with the journal, and they get a name
+/// ([`link_anonymous`]) only after it. Each is opened in its directory, or
+/// in the nearest one that exists when apply creates its directory (same
+/// file system). `None` when any step fails (a file system or kernel without
+/// `O_TMPFILE`, ...): the caller takes the named path, where a real error
+/// shows again with its usual message.
+fn stage_anonymous(
+    rdir: &Dir,
+    items: &[Item<'_>],
+    create: &[PathBuf],
+) -> Option<Vec<std::fs::File>> {
+    let mut out = Vec::with_capacity(items.len());
+    for ((ch, t), owner) in items {
+        let dir = t
+            .parent
+            .ancestors()
+            .filter(|a| !create.iter().any(|c| c == a))
+            .find_map(|a| open_dir_in(rdir, a).ok())?;
+        let mode = ch.file.mode.0;
+        let fd = rustix::fs::openat(
+            &dir,
+            ".",
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode & 0o777),
+        )
+        .ok()?;
+        rustix::fs::fchown(
+            &fd,
+            Some(rustix::fs::Uid::from_raw(owner.0)),
+            Some(rustix::fs::Gid::from_raw(owner.1)),
+        )
+        .ok()?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777)).ok()?;
+        let mut f = std::fs::File::from(fd);
+        f.write_all(&ch.content).ok()?;
+        out.push(f);
+    }
+    Some(out)
+}
+
+/// Give an anonymous temp file the temp name beside its target (then
+/// [`commit`] renames it over the target): `linkat(AT_EMPTY_PATH)`, else
+/// through `/proc/self/fd` (without `CAP_DAC_READ_SEARCH` on kernels before
+/// 6.10).
+fn link_anonymous(f: &std::fs::File, dir: &Dir, name: &OsStr) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let tmp = temp_name(name);
+    unlink_quiet(dir, &tmp)?;
+    match rustix::fs::linkat(f, "", dir, tmp.as_os_str(), AtFlags::EMPTY_PATH) {
+        Ok(()) => Ok(()),
+        Err(_) => {
+            let proc = format!("/proc/self/fd/{}", f.as_raw_fd());
+            rustix::fs::linkat(
+                rustix::fs::CWD,
+                proc.as_str(),
+                dir,
+                tmp.as_os_str(),
+                AtFlags::SYMLINK_FOLLOW,
+            )
+            .map_err(io::Error::from)
+        }
+    }
+}
+
 /// The first barrier of a run: the journal, written in place, synced in one
 /// batch with its directory (and the new parents of that directory, on a
 /// first run). Nothing else in the root changes before this returns, which
 /// is what makes a torn journal safe to drop.
-fn begin_journal(root: &Root, j: &Journal) -> io::Result<()> {
+fn begin_journal(root: &Root, j: &Journal, extra: &[(String, &std::fs::File)]) -> io::Result<()> {
     let rdir = open_root(root)?;
     let mut created = Vec::new();
     let state = Path::new(root::STATE_DIR);
@@ -814,6 +890,10 @@ fn begin_journal(root: &Root, j: &Journal) -> io::Result<()> {
         fds.extend(open_dirs(&rdir, &dirs)?);
         let mut what = vec![display(Path::new(JOURNAL))];
         what.extend(dirs.iter().map(|d| display(d)));
+        for (w, f) in extra {
+            fds.push(f.as_fd().try_clone_to_owned().map_err(|e| (w.clone(), e))?);
+            what.push(w.clone());
+        }
         sync_batch(&fds, &what)
     })();
     r.map_err(|(what, e)| {
@@ -961,6 +1041,12 @@ pub fn apply(root: &Root, plan: &Plan) -> Result<Applied, crate::Error> {
 /// synced and the journal stays: [`finish`] does both, once the unit
 /// actions are done, in the same batch as the seal's temp file.
 pub fn apply_pending(root: &Root, plan: &Plan) -> Result<Applied, ApplyError> {
+    apply_with(root, plan, true)
+}
+
+/// [`apply_pending`]; `anonymous: false` never tries `O_TMPFILE` (tests of
+/// the named path, which is taken anyway where `O_TMPFILE` fails).
+fn apply_with(root: &Root, plan: &Plan, anonymous: bool) -> Result<Applied, ApplyError> {
     let mut applied = Applied::default();
     if plan.changes.is_empty() {
         return Ok(applied);
@@ -1004,10 +1090,29 @@ pub fn apply_pending(root: &Root, plan: &Plan) -> Result<Applied, ApplyError> {
             });
         }
     }
-    begin_journal(root, &journal).map_err(|e| ApplyError::Refused {
+    // A batch bounds the open files (RLIMIT_NOFILE is often 1024).
+    const BATCH: usize = 64;
+    let items: Vec<_> = plan.changes.iter().zip(&targets).zip(&owners).collect();
+    // The first batch as anonymous temp files, synced in round 1 with the
+    // journal: one round fewer (module docs, "Few barriers").
+    let first = items.len().min(BATCH);
+    let mut anon = if anonymous {
+        stage_anonymous(&rdir, &items[..first], &create)
+    } else {
+        None
+    };
+    let extra: Vec<(String, &std::fs::File)> = anon
+        .iter()
+        .flatten()
+        .zip(&targets)
+        .map(|(f, t)| (t.path.clone(), f))
+        .collect();
+    begin_journal(root, &journal, &extra).map_err(|e| ApplyError::Refused {
         path: display(Path::new(JOURNAL)),
         message: format!("failed to write the journal: {e}"),
     })?;
+    drop(extra);
+    let mut relinked = Vec::new();
 
     let result = (|| -> Result<Vec<PathBuf>, (String, String)> {
         for d in &create {
@@ -1047,14 +1152,11 @@ pub fn apply_pending(root: &Root, plan: &Plan) -> Result<Applied, ApplyError> {
         // leaves the journal, and recovery removes the temp files and
         // restores every entry. A batch bounds the open files
         // (RLIMIT_NOFILE is often 1024).
-        const BATCH: usize = 64;
-        let items: Vec<_> = plan.changes.iter().zip(&targets).zip(&owners).collect();
         let mut synced_dirs: std::collections::BTreeSet<PathBuf> = Default::default();
         let mut done = 0;
-        for batch in items.chunks(BATCH) {
+        for (b, batch) in items.chunks(BATCH).enumerate() {
             let mut dirs: std::collections::HashMap<&Path, Dir> = Default::default();
-            let mut staged = Vec::with_capacity(batch.len());
-            for ((ch, t), owner) in batch {
+            for ((_, t), _) in batch {
                 if !dirs.contains_key(t.parent.as_path()) {
                     let d = open_dir_in(&rdir, &t.parent).map_err(|e| {
                         (
@@ -1064,15 +1166,39 @@ pub fn apply_pending(root: &Root, plan: &Plan) -> Result<Applied, ApplyError> {
                     })?;
                     dirs.insert(&t.parent, d);
                 }
-                let pdir = &dirs[t.parent.as_path()];
-                let f = stage(pdir, &t.name, &ch.content, ch.file.mode.0, Some(**owner))
-                    .map_err(|e| (t.path.clone(), e.to_string()))?;
-                staged.push(f);
             }
-            for (r, ((_, t), _)) in sync_all(&staged).into_iter().zip(batch) {
-                r.map_err(|e| (t.path.clone(), step("sync", e).to_string()))?;
+            // The first batch, synced in round 1: named now. If the first
+            // link fails (no way to link an anonymous file here), nothing
+            // is named yet and the batch takes the named path.
+            let mut linked = b == 0 && anon.is_some();
+            if let (true, Some(files)) = (linked, anon.as_ref()) {
+                for (i, (f, ((_, t), _))) in files.iter().zip(batch).enumerate() {
+                    match link_anonymous(f, &dirs[t.parent.as_path()], &t.name) {
+                        Ok(()) => relinked.push(Root::rel(&t.path).unwrap_or_default()),
+                        Err(e) if i == 0 => {
+                            tracing::debug!("O_TMPFILE link failed ({e}); named temp files");
+                            linked = false;
+                            break;
+                        }
+                        Err(e) => {
+                            return Err((t.path.clone(), step("name the temp file", e).to_string()))
+                        }
+                    }
+                }
             }
-            drop(staged);
+            anon = None;
+            if !linked {
+                let mut staged = Vec::with_capacity(batch.len());
+                for ((ch, t), owner) in batch {
+                    let pdir = &dirs[t.parent.as_path()];
+                    let f = stage(pdir, &t.name, &ch.content, ch.file.mode.0, Some(**owner))
+                        .map_err(|e| (t.path.clone(), e.to_string()))?;
+                    staged.push(f);
+                }
+                for (r, ((_, t), _)) in sync_all(&staged).into_iter().zip(batch) {
+                    r.map_err(|e| (t.path.clone(), step("sync", e).to_string()))?;
+                }
+            }
             for ((ch, t), owner) in batch {
                 commit(&dirs[t.parent.as_path()], &t.name)
                     .map_err(|e| (t.path.clone(), e.to_string()))?;
@@ -1103,6 +1229,7 @@ pub fn apply_pending(root: &Root, plan: &Plan) -> Result<Applied, ApplyError> {
             applied.pending = Pending {
                 journal: Some(journal),
                 dirs,
+                files: relinked,
             };
             Ok(applied)
         }
@@ -1141,8 +1268,9 @@ fn roll_back(
 /// syncs, whatever the number of files:
 ///
 /// 1. one batch: every directory a file was renamed into (or created in),
-///    the seal's temp file, and the parents of a state directory created
-///    just now;
+///    the files linked from anonymous temp files (their link count changed
+///    after their first sync), the seal's temp file, and the parents of a
+///    state directory created just now;
 /// 2. the seal renamed over the old one, the journal unlinked, then one
 ///    fsync of the state directory.
 ///
@@ -1163,7 +1291,11 @@ pub fn finish(
     seal: Option<(&str, &[u8])>,
 ) -> Result<(), crate::Error> {
     use crate::state::StateError;
-    if pending.journal.is_none() && pending.dirs.is_empty() && seal.is_none() {
+    if pending.journal.is_none()
+        && pending.dirs.is_empty()
+        && pending.files.is_empty()
+        && seal.is_none()
+    {
         return Ok(());
     }
     let state_path = crate::state::dir(root);
@@ -1172,7 +1304,7 @@ pub fn finish(
     };
     let rdir = open_root(root).map_err(state_err("open the root", root.dir().into()))?;
     let files_failed = |(path, e): (String, io::Error)| -> crate::Error {
-        let message = format!("failed to sync the directory: {e}");
+        let message = format!("failed to sync it: {e}");
         match &pending.journal {
             Some(j) => roll_back(root, &rdir, j, path, message).into(),
             None => ApplyError::Write { path, message }.into(),
@@ -1183,9 +1315,14 @@ pub fn finish(
     let sd = ensure_dirs_created(&rdir, state, 0o700, &mut created)
         .map_err(state_err("create", state_path.clone()))?;
 
-    // Round 1.
+    // The run's round 2 (module docs, "Few barriers").
     let mut fds = open_dirs(&rdir, &pending.dirs).map_err(files_failed)?;
     let mut what: Vec<String> = pending.dirs.iter().map(|d| display(d)).collect();
+    for f in &pending.files {
+        let fd = rdir.open(f).map_err(|e| files_failed((display(f), e)))?;
+        fds.push(fd.into_std().into());
+        what.push(display(f));
+    }
     let files = fds.len();
     let parents = parents_of(&created, &[]);
     fds.extend(open_dirs(&rdir, &parents).map_err(|(p, e)| state_err("open", p.into())(e))?);
@@ -1231,7 +1368,7 @@ pub fn finish(
     };
     fp(1)?;
 
-    // Round 2.
+    // The run's round 3.
     if let Some((name, _)) = seal {
         let name = OsStr::new(name);
         let r = match (seal_err.take(), results.next()) {

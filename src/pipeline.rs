@@ -233,8 +233,8 @@ pub fn run(
         .timer
         .time("apply", || apply::apply_pending(root, &plan))?;
     // The files are in place but not yet durable, and the journal stays:
-    // `apply::finish` (through `seal::commit`) syncs their directories in
-    // the same batch as the seal's temp file, after the unit actions, so a
+    // `apply::finish` (through `seal::commit`) syncs them and their
+    // directories in the same batch as the seal's temp file, after the unit actions, so a
     // run pays two rounds of syncs at its end instead of six. Every path
     // out of here goes through it.
     let pending = std::mem::take(&mut applied.pending);

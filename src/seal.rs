@@ -9,8 +9,8 @@
 //! whether a damaged seal meant "configured".
 //!
 //! A run's seal is written by [`commit`], inside `apply::finish`: its temp
-//! file is synced in the same batch as the directories of the files the run
-//! wrote (after that batch every file is durable), then it is renamed in
+//! file is synced in the same batch as the files the run wrote and their
+//! directories (after that batch every file is durable), then it is renamed in
 //! while the journal is unlinked, and one fsync of the state directory makes
 //! both durable. POSIX does not order that rename and that unlink, so the
 //! seal records the id of the journal it replaces (`journal`): recovery,

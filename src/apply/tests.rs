@@ -310,7 +310,7 @@ fn recover_rolls_back_a_crashed_run() {
         ],
         created_dirs: create.iter().map(|d| display(d)).collect(),
     };
-    begin_journal(&root, &j).unwrap();
+    begin_journal(&root, &j, &[]).unwrap();
     // The "crash": /etc/y written, /new/dir created and a temp file left.
     std::fs::write(t.path().join("etc/y"), "new y\n").unwrap();
     std::fs::create_dir_all(t.path().join("new/dir")).unwrap();
@@ -578,4 +578,79 @@ fn finish_seals_durably_with_or_without_files() {
         vec![std::ffi::OsString::from("sealed")],
         "no temp left"
     );
+}
+
+#[test]
+fn named_temp_files_where_o_tmpfile_is_not_available() {
+    // The path taken where O_TMPFILE or linking it fails: same result, in
+    // new and existing directories, and more than one batch.
+    let (t, root) = root_with_base();
+    let (u, g) = ids();
+    let changes: Vec<_> = (0..70)
+        .map(|i| {
+            let dir = ["etc", "srv/new"][i % 2];
+            change(
+                &format!("/{dir}/f{i:02}"),
+                &format!("file {i}\n"),
+                0o640,
+                u,
+                g,
+            )
+        })
+        .collect();
+    let mut a = apply_with(&root, &plan(changes), false).unwrap();
+    assert!(a.pending.files.is_empty(), "nothing linked");
+    finish(&root, &std::mem::take(&mut a.pending), None).unwrap();
+    for i in 0..70 {
+        let dir = ["etc", "srv/new"][i % 2];
+        let p = t.path().join(format!("{dir}/f{i:02}"));
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), format!("file {i}\n"));
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o7777, 0o640);
+    }
+    assert!(tree(t.path()).iter().all(|l| !l.contains("imprint-tmp")));
+    assert!(!t.path().join(JOURNAL).exists());
+}
+
+#[test]
+fn the_first_batch_is_linked_from_anonymous_files() {
+    // Where O_TMPFILE works (ext4, xfs, btrfs, tmpfs), the first batch is
+    // synced with the journal and synced again by finish (its link count
+    // changed after that sync).
+    let (t, root) = root_with_base();
+    let (u, g) = ids();
+    let mut a = apply_pending(
+        &root,
+        &plan(vec![
+            change("/etc/x", "x\n", 0o600, u, g),
+            change("/new/y", "y\n", 0o644, u, g),
+        ]),
+    )
+    .unwrap();
+    let tmpfile = rustix::fs::openat(
+        open_root(&root).unwrap(),
+        ".",
+        OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .is_ok();
+    if tmpfile {
+        assert_eq!(
+            a.pending.files,
+            vec![PathBuf::from("etc/x"), PathBuf::from("new/y")]
+        );
+    }
+    finish(&root, &std::mem::take(&mut a.pending), None).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("etc/x")).unwrap(),
+        "x\n"
+    );
+    assert_eq!(
+        std::fs::metadata(t.path().join("etc/x")).unwrap().mode() & 0o7777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("new/y")).unwrap(),
+        "y\n"
+    );
+    assert!(tree(t.path()).iter().all(|l| !l.contains("imprint-tmp")));
 }
