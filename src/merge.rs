@@ -687,13 +687,15 @@ pub fn decode_perms(v: &Value) -> Result<Mode, String> {
 }
 
 /// cloud-init's `translate_bool`: booleans, and the strings true/yes/on/1
-/// and false/no/off/0 (any case).
+/// and false/no/off/0 (any case). cloud-init takes every other string as
+/// false; imprint refuses it (`append: y` would silently replace a file its
+/// author meant to append to).
 fn cfg_bool(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" | "1" | "y" => Some(true),
-            "false" | "no" | "off" | "0" | "n" | "" => Some(false),
+            "true" | "yes" | "on" | "1" => Some(true),
+            "false" | "no" | "off" | "0" | "" => Some(false),
             _ => None,
         },
         Value::Number(n) if n.as_u64() == Some(0) => Some(false),

@@ -50,7 +50,8 @@ impl OwnerSpec {
     pub fn parse(s: &str) -> Option<OwnerSpec> {
         let s = s.trim();
         let (u, g) = match s.split_once(':') {
-            Some((u, g)) => (u, Some(g)),
+            // cloud-init's extract_usergroup strips each side.
+            Some((u, g)) => (u.trim(), Some(g.trim())),
             None => (s, None),
         };
         if u.is_empty() || g.is_some_and(str::is_empty) {
@@ -115,5 +116,10 @@ mod tests {
         assert_eq!(OwnerSpec::parse("app").unwrap().group, None);
         assert!(OwnerSpec::parse(":x").is_none());
         assert!(OwnerSpec::parse("x:").is_none());
+        let o = OwnerSpec::parse(" nobody : nogroup ").unwrap();
+        assert_eq!(
+            (o.user.as_str(), o.group.as_deref()),
+            ("nobody", Some("nogroup"))
+        );
     }
 }

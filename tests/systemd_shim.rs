@@ -7,9 +7,9 @@ mod common;
 
 use common::{code, stderr, stdout, TempRoot};
 use imprint::report::{Report, StageReport};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 /// A directory holding a `cloud-init` link to the binary.
 struct Shim {
@@ -189,16 +189,27 @@ fn wait_holds_while_a_run_holds_the_lock() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // Wait for two progress dots (on a loaded machine the child may take
+    // seconds to print them: read them, don't time them), and the child
+    // still running after them.
+    let mut pipe = child.stdout.take().unwrap();
+    let mut out = Vec::new();
+    let mut byte = [0u8; 1];
+    while out.len() < 2 {
+        assert_eq!(pipe.read(&mut byte).unwrap(), 1, "--wait ended: {out:?}");
+        out.push(byte[0]);
+    }
+    assert_eq!(out, b"..");
     assert!(
         child.try_wait().unwrap().is_none(),
         "--wait returned while the lock was held"
     );
     s.report("done", &[], None);
     drop(lock);
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(code(&o), 0);
-    let out = stdout(&o);
+    pipe.read_to_end(&mut out).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let out = String::from_utf8(out).unwrap();
     assert!(
         out.starts_with("..") && out.ends_with(".\nstatus: done\n"),
         "{out:?}"

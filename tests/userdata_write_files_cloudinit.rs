@@ -58,14 +58,17 @@ use Kind::{Bug, Deliberate};
 const DIFFERS: &[Differs] = &[
     Differs {
         name: "append-flag-y.yaml",
-        kind: Bug,
+        kind: Deliberate,
         cloud_init_fails: None,
-        imprint_fails: None,
+        imprint_fails: Some((
+            65,
+            r#"write_files[0].append: expected true or false, found "y""#,
+        )),
         diff: &[
-            r#"/etc/existing.conf: cloud-init file 0644 0:0 "y means?\n"; imprint file 0644 0:0 "old\ny means?\n""#,
+            r#"/etc/existing.conf: cloud-init file 0644 0:0 "y means?\n"; imprint file 0600 0:0 "old\n""#,
         ],
-        why: "merge.rs cfg_bool takes the string \"y\" as true; cloud-init's translate_bool \
-              (true, 1, on, yes) takes it as false and replaces the file: imprint should refuse it",
+        why: "a flag that is not true/yes/on/1 or false/no/off/0 is an error; cloud-init's \
+              translate_bool takes any other string (`y`) as false and replaces the file",
     },
     Differs {
         name: "b64-unpadded.yaml",
@@ -128,18 +131,6 @@ const DIFFERS: &[Differs] = &[
             r#"/etc/missing/other: cloud-init file 0644 0:0 "other\n"; imprint none"#,
         ],
         why: "an entry without a path is an error; cloud-init skips it with a warning",
-    },
-    Differs {
-        name: "owner-blanks.yaml",
-        kind: Bug,
-        cloud_init_fails: None,
-        imprint_fails: Some((65, r#"no user "nobody ""#)),
-        diff: &[
-            "/etc/owner: cloud-init dir 0755 0:0; imprint none",
-            r#"/etc/owner/blanks: cloud-init file 0644 65534:65534 "x\n"; imprint none"#,
-        ],
-        why: "model.rs OwnerSpec::parse trims the whole owner but not the user and group \
-              around the ':'; cloud-init's extract_usergroup strips each",
     },
     Differs {
         name: "owner-numeric.yaml",
