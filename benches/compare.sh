@@ -109,6 +109,9 @@ done
 # Each pair twice: roots on the work dir's disk (what a boot pays: imprint
 # fsyncs every file and directory, cloud-init's write_file does not), and on
 # tmpfs (/dev/shm, where fsync costs nothing: the work itself).
+# imprint's fresh root is synced before each run (`sync -f`, not timed): at
+# boot the image's files are clean on disk, and imprint's syncfs rounds
+# would otherwise also write back the benchmark's own copy.
 summary=()
 shm=
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then shm=$(mktemp -d /dev/shm/imprint-compare.XXXXXX); fi
@@ -121,7 +124,7 @@ for where in disk tmpfs; do
   for p in "${PAIRS[@]}"; do
     echo "== pair $p on $where: hyperfine (-N, warm-up 3; imprint $RUNS runs, cloud-init $CI_RUNS runs)"
     hyperfine -N --warmup 3 --runs "$RUNS" --style basic \
-      --prepare "sh -c 'rm -rf $rd/r && cp -a $demo/root $rd/r'" \
+      --prepare "sh -c 'rm -rf $rd/r && cp -a $demo/root $rd/r && sync -f $rd'" \
       --export-json "$work/$p.$where.imprint.json" \
       -n "imprint $p" "$BIN run --root $rd/r --user-data $work/$p.gz --instance-id i-bench" \
       >"$work/$p.$where.imprint.txt" 2>&1 || { cat "$work/$p.$where.imprint.txt"; exit 70; }
