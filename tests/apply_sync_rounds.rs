@@ -27,7 +27,7 @@ fn fs_type(dir: &Path) -> String {
 fn syncs_of_run(root: &Path, extra: &[&str]) -> Vec<String> {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo");
     let trace = root.with_extension("strace");
-    let mut cmd = imprint();
+    let cmd = imprint();
     let bin = cmd.get_program().to_owned();
     let o = Command::new("strace")
         .args(["-f", "-qq", "-e", "trace=fsync,fdatasync,syncfs", "-o"])
