@@ -307,7 +307,9 @@ pub fn plan(rendered: Rendered, disk: &Disk) -> Result<Plan, PlanError> {
             plan.unchanged.push(file.path);
             continue;
         };
-        if is_unit_path(&file.path) {
+        // systemd reads a unit file's content, not its mode or owner: a
+        // metadata-only change needs no daemon-reload (costly at boot).
+        if is_unit_path(&file.path) && kind != ChangeKind::Metadata {
             plan.daemon_reload = true;
         }
         for u in &file.restart {

@@ -162,6 +162,27 @@ fn daemon_reload_only_for_unit_files_and_drop_ins() {
     )
     .unwrap();
     assert!(!p.daemon_reload);
+    // Nor does one whose mode alone changes (systemd reads only content);
+    // the file is still written.
+    disk.files.insert(
+        "/etc/systemd/system/app.service".into(),
+        existing("x", 0o600),
+    );
+    let p = plan::plan(
+        rendered(vec![file("/etc/systemd/system/app.service", "x")]),
+        &disk,
+    )
+    .unwrap();
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(p.changes[0].kind, ChangeKind::Metadata);
+    assert!(!p.daemon_reload);
+    // Its content changing does.
+    let p = plan::plan(
+        rendered(vec![file("/etc/systemd/system/app.service", "y")]),
+        &disk,
+    )
+    .unwrap();
+    assert!(p.daemon_reload);
 }
 
 #[test]
