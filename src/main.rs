@@ -4,6 +4,14 @@
 
 use clap::Parser;
 
+// dlmalloc instead of the C library's malloc: musl's (the shipped static
+// binary's) maps and unmaps pages on nearly every size-class change, ~110
+// mmap/munmap pairs on the demo and twice glibc's time on 1000 files;
+// dlmalloc keeps freed memory for reuse within the run (docs/benchmarks.md,
+// "Allocator").
+#[global_allocator]
+static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 fn main() {
     if let Some(code) = imprint::app::by_name() {
         std::process::exit(code);
