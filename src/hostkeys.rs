@@ -17,10 +17,21 @@
 //! generated for real inside the root (they are just files; tests and image
 //! builds see exactly what a boot would do).
 //!
-//! This runs right after apply (it changes the system, so never in a pure
-//! stage) and before the unit actions, which restart the ssh unit if it is
-//! already active; at boot it is not (`imprint.service` is ordered
-//! `Before=ssh.service sshd.service`).
+//! The keys land in /etc/ssh right after apply (that changes the system, so
+//! never in a pure stage) and before the unit actions, which restart the ssh
+//! unit if it is already active; at boot it is not (`imprint.service` is
+//! ordered `Before=ssh.service sshd.service`).
+//!
+//! On a first boot (no seal at all, so every listed type is generated anew
+//! whatever the instance-id turns out to be) ssh-keygen is started early,
+//! by [`start_ahead`] right after the seal check, into a private scratch
+//! directory `/run/imprint/hostkeys` (0700; the run lock is held, so no
+//! other run shares it). It then runs beside fetch, decode, render and
+//! apply instead of after them: under emulation at boot it is the longest
+//! step of a run. The root's /etc/ssh is untouched until the keys are
+//! installed after apply; a run that stops before that kills the
+//! ssh-keygen children and removes the scratch directory ([`Ahead`]'s
+//! drop).
 
 use crate::error::ExitCode;
 use crate::root::Root;
@@ -75,6 +86,17 @@ pub struct HostKeys {
 /// Make sure the listed host key types exist and belong to this instance.
 /// `new_instance`: no seal, or a seal for another instance-id.
 pub fn ensure(root: &Root, types: &[String], new_instance: bool) -> Result<HostKeys, HostKeyError> {
+    ensure_with(root, types, new_instance, None)
+}
+
+/// [`ensure`], taking the keys from `ahead` when [`start_ahead`] started
+/// them (a new instance: every listed type).
+fn ensure_with(
+    root: &Root,
+    types: &[String],
+    new_instance: bool,
+    ahead: Option<Ahead>,
+) -> Result<HostKeys, HostKeyError> {
     let mut done = HostKeys::default();
     if types.is_empty() {
         return Ok(done);
@@ -86,27 +108,41 @@ pub fn ensure(root: &Root, types: &[String], new_instance: bool) -> Result<HostK
         source,
     })?;
     confined(root, &dir)?;
-    let keygen = keygen()?;
-    // Every ssh-keygen at once, then each result in order: under emulation
-    // (and on any small VM) each run is mostly start-up, so two keys in
-    // parallel cost about one.
-    let mut running = Vec::new();
-    for t in types {
-        let key = dir.join(format!("ssh_host_{t}_key"));
-        if !new_instance && key.exists() {
-            continue;
+    // `ahead` (its scratch directory) lives until every key is copied out.
+    let mut ahead = ahead;
+    let (keygen, mut running) = match &mut ahead {
+        Some(a) => (a.keygen.clone(), std::mem::take(&mut a.running)),
+        None => (keygen()?, Vec::new()),
+    };
+    if running.is_empty() {
+        // Every ssh-keygen at once, then each result in order: under
+        // emulation (and on any small VM) each run is mostly start-up, so
+        // two keys in parallel cost about one.
+        for t in types {
+            let key = dir.join(format!("ssh_host_{t}_key"));
+            if !new_instance && key.exists() {
+                continue;
+            }
+            let made = dir.join(format!(".imprint-new-ssh_host_{t}_key"));
+            let child = spawn(&keygen, &made, t, &key);
+            running.push(Running {
+                key_type: t.clone(),
+                made,
+                child,
+            });
         }
-        running.push((t, key.clone(), spawn(&keygen, &dir, t, &key)));
     }
     // Every child is waited for (and its temp files handled) before the
     // first error is returned.
     let results: Vec<_> = running
         .into_iter()
-        .map(|(t, key, child)| {
-            let fp = finish(&keygen, &dir, t, &key, child);
-            (t, key, fp)
+        .map(|r| {
+            let key = dir.join(format!("ssh_host_{}_key", r.key_type));
+            let fp = finish(&keygen, &dir, &r.key_type, &key, &r.made, r.child);
+            (r.key_type, key, fp)
         })
         .collect();
+    drop(ahead);
     for (t, key, fp) in results {
         let fp = fp?;
         tracing::info!(
@@ -115,8 +151,7 @@ pub fn ensure(root: &Root, types: &[String], new_instance: bool) -> Result<HostK
             "generated ssh host key {} ({fp})",
             key.display()
         );
-        done.generated
-            .push((t.clone(), key.display().to_string(), fp));
+        done.generated.push((t, key.display().to_string(), fp));
     }
     if new_instance {
         let keep: Vec<String> = types
@@ -158,9 +193,18 @@ pub fn ensure(root: &Root, types: &[String], new_instance: bool) -> Result<HostK
 /// The pipeline's step: [`ensure`] with "new instance" decided from the
 /// seal (none, or another instance-id). Reads the seal itself because
 /// `run --force` skips the pipeline's seal check.
-pub fn for_run(root: &Root, types: &[String], instance_id: &str) -> Result<HostKeys, HostKeyError> {
+pub fn for_run(
+    root: &Root,
+    types: &[String],
+    instance_id: &str,
+    ahead: Option<Ahead>,
+) -> Result<HostKeys, HostKeyError> {
     if types.is_empty() {
         return Ok(HostKeys::default());
+    }
+    if ahead.is_some() {
+        // Started with no seal on disk, under the run lock: still none.
+        return ensure_with(root, types, true, ahead);
     }
     let new_instance = match crate::seal::read(root) {
         Ok(Some(s)) => s.instance_id != instance_id,
@@ -193,21 +237,101 @@ fn keygen_error(t: &str, key: &Path, message: String) -> HostKeyError {
     }
 }
 
-/// Start generating one key under a temporary name (see [`finish`]).
+/// One ssh-keygen run: the key type, where it writes the private key (the
+/// public one beside it, `.pub`), the child.
+#[derive(Debug)]
+struct Running {
+    key_type: String,
+    made: PathBuf,
+    child: Result<std::process::Child, HostKeyError>,
+}
+
+/// `path` + `.pub`.
+fn pub_of(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".pub");
+    PathBuf::from(p)
+}
+
+/// Host keys being generated ahead, into a private scratch directory
+/// (module doc). Dropping it unused kills and reaps the children and
+/// removes the directory.
+#[derive(Debug)]
+pub struct Ahead {
+    scratch: PathBuf,
+    keygen: PathBuf,
+    running: Vec<Running>,
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        for r in &mut self.running {
+            if let Ok(c) = &mut r.child {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+/// Where [`start_ahead`] has ssh-keygen write, relative to the root: beside
+/// the run lock, on /run (a tmpfs at boot).
+pub const SCRATCH_DIR: &str = "run/imprint/hostkeys";
+
+/// Start generating every listed key type now, when the root has no seal
+/// (a first boot: every type is new whatever the instance-id). `None` when
+/// there is nothing to start, or anything is in the way (a seal, no
+/// ssh-keygen, no scratch directory): [`for_run`] then does it all after
+/// apply, and reports what failed. Call with the run lock held.
+pub fn start_ahead(root: &Root, types: &[String]) -> Option<Ahead> {
+    if types.is_empty() || !matches!(crate::seal::read(root), Ok(None)) {
+        return None;
+    }
+    let keygen = keygen().ok()?;
+    let scratch = root.join(SCRATCH_DIR);
+    // Left by a killed run: the lock is ours now.
+    let _ = std::fs::remove_dir_all(&scratch);
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&scratch)
+            .ok()?;
+    }
+    let mut ahead = Ahead {
+        scratch,
+        keygen,
+        running: Vec::new(),
+    };
+    if confined(root, &ahead.scratch).is_err() {
+        return None;
+    }
+    for t in types {
+        let made = ahead.scratch.join(format!("ssh_host_{t}_key"));
+        let child = spawn(&ahead.keygen, &made, t, &made);
+        ahead.running.push(Running {
+            key_type: t.clone(),
+            made,
+            child,
+        });
+    }
+    Some(ahead)
+}
+
+/// Start generating one key at `made` (see [`finish`]).
 fn spawn(
     keygen: &Path,
-    dir: &Path,
+    made: &Path,
     t: &str,
     key: &Path,
 ) -> Result<std::process::Child, HostKeyError> {
-    let tmp = dir.join(format!(".imprint-new-ssh_host_{t}_key"));
-    let tmp_pub = dir.join(format!(".imprint-new-ssh_host_{t}_key.pub"));
     // Left by a crash: ssh-keygen would ask before overwriting.
-    let _ = std::fs::remove_file(&tmp);
-    let _ = std::fs::remove_file(&tmp_pub);
+    let _ = std::fs::remove_file(made);
+    let _ = std::fs::remove_file(pub_of(made));
     Command::new(keygen)
         .args(["-q", "-N", "", "-t", t, "-f"])
-        .arg(&tmp)
+        .arg(made)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -215,31 +339,44 @@ fn spawn(
         .map_err(|e| keygen_error(t, key, format!("failed to run {}: {e}", keygen.display())))
 }
 
-/// Wait for a key started by [`spawn`], then rename it (and its .pub) over
-/// `key`. Returns the SHA256 fingerprint.
+/// Wait for a key started by [`spawn`] at `made`; when that is outside
+/// `dir` (generated ahead), copy it (and its .pub, modes kept) in under a
+/// temporary name; then rename both over `key`. Returns the SHA256
+/// fingerprint.
 fn finish(
     keygen: &Path,
     dir: &Path,
     t: &str,
     key: &Path,
+    made: &Path,
     child: Result<std::process::Child, HostKeyError>,
 ) -> Result<String, HostKeyError> {
     let tmp = dir.join(format!(".imprint-new-ssh_host_{t}_key"));
-    let tmp_pub = dir.join(format!(".imprint-new-ssh_host_{t}_key.pub"));
-    let pub_path = dir.join(format!("ssh_host_{t}_key.pub"));
+    let tmp_pub = pub_of(&tmp);
+    let pub_path = pub_of(key);
     let err = |message: String| keygen_error(t, key, message);
     let out = child?
         .wait_with_output()
         .map_err(|e| err(format!("failed to run {}: {e}", keygen.display())))?;
     if !out.status.success() {
-        let _ = std::fs::remove_file(&tmp);
-        let _ = std::fs::remove_file(&tmp_pub);
+        let _ = std::fs::remove_file(made);
+        let _ = std::fs::remove_file(pub_of(made));
         return Err(err(format!(
             "{} exited with {}: {}",
             keygen.display(),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         )));
+    }
+    if made != tmp {
+        for (from, to) in [(made.to_path_buf(), &tmp), (pub_of(made), &tmp_pub)] {
+            let _ = std::fs::remove_file(to);
+            std::fs::copy(&from, to).map_err(|source| HostKeyError::Io {
+                what: "copy into place",
+                path: to.to_path_buf(),
+                source,
+            })?;
+        }
     }
     let public = std::fs::read_to_string(&tmp_pub).map_err(|source| HostKeyError::Io {
         what: "read",

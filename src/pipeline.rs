@@ -136,6 +136,12 @@ pub fn run(
     } else {
         None
     };
+    // A first boot (no seal): ssh-keygen starts now, into a private scratch
+    // directory, and runs beside the stages below (src/hostkeys.rs).
+    let ahead = match (until, &sealed) {
+        (Until::Run, None) => hostkeys::start_ahead(root, &manifest.ssh_host_keys),
+        _ => None,
+    };
     // Known offline: same id stops here, before any network. A local source
     // (file, NoCloud) is still read, offline, so that changed user-data can
     // be reported loudly below; if it cannot be read, the seal still wins.
@@ -239,7 +245,7 @@ pub fn run(
     // out of here goes through it.
     let pending = std::mem::take(&mut applied.pending);
     out.applied = Some(applied);
-    let done = after_apply(root, plan, mgr, out);
+    let done = after_apply(root, plan, mgr, out, ahead);
     let seal = match done {
         Ok(seal) => seal,
         Err(e) => {
@@ -268,11 +274,17 @@ fn after_apply(
     plan: Plan,
     mgr: &mut dyn ServiceManager,
     out: &mut Outcome,
+    ahead: Option<hostkeys::Ahead>,
 ) -> Result<Seal, Error> {
     let keys = out.timer.time("ssh-host-keys", || {
         let types = out.manifest.as_ref().map(|m| m.ssh_host_keys.as_slice());
         let id = out.fetched.as_ref().map(|f| f.instance_id.as_str());
-        hostkeys::for_run(root, types.unwrap_or_default(), id.unwrap_or_default())
+        hostkeys::for_run(
+            root,
+            types.unwrap_or_default(),
+            id.unwrap_or_default(),
+            ahead,
+        )
     })?;
     let units = out
         .timer
