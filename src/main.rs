@@ -8,7 +8,7 @@ use clap::Parser;
 // binary's) maps and unmaps pages on nearly every size-class change, ~110
 // mmap/munmap pairs on the demo and twice glibc's time on 1000 files;
 // dlmalloc keeps freed memory for reuse within the run (docs/benchmarks.md,
-// "Allocator").
+// "Third round").
 #[global_allocator]
 static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
