@@ -77,8 +77,14 @@ impl Timer {
     ) -> Result<T, Error> {
         let t = Instant::now();
         let r = f().map_err(Into::into);
-        let duration_ms = t.elapsed().as_secs_f64() * 1000.0;
-        let outcome = match &r {
+        self.record(stage, t.elapsed(), &r);
+        r
+    }
+
+    /// A stage timed by the caller (one that ran beside another).
+    fn record<T>(&mut self, stage: &str, took: std::time::Duration, r: &Result<T, Error>) {
+        let duration_ms = took.as_secs_f64() * 1000.0;
+        let outcome = match r {
             Ok(_) => "ok".to_string(),
             Err(e) => self.secrets.mask(&e.to_string()),
         };
@@ -88,7 +94,6 @@ impl Timer {
             duration_ms,
             outcome,
         });
-        r
     }
 }
 
@@ -276,19 +281,61 @@ fn after_apply(
     out: &mut Outcome,
     ahead: Option<hostkeys::Ahead>,
 ) -> Result<Seal, Error> {
-    let keys = out.timer.time("ssh-host-keys", || {
-        let types = out.manifest.as_ref().map(|m| m.ssh_host_keys.as_slice());
-        let id = out.fetched.as_ref().map(|f| f.instance_id.as_str());
-        hostkeys::for_run(
-            root,
-            types.unwrap_or_default(),
-            id.unwrap_or_default(),
-            ahead,
-        )
-    })?;
-    let units = out
-        .timer
-        .time("units", || systemd::act(mgr, &plan, &keys.restart));
+    let types: &[String] = out
+        .manifest
+        .as_ref()
+        .map(|m| m.ssh_host_keys.as_slice())
+        .unwrap_or_default();
+    let id = out
+        .fetched
+        .as_ref()
+        .map(|f| f.instance_id.as_str())
+        .unwrap_or_default();
+    let units = if types.is_empty() || names_ssh(&plan) {
+        // The keys first: a unit of the plan may be the ssh unit, and it
+        // must start with the new keys.
+        let keys = out.timer.time("ssh-host-keys", || {
+            hostkeys::for_run(root, types, id, ahead)
+        })?;
+        out.timer
+            .time("units", || systemd::act(mgr, &plan, &keys.restart))
+    } else {
+        // The keys go in on a thread while PID 1 works on the plan's unit
+        // jobs (under emulation at boot a restart takes most of a second);
+        // then the ssh unit, if the keys changed and it is running.
+        let ((keys, keys_took), (units, units_took)) = std::thread::scope(|s| {
+            let keys = s.spawn(|| {
+                let t = Instant::now();
+                (hostkeys::for_run(root, types, id, ahead), t.elapsed())
+            });
+            let t = Instant::now();
+            let units = systemd::act(mgr, &plan, &[]);
+            let units_took = t.elapsed();
+            let keys = keys.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (keys, (units, units_took))
+        });
+        let keys = keys.map_err(Error::from);
+        out.timer.record("ssh-host-keys", keys_took, &keys);
+        let t = Instant::now();
+        let units = match (units, &keys) {
+            (Ok(mut done), Ok(k)) if !k.restart.is_empty() => {
+                systemd::act(mgr, &Plan::default(), &k.restart).map(|more| {
+                    done.extend(more);
+                    done
+                })
+            }
+            (u, _) => u,
+        }
+        .map_err(Error::from);
+        out.timer.record("units", units_took + t.elapsed(), &units);
+        match (units, keys) {
+            (Ok(done), Err(e)) => {
+                out.units = done;
+                return Err(e);
+            }
+            (u, _) => u,
+        }
+    };
     out.plan = Some(plan);
     match units {
         Ok(u) => out.units = u,
@@ -320,6 +367,17 @@ fn after_apply(
         units: out.units.clone(),
         journal: None,
     })
+}
+
+/// Whether the plan acts on a unit that host keys may restart (`ssh.service`,
+/// `sshd.service`, an alias or a socket of them: any name starting with
+/// `ssh`).
+fn names_ssh(plan: &Plan) -> bool {
+    plan.restart
+        .iter()
+        .chain(&plan.reload)
+        .chain(&plan.enable)
+        .any(|u| u.starts_with("ssh"))
 }
 
 /// The report of a run (success or not), secrets masked.
