@@ -77,16 +77,17 @@ impl Timer {
     ) -> Result<T, Error> {
         let t = Instant::now();
         let r = f().map_err(Into::into);
-        self.record(stage, t.elapsed(), &r);
+        self.record(stage, t.elapsed(), r.as_ref().err());
         r
     }
 
-    /// A stage timed by the caller (one that ran beside another).
-    fn record<T>(&mut self, stage: &str, took: std::time::Duration, r: &Result<T, Error>) {
+    /// A stage timed by the caller; `error`: how it failed. (Not generic:
+    /// one copy in the binary, whose size is budgeted.)
+    fn record(&mut self, stage: &str, took: std::time::Duration, error: Option<&Error>) {
         let duration_ms = took.as_secs_f64() * 1000.0;
-        let outcome = match r {
-            Ok(_) => "ok".to_string(),
-            Err(e) => self.secrets.mask(&e.to_string()),
+        let outcome = match error {
+            None => "ok".to_string(),
+            Some(e) => self.secrets.mask(&e.to_string()),
         };
         tracing::debug!(stage, duration_ms, "stage done");
         self.stages.push(StageReport {
@@ -300,22 +301,18 @@ fn after_apply(
         out.timer
             .time("units", || systemd::act(mgr, &plan, &keys.restart))
     } else {
-        // The keys go in on a thread while PID 1 works on the plan's unit
-        // jobs (under emulation at boot a restart takes most of a second);
-        // then the ssh unit, if the keys changed and it is running.
-        let ((keys, keys_took), (units, units_took)) = std::thread::scope(|s| {
-            let keys = s.spawn(|| {
-                let t = Instant::now();
-                (hostkeys::for_run(root, types, id, ahead), t.elapsed())
-            });
-            let t = Instant::now();
-            let units = systemd::act(mgr, &plan, &[]);
-            let units_took = t.elapsed();
-            let keys = keys.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (keys, (units, units_took))
+        // The plan's unit jobs first, then the keys: ssh-keygen, started
+        // ahead on a first boot, runs on while PID 1 works on the jobs (under
+        // emulation at boot a restart takes most of a second), so the keys
+        // are usually ready when the jobs are done. Then the ssh unit, if the
+        // keys changed and it is running.
+        // (The report keeps the stages' usual order: ssh-host-keys, units.)
+        let t = Instant::now();
+        let units = systemd::act(mgr, &plan, &[]);
+        let mut units_took = t.elapsed();
+        let keys = out.timer.time("ssh-host-keys", || {
+            hostkeys::for_run(root, types, id, ahead)
         });
-        let keys = keys.map_err(Error::from);
-        out.timer.record("ssh-host-keys", keys_took, &keys);
         let t = Instant::now();
         let units = match (units, &keys) {
             (Ok(mut done), Ok(k)) if !k.restart.is_empty() => {
@@ -327,7 +324,8 @@ fn after_apply(
             (u, _) => u,
         }
         .map_err(Error::from);
-        out.timer.record("units", units_took + t.elapsed(), &units);
+        units_took += t.elapsed();
+        out.timer.record("units", units_took, units.as_ref().err());
         match (units, keys) {
             (Ok(done), Err(e)) => {
                 out.units = done;
