@@ -178,7 +178,8 @@ fn unit_actions(root: &Path) -> Vec<String> {
 
 #[test]
 fn new_keys_restart_the_ssh_unit_once_after_the_plans_units() {
-    // Keys on a thread beside the plan's unit jobs, then the ssh unit.
+    // The plan's unit jobs, then the keys (ssh-keygen ran on meanwhile),
+    // then the ssh unit.
     let r = demo_root_with_host_keys();
     std::fs::create_dir_all(r.path().join("lib/systemd/system")).unwrap();
     std::fs::write(r.path().join("lib/systemd/system/ssh.service"), "[Unit]\n").unwrap();
