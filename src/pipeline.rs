@@ -77,10 +77,17 @@ impl Timer {
     ) -> Result<T, Error> {
         let t = Instant::now();
         let r = f().map_err(Into::into);
-        let duration_ms = t.elapsed().as_secs_f64() * 1000.0;
-        let outcome = match &r {
-            Ok(_) => "ok".to_string(),
-            Err(e) => self.secrets.mask(&e.to_string()),
+        self.record(stage, t.elapsed(), r.as_ref().err());
+        r
+    }
+
+    /// A stage timed by the caller; `error`: how it failed. (Not generic:
+    /// one copy in the binary, whose size is budgeted.)
+    fn record(&mut self, stage: &str, took: std::time::Duration, error: Option<&Error>) {
+        let duration_ms = took.as_secs_f64() * 1000.0;
+        let outcome = match error {
+            None => "ok".to_string(),
+            Some(e) => self.secrets.mask(&e.to_string()),
         };
         tracing::debug!(stage, duration_ms, "stage done");
         self.stages.push(StageReport {
@@ -88,7 +95,6 @@ impl Timer {
             duration_ms,
             outcome,
         });
-        r
     }
 }
 
@@ -276,19 +282,58 @@ fn after_apply(
     out: &mut Outcome,
     ahead: Option<hostkeys::Ahead>,
 ) -> Result<Seal, Error> {
-    let keys = out.timer.time("ssh-host-keys", || {
-        let types = out.manifest.as_ref().map(|m| m.ssh_host_keys.as_slice());
-        let id = out.fetched.as_ref().map(|f| f.instance_id.as_str());
-        hostkeys::for_run(
-            root,
-            types.unwrap_or_default(),
-            id.unwrap_or_default(),
-            ahead,
-        )
-    })?;
-    let units = out
-        .timer
-        .time("units", || systemd::act(mgr, &plan, &keys.restart));
+    let types: &[String] = out
+        .manifest
+        .as_ref()
+        .map(|m| m.ssh_host_keys.as_slice())
+        .unwrap_or_default();
+    let id = out
+        .fetched
+        .as_ref()
+        .map(|f| f.instance_id.as_str())
+        .unwrap_or_default();
+    let units = if types.is_empty() || names_ssh(&plan) {
+        // The keys first: a unit of the plan may be the ssh unit, and it
+        // must start with the new keys.
+        let keys = out.timer.time("ssh-host-keys", || {
+            hostkeys::for_run(root, types, id, ahead)
+        })?;
+        out.timer
+            .time("units", || systemd::act(mgr, &plan, &keys.restart))
+    } else {
+        // The plan's unit jobs first, then the keys: ssh-keygen, started
+        // ahead on a first boot, runs on while PID 1 works on the jobs (under
+        // emulation at boot a restart takes most of a second), so the keys
+        // are usually ready when the jobs are done. Then the ssh unit, if the
+        // keys changed and it is running.
+        // (The report keeps the stages' usual order: ssh-host-keys, units.)
+        let t = Instant::now();
+        let units = systemd::act(mgr, &plan, &[]);
+        let mut units_took = t.elapsed();
+        let keys = out.timer.time("ssh-host-keys", || {
+            hostkeys::for_run(root, types, id, ahead)
+        });
+        let t = Instant::now();
+        let units = match (units, &keys) {
+            (Ok(mut done), Ok(k)) if !k.restart.is_empty() => {
+                systemd::act(mgr, &Plan::default(), &k.restart).map(|more| {
+                    done.extend(more);
+                    done
+                })
+            }
+            (u, _) => u,
+        }
+        .map_err(Error::from);
+        units_took += t.elapsed();
+        out.timer.record("units", units_took, units.as_ref().err());
+        match (units, keys) {
+            (Ok(done), Err(e)) => {
+                out.units = done;
+                return Err(e);
+            }
+            (u, _) => u,
+        }
+    };
     out.plan = Some(plan);
     match units {
         Ok(u) => out.units = u,
@@ -320,6 +365,17 @@ fn after_apply(
         units: out.units.clone(),
         journal: None,
     })
+}
+
+/// Whether the plan acts on a unit that host keys may restart (`ssh.service`,
+/// `sshd.service`, an alias or a socket of them: any name starting with
+/// `ssh`).
+fn names_ssh(plan: &Plan) -> bool {
+    plan.restart
+        .iter()
+        .chain(&plan.reload)
+        .chain(&plan.enable)
+        .any(|u| u.starts_with("ssh"))
 }
 
 /// The report of a run (success or not), secrets masked.

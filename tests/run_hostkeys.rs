@@ -157,3 +157,72 @@ fn a_run_that_fails_before_apply_kills_ssh_keygen_and_changes_nothing() {
         .collect();
     assert!(placed.is_empty(), "{placed:#?}");
 }
+
+/// The unit actions of the run in `root`'s report, as `ACTION UNIT` lines.
+fn unit_actions(root: &Path) -> Vec<String> {
+    let report = std::fs::read_to_string(root.join("var/lib/imprint/report.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&report).unwrap();
+    v["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            format!(
+                "{} {}",
+                u["action"].as_str().unwrap(),
+                u["unit"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn new_keys_restart_the_ssh_unit_once_after_the_plans_units() {
+    // The plan's unit jobs, then the keys (ssh-keygen ran on meanwhile),
+    // then the ssh unit.
+    let r = demo_root_with_host_keys();
+    std::fs::create_dir_all(r.path().join("lib/systemd/system")).unwrap();
+    std::fs::write(r.path().join("lib/systemd/system/ssh.service"), "[Unit]\n").unwrap();
+    let (rc, err, _) = traced_run(r.path(), &demo().join("user-data.b64"));
+    assert_eq!(rc, 0, "{err}");
+    let units = unit_actions(r.path());
+    assert_eq!(
+        units.iter().filter(|u| u.ends_with(" ssh.service")).count(),
+        1,
+        "{units:?}"
+    );
+    assert_eq!(
+        units.last().map(String::as_str),
+        Some("would-restart ssh.service"),
+        "{units:?}"
+    );
+    assert!(
+        units.contains(&"would-restart app.service".to_string()),
+        "{units:?}"
+    );
+
+    // A manifest whose own file restarts the ssh unit: the keys go in
+    // first (the unit must start with them), and it is still acted on once.
+    let r = demo_root_with_host_keys();
+    std::fs::create_dir_all(r.path().join("lib/systemd/system")).unwrap();
+    std::fs::write(r.path().join("lib/systemd/system/ssh.service"), "[Unit]\n").unwrap();
+    let m = r.path().join("etc/imprint/imprint.yaml");
+    let text = std::fs::read_to_string(&m).unwrap().replacen(
+        "restart: [app.service]",
+        "restart: [app.service, ssh.service]",
+        1,
+    );
+    assert!(
+        text.contains("ssh.service"),
+        "the demo manifest restarts app.service"
+    );
+    std::fs::write(&m, text).unwrap();
+    let (rc, err, _) = traced_run(r.path(), &demo().join("user-data.b64"));
+    assert_eq!(rc, 0, "{err}");
+    let units = unit_actions(r.path());
+    assert_eq!(
+        units.iter().filter(|u| u.ends_with(" ssh.service")).count(),
+        1,
+        "{units:?}"
+    );
+}
