@@ -235,8 +235,8 @@ variant_key() {
       install_empty_unit bake_app_config build_variant
     (cd "$VM_DIR" && find guest -type f | sort | xargs sha256sum)
     [ "$variant" = emptyunit ] && sha256sum < "$REPO_ROOT/units/imprint.service"
-    if [ "$variant" = imprint ]; then
-      (cd "$VM_DIR" && find fixtures/imprint.yaml fixtures/templates -type f | sort | xargs sha256sum)
+    if [ "$variant" = imprint ] || [ "$variant" = imprintapp ]; then
+      (cd "$VM_DIR" && find fixtures/imprint.yaml fixtures/imprint-app.yaml fixtures/templates -type f | sort | xargs sha256sum)
       sha256sum < "$REPO_ROOT/units/imprint.service"
       sha256sum < "$bin"
     fi
@@ -246,8 +246,8 @@ variant_key() {
 # build_variant VARIANT [BIN]: sets IMAGE, KERNEL, INITRD
 build_variant() {
   local variant=$1 bin=${2:-}
-  case "$variant" in imprint|cloudinit|none|emptyunit) ;; *) die "unknown variant '$variant' (imprint|cloudinit|none|emptyunit)";; esac
-  if [ "$variant" = imprint ] && [ -z "$bin" ]; then bin=$(resolve_imprint_bin); fi
+  case "$variant" in imprint|imprintapp|cloudinit|none|emptyunit) ;; *) die "unknown variant '$variant' (imprint|imprintapp|cloudinit|none|emptyunit)";; esac
+  case "$variant" in imprint|imprintapp) [ -n "$bin" ] || bin=$(resolve_imprint_bin) ;; esac
   ensure_rootfs
   KERNEL="$BOOTDIR/vmlinuz"; INITRD="$BOOTDIR/initrd.img"
   local key; key=$(variant_key "$variant" "$bin")
@@ -262,6 +262,8 @@ build_variant() {
   install_harness "$st"
   case "$variant" in
     imprint)   disable_cloudinit "$st"; install_manifest "$st"; install_imprint "$st" "$bin" ;;
+    imprintapp) disable_cloudinit "$st"; install_manifest "$st"; install_imprint "$st" "$bin"
+               put_file 0644 "$VM_DIR/fixtures/imprint-app.yaml" "$st/etc/imprint/imprint.yaml" ;;
     cloudinit) ;;
     none)      disable_cloudinit "$st"; bake_app_config "$st" ;;
     emptyunit) disable_cloudinit "$st"; bake_app_config "$st"; install_empty_unit "$st" ;;

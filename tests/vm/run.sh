@@ -4,7 +4,7 @@
 #
 #   tests/vm/run.sh                          deps + image + every scenario
 #   tests/vm/run.sh --scenario second        one scenario (and those it needs)
-#   tests/vm/run.sh --perf                   boot imprint/cloudinit/emptyunit/none
+#   tests/vm/run.sh --perf                   boot imprint/imprintapp/cloudinit/emptyunit/none
 #                                            variants with the same seed, report
 #                                            timings and their medians
 #   options: --no-deps (or IMPRINT_VM_SKIP_DEPS=1), --keep (keep disks/run dir),
@@ -38,7 +38,7 @@ SECRET=hunter2-S3cret-Pa55                               # db.password in fixtur
 
 usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
-PERF_SCENARIOS="perf-imprint perf-cloudinit perf-emptyunit perf-none"
+PERF_SCENARIOS="perf-imprint perf-imprintapp perf-cloudinit perf-emptyunit perf-none"
 SCEN=() KEEP=0 SKIP_DEPS=${IMPRINT_VM_SKIP_DEPS:-0} PERF=0 PERF_RUNS=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -119,7 +119,7 @@ declare -A IMG
 image_for() {   # image_for VARIANT -> sets IMAGE KERNEL INITRD (builds once per run)
   local v=$1 t=$SECONDS bin=
   if [ -z "${IMG[$v]:-}" ]; then
-    [ "$v" = imprint ] && bin=$(resolve_imprint_bin)
+    case "$v" in imprint|imprintapp) bin=$(resolve_imprint_bin) ;; esac
     [ -n "$bin" ] && log "imprint binary: $bin"
     build_variant "$v" $bin
     IMG[$v]=$IMAGE
@@ -403,6 +403,7 @@ perf_boot() {
 # seconds since boot at which UNIT entered a state (monotonic usec prop)
 abs_secs() { awk -v a="$(prop "$1.$2TimestampMonotonic")" 'BEGIN{ if (a > 0) printf "%.2f", a/1e6 }'; }
 scn_perf_imprint()   { local i; for i in $(seq "$PERF_RUNS"); do perf_boot imprint "$i"; done; }
+scn_perf_imprintapp() { local i; for i in $(seq "$PERF_RUNS"); do perf_boot imprintapp "$i"; done; }
 scn_perf_cloudinit() { local i; for i in $(seq "$PERF_RUNS"); do perf_boot cloudinit "$i"; done; }
 scn_perf_emptyunit() { local i; for i in $(seq "$PERF_RUNS"); do perf_boot emptyunit "$i"; done; }
 scn_perf_none()      { local i; for i in $(seq "$PERF_RUNS"); do perf_boot none "$i"; done; }
@@ -429,6 +430,10 @@ perf_summary() {
         printf "   app active, imprint - none (medians): %+.2f s (target: <= +0.50)\n", med("imprint", 5) - med("none", 5)
       if (("imprint" in seen) && ("emptyunit" in seen) && med("emptyunit", 5) != "")
         printf "   app active, imprint - emptyunit (medians): %+.2f s\n", med("imprint", 5) - med("emptyunit", 5)
+      if (("imprintapp" in seen) && ("emptyunit" in seen))
+        printf "   imprintapp: imprint.service - empty oneshot (medians): %+.2f s (target: <= +0.10)\n", med("imprintapp", 6) - med("emptyunit", 7)
+      if (("imprintapp" in seen) && ("emptyunit" in seen) && med("emptyunit", 5) != "")
+        printf "   imprintapp: app active - emptyunit (medians): %+.2f s (target: <= +0.50)\n", med("imprintapp", 5) - med("emptyunit", 5)
     }' "$PERF_TSV"
 }
 
