@@ -148,6 +148,11 @@ pub fn run(
         (Until::Run, None) => hostkeys::start_ahead(root, &manifest.ssh_host_keys),
         _ => None,
     };
+    // The state of every unit the manifest may act on is asked for now, too:
+    // PID 1 is busy at boot, and its answer then takes up to a second.
+    if until == Until::Run && sealed.is_none() {
+        mgr.prefetch(&units_of(&manifest));
+    }
     // Known offline: same id stops here, before any network. A local source
     // (file, NoCloud) is still read, offline, so that changed user-data can
     // be reported loudly below; if it cannot be read, the seal still wins.
@@ -365,6 +370,29 @@ fn after_apply(
         units: out.units.clone(),
         journal: None,
     })
+}
+
+/// Every unit the manifest may have acted on (restart, reload, enable, and
+/// the ssh units when it generates host keys).
+fn units_of(m: &Manifest) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    let ssh: &[&str] = if m.ssh_host_keys.is_empty() {
+        &[]
+    } else {
+        &["ssh.service", "sshd.service"]
+    };
+    let named = m
+        .files
+        .iter()
+        .flat_map(|f| f.restart.iter().chain(&f.reload))
+        .chain(&m.enable)
+        .map(String::as_str);
+    for u in named.chain(ssh.iter().copied()) {
+        if !out.contains(&u) {
+            out.push(u);
+        }
+    }
+    out
 }
 
 /// Whether the plan acts on a unit that host keys may restart (`ssh.service`,

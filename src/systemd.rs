@@ -76,6 +76,12 @@ pub trait ServiceManager {
         let _ = units;
         Ok(())
     }
+    /// Start asking for the state of units the run may act on, at its
+    /// start: [`ServiceManager::prepare`] uses the answers that cannot have
+    /// gone stale by then and asks again for the others.
+    fn prefetch(&mut self, units: &[&str]) {
+        let _ = units;
+    }
     fn daemon_reload(&mut self) -> Result<UnitAction, UnitError>;
     fn enable_start(&mut self, unit: &str) -> Result<UnitAction, UnitError>;
     fn restart(&mut self, unit: &str) -> Result<UnitAction, UnitError>;
@@ -323,6 +329,9 @@ pub fn unit_of_cgroup(text: &str) -> Option<String> {
 /// How long one waited job may take, and all of them together.
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 pub const UNITS_BUDGET: Duration = Duration::from_secs(45);
+/// The key under which a prefetched answer carries the name it was asked by.
+const EARLY_NAME: &str = " asked as";
+
 /// How long a query (`show`, `list-dependencies`, `--no-block`) may take.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -349,7 +358,18 @@ pub struct Systemctl {
     /// The connection to PID 1's private socket, used for the state query
     /// and the jobs when it can be had; `systemctl` otherwise.
     bus: BusState,
+    /// The state query sent by [`ServiceManager::prefetch`]: a thread that
+    /// connects and sends the `Get`s while the run's stages go on.
+    early: Option<Early>,
+    /// Its answers, by the name asked, once collected.
+    early_states: BTreeMap<String, UnitState>,
+    /// A `daemon-reload` was done: answers from before it are stale.
+    reloaded: bool,
 }
+
+/// The prefetch thread: the connection and every unit's properties.
+type Early = std::thread::JoinHandle<Result<(bus::Bus, Vec<Props>), bus::BusError>>;
+type Props = BTreeMap<String, String>;
 
 /// Whether imprint talks to PID 1 directly.
 #[derive(Debug)]
@@ -456,6 +476,9 @@ impl Systemctl {
             states: BTreeMap::new(),
             offline: false,
             bus: BusState::Off,
+            early: None,
+            early_states: BTreeMap::new(),
+            reloaded: false,
         }
     }
 
@@ -475,6 +498,7 @@ impl Systemctl {
 
     /// The connection to PID 1, connecting on first use.
     fn bus(&mut self) -> Option<&mut bus::Bus> {
+        self.collect_early();
         if let BusState::Untried(p) = &self.bus {
             let p = p.clone();
             self.bus = match bus::Bus::connect(&p, QUERY_TIMEOUT) {
@@ -498,33 +522,70 @@ impl Systemctl {
         }
     }
 
-    /// The state of `names` from PID 1 (a `Get` of each property, all sent
+    /// Wait for the prefetch thread, if there is one: its connection
+    /// becomes the connection, its answers `early_states`. A failure there
+    /// is a failure of the bus (`systemctl` from now on), as it would have
+    /// been here.
+    fn collect_early(&mut self) {
+        let Some(h) = self.early.take() else { return };
+        let t = Instant::now();
+        match h.join() {
+            Ok(Ok((b, answers))) => {
+                tracing::debug!(
+                    "state of {} units asked ahead, waited {} us for it",
+                    answers.len(),
+                    t.elapsed().as_micros()
+                );
+                for props in answers {
+                    if let Some(name) = props.get(EARLY_NAME) {
+                        let st = UnitState::from_show(name, &props);
+                        self.early_states.insert(name.clone(), st);
+                    }
+                }
+                if matches!(self.bus, BusState::Untried(_)) {
+                    self.bus = BusState::Up(b);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!("not talking to systemd: {e}; running systemctl instead");
+                self.bus = BusState::Down;
+            }
+            Err(_) => self.bus = BusState::Down,
+        }
+    }
+
+    /// The state of `names` from `bus` (a `Get` of each property, all sent
     /// at once), as `systemctl show` would print the same properties.
-    /// `None`: the bus is not there or failed (then `systemctl` asks).
-    fn show_over_bus(&mut self, names: &[&str]) -> Option<Vec<BTreeMap<String, String>>> {
-        let b = self.bus()?;
+    fn ask(b: &mut bus::Bus, names: &[&str]) -> Result<Vec<Props>, bus::BusError> {
         let objects: Vec<(String, &str, &[&str])> = names
             .iter()
             .map(|n| (bus::unit_path(n), bus::UNIT_IFACE, &STATE_PROPS[..]))
             .collect();
+        let all = b.get(&objects, Instant::now() + QUERY_TIMEOUT)?;
+        Ok(all
+            .iter()
+            .map(|props| {
+                props
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.to_text()?)))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// The state of `names` from PID 1. `None`: the bus is not there or
+    /// failed (then `systemctl` asks).
+    fn show_over_bus(&mut self, names: &[&str]) -> Option<Vec<Props>> {
+        let b = self.bus()?;
         let t = Instant::now();
-        let answers = b.get(&objects, t + QUERY_TIMEOUT);
+        let answers = Systemctl::ask(b, names);
         tracing::debug!(
             "state of {} units from systemd in {} us",
             names.len(),
             t.elapsed().as_micros()
         );
         match answers {
-            Ok(all) => Some(
-                all.iter()
-                    .map(|props| {
-                        props
-                            .iter()
-                            .filter_map(|(k, v)| Some((k.clone(), v.to_text()?)))
-                            .collect()
-                    })
-                    .collect(),
-            ),
+            Ok(all) => Some(all),
             Err(e) => {
                 tracing::warn!(
                     "failed to read the state of {} from systemd: {e}; asking systemctl",
@@ -768,6 +829,40 @@ impl Systemctl {
         self.self_unit.clone().flatten()
     }
 
+    /// Keep the answers asked for ahead that cannot have gone stale, and
+    /// return the units to ask about again. An answer holds when the unit
+    /// was not active and is ordered after the unit imprint runs in, whose
+    /// start job was running: any job for the unit waits for that one, so
+    /// the unit cannot have started since. Nothing holds after a
+    /// `daemon-reload` (unit files and ordering may have changed).
+    fn use_early<'a>(&mut self, me: Option<&str>, units: &[&'a str]) -> Vec<&'a str> {
+        let early = std::mem::take(&mut self.early_states);
+        let me_job = me
+            .and_then(|m| early.get(m))
+            .filter(|st| st.active_state == "activating" && !self.reloaded);
+        let Some(me_job) = me_job else {
+            return units.to_vec();
+        };
+        if self.self_job.is_none() {
+            self.self_job = Some(Some(me_job.clone()));
+        }
+        let mut ask = Vec::new();
+        for u in units {
+            match early.get(*u) {
+                Some(st)
+                    if !matches!(
+                        st.active_state.as_str(),
+                        "active" | "reloading" | "activating"
+                    ) && direct_order(st, me_job) == Some(true) =>
+                {
+                    self.states.insert(u.to_string(), st.clone());
+                }
+                _ => ask.push(*u),
+            }
+        }
+        ask
+    }
+
     /// The unit whose start job imprint runs in, if that job is running.
     fn self_job(&mut self, action: &str) -> Result<Option<UnitState>, UnitError> {
         if let Some(j) = &self.self_job {
@@ -936,6 +1031,11 @@ impl ServiceManager for Systemctl {
             return Ok(());
         }
         let me = self.own_unit();
+        self.collect_early();
+        let units = self.use_early(me.as_deref(), units);
+        if units.is_empty() {
+            return Ok(());
+        }
         let mut names: Vec<&str> = units.to_vec();
         if let Some(m) = me.as_deref() {
             if self.self_job.is_none() && !names.contains(&m) {
@@ -973,6 +1073,33 @@ impl ServiceManager for Systemctl {
         Ok(())
     }
 
+    /// Ask for the state of `units` (and of the unit imprint runs in) now,
+    /// on a thread, over a connection of its own that `prepare` then keeps.
+    fn prefetch(&mut self, units: &[&str]) {
+        let BusState::Untried(path) = &self.bus else {
+            return;
+        };
+        if self.offline || units.is_empty() || self.early.is_some() {
+            return;
+        }
+        let path = path.clone();
+        let mut names: Vec<String> = units.iter().map(|u| u.to_string()).collect();
+        if let Some(me) = self.own_unit() {
+            if !names.contains(&me) {
+                names.push(me);
+            }
+        }
+        self.early = Some(std::thread::spawn(move || {
+            let mut b = bus::Bus::connect(&path, QUERY_TIMEOUT)?;
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let mut all = Systemctl::ask(&mut b, &refs)?;
+            for (props, n) in all.iter_mut().zip(&names) {
+                props.insert(EARLY_NAME.into(), n.clone());
+            }
+            Ok((b, all))
+        }));
+    }
+
     fn daemon_reload(&mut self) -> Result<UnitAction, UnitError> {
         let action = |result: &str| UnitAction {
             unit: String::new(),
@@ -982,6 +1109,7 @@ impl ServiceManager for Systemctl {
         if self.offline {
             return Ok(action("skipped (systemd is not running)"));
         }
+        self.reloaded = true;
         let timeout = self.wait_for("", "daemon-reload")?;
         let r = self.run("", "daemon-reload", &["daemon-reload"], timeout)?;
         if !r.ok() {

@@ -232,6 +232,8 @@ struct Pid1 {
     socket: PathBuf,
     /// `MEMBER ARGS...` of every call.
     calls: Arc<Mutex<Vec<String>>>,
+    /// The units it answers for (a test may change one between calls).
+    units: Arc<Mutex<BTreeMap<String, FakeUnit>>>,
     _dir: TempRoot,
 }
 
@@ -276,10 +278,13 @@ impl Pid1 {
         let l = UnixListener::bind(&socket).unwrap();
         let calls = Arc::new(Mutex::new(Vec::new()));
         let log = calls.clone();
-        let units: BTreeMap<String, FakeUnit> = units
-            .iter()
-            .map(|(n, u)| (n.to_string(), u.clone()))
-            .collect();
+        let shared: Arc<Mutex<BTreeMap<String, FakeUnit>>> = Arc::new(Mutex::new(
+            units
+                .iter()
+                .map(|(n, u)| (n.to_string(), u.clone()))
+                .collect(),
+        ));
+        let table = shared.clone();
         std::thread::spawn(move || {
             let Ok((s, _)) = l.accept() else { return };
             let mut r = BufReader::new(s.try_clone().unwrap());
@@ -296,6 +301,7 @@ impl Pid1 {
             let mut jobs = 0;
             while let Ok(buf) = read_message(&mut r) {
                 let m = decode(&buf).unwrap();
+                let units = table.lock().unwrap().clone();
                 let args: Vec<&str> = m.body.iter().filter_map(Value::as_str).collect();
                 log.lock()
                     .unwrap()
@@ -419,7 +425,22 @@ impl Pid1 {
         Pid1 {
             socket,
             calls,
+            units: shared,
             _dir: dir,
+        }
+    }
+
+    /// Change a unit's active state from now on.
+    fn set_active(&self, unit: &str, active: &'static str) {
+        self.units.lock().unwrap().get_mut(unit).unwrap().active = active;
+    }
+
+    /// Wait (at most 10 s) until `n` calls have come in.
+    fn wait_calls(&self, n: usize) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while self.calls().len() < n {
+            assert!(Instant::now() < end, "{:#?}", self.calls());
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -502,6 +523,61 @@ fn a_first_boot_talks_to_pid1_without_one_exec() {
     assert!(calls[..24]
         .iter()
         .all(|c| c.starts_with("Get org.freedesktop.systemd1.Unit ")));
+    assert_eq!(calls[24], "RestartUnit early.service replace");
+}
+
+#[test]
+fn states_asked_ahead_are_used_only_where_they_cannot_have_gone_stale() {
+    let pid1 = Pid1::start(&[
+        ("imprint.service", IMPRINT),
+        (
+            // Ordered after imprint (default dependencies): while imprint's
+            // start job runs, a job for it waits, so "inactive" holds.
+            "app.service",
+            FakeUnit {
+                active: "inactive",
+                after: DEFAULT_AFTER,
+                before: "",
+                job_result: Some("done"),
+            },
+        ),
+        (
+            // Ordered before imprint: it may start at any time.
+            "early.service",
+            FakeUnit {
+                active: "inactive",
+                after: "local-fs.target",
+                before: "imprint.service",
+                job_result: Some("done"),
+            },
+        ),
+    ]);
+    let mut s = pid1.systemctl();
+    s.prefetch(&["app.service", "early.service"]);
+    // Six properties of three units (imprint's own included), sent ahead.
+    pid1.wait_calls(18);
+    // Meanwhile early.service started (and, in this stand-in only, so did
+    // app.service: the early answer for it must be the one used).
+    pid1.set_active("early.service", "active");
+    pid1.set_active("app.service", "active");
+    let plan = Plan {
+        restart: vec!["app.service".into(), "early.service".into()],
+        ..Plan::default()
+    };
+    let done = act(&mut s, &plan, &[]).unwrap();
+    assert_eq!(
+        lines(&done),
+        [
+            "restart app.service skipped (inactive)",
+            "restart early.service done"
+        ]
+    );
+    // Asked again: one unit's six properties (early.service's, as the
+    // results above say), on the same connection (the stand-in accepts
+    // one); then its job.
+    let calls = pid1.calls();
+    assert_eq!(calls.len(), 18 + 6 + 1, "{calls:#?}");
+    assert!(calls[18..24].iter().all(|c| c.starts_with("Get ")));
     assert_eq!(calls[24], "RestartUnit early.service replace");
 }
 
