@@ -836,7 +836,20 @@ impl Systemctl {
     /// the unit cannot have started since. Nothing holds after a
     /// `daemon-reload` (unit files and ordering may have changed).
     fn use_early<'a>(&mut self, me: Option<&str>, units: &[&'a str]) -> Vec<&'a str> {
+        // Taken for the loop and put back: a later `prepare` (the ssh unit,
+        // after the host keys) uses them too.
         let early = std::mem::take(&mut self.early_states);
+        let ask = self.use_answers(&early, me, units);
+        self.early_states = early;
+        ask
+    }
+
+    fn use_answers<'a>(
+        &mut self,
+        early: &BTreeMap<String, UnitState>,
+        me: Option<&str>,
+        units: &[&'a str],
+    ) -> Vec<&'a str> {
         let me_job = me
             .and_then(|m| early.get(m))
             .filter(|st| st.active_state == "activating" && !self.reloaded);

@@ -551,11 +551,20 @@ fn states_asked_ahead_are_used_only_where_they_cannot_have_gone_stale() {
                 job_result: Some("done"),
             },
         ),
+        (
+            "ssh.service",
+            FakeUnit {
+                active: "inactive",
+                after: DEFAULT_AFTER,
+                before: "",
+                job_result: Some("done"),
+            },
+        ),
     ]);
     let mut s = pid1.systemctl();
-    s.prefetch(&["app.service", "early.service"]);
-    // Six properties of three units (imprint's own included), sent ahead.
-    pid1.wait_calls(18);
+    s.prefetch(&["app.service", "early.service", "ssh.service"]);
+    // Six properties of four units (imprint's own included), sent ahead.
+    pid1.wait_calls(24);
     // Meanwhile early.service started (and, in this stand-in only, so did
     // app.service: the early answer for it must be the one used).
     pid1.set_active("early.service", "active");
@@ -576,9 +585,15 @@ fn states_asked_ahead_are_used_only_where_they_cannot_have_gone_stale() {
     // results above say), on the same connection (the stand-in accepts
     // one); then its job.
     let calls = pid1.calls();
-    assert_eq!(calls.len(), 18 + 6 + 1, "{calls:#?}");
-    assert!(calls[18..24].iter().all(|c| c.starts_with("Get ")));
-    assert_eq!(calls[24], "RestartUnit early.service replace");
+    assert_eq!(calls.len(), 24 + 6 + 1, "{calls:#?}");
+    assert!(calls[24..30].iter().all(|c| c.starts_with("Get ")));
+    assert_eq!(calls[30], "RestartUnit early.service replace");
+    // The ssh unit after the host keys (a second `act`): its answer from
+    // ahead still holds, and nothing is asked.
+    pid1.set_active("ssh.service", "active");
+    let done = act(&mut s, &Plan::default(), &["ssh.service".into()]).unwrap();
+    assert_eq!(lines(&done), ["restart ssh.service skipped (inactive)"]);
+    assert_eq!(pid1.calls().len(), 31, "{:#?}", pid1.calls());
 }
 
 #[test]
