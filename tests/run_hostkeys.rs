@@ -176,21 +176,28 @@ fn unit_actions(root: &Path) -> Vec<String> {
         .collect()
 }
 
+/// [`demo_root_with_host_keys`], the root also having an `ssh.service`.
+fn demo_root_with_host_keys_and_ssh_unit() -> tempfile::TempDir {
+    let r = demo_root_with_host_keys();
+    std::fs::create_dir_all(r.path().join("lib/systemd/system")).unwrap();
+    std::fs::write(r.path().join("lib/systemd/system/ssh.service"), "[Unit]\n").unwrap();
+    r
+}
+
+/// How many of the unit actions are on ssh.service.
+fn ssh_actions(units: &[String]) -> usize {
+    units.iter().filter(|u| u.ends_with(" ssh.service")).count()
+}
+
 #[test]
 fn new_keys_restart_the_ssh_unit_once_after_the_plans_units() {
     // The plan's unit jobs, then the keys (ssh-keygen ran on meanwhile),
     // then the ssh unit.
-    let r = demo_root_with_host_keys();
-    std::fs::create_dir_all(r.path().join("lib/systemd/system")).unwrap();
-    std::fs::write(r.path().join("lib/systemd/system/ssh.service"), "[Unit]\n").unwrap();
+    let r = demo_root_with_host_keys_and_ssh_unit();
     let (rc, err, _) = traced_run(r.path(), &demo().join("user-data.b64"));
     assert_eq!(rc, 0, "{err}");
     let units = unit_actions(r.path());
-    assert_eq!(
-        units.iter().filter(|u| u.ends_with(" ssh.service")).count(),
-        1,
-        "{units:?}"
-    );
+    assert_eq!(ssh_actions(&units), 1, "{units:?}");
     assert_eq!(
         units.last().map(String::as_str),
         Some("would-restart ssh.service"),
@@ -203,9 +210,7 @@ fn new_keys_restart_the_ssh_unit_once_after_the_plans_units() {
 
     // A manifest whose own file restarts the ssh unit: the keys go in
     // first (the unit must start with them), and it is still acted on once.
-    let r = demo_root_with_host_keys();
-    std::fs::create_dir_all(r.path().join("lib/systemd/system")).unwrap();
-    std::fs::write(r.path().join("lib/systemd/system/ssh.service"), "[Unit]\n").unwrap();
+    let r = demo_root_with_host_keys_and_ssh_unit();
     let m = r.path().join("etc/imprint/imprint.yaml");
     let text = std::fs::read_to_string(&m).unwrap().replacen(
         "restart: [app.service]",
@@ -220,9 +225,5 @@ fn new_keys_restart_the_ssh_unit_once_after_the_plans_units() {
     let (rc, err, _) = traced_run(r.path(), &demo().join("user-data.b64"));
     assert_eq!(rc, 0, "{err}");
     let units = unit_actions(r.path());
-    assert_eq!(
-        units.iter().filter(|u| u.ends_with(" ssh.service")).count(),
-        1,
-        "{units:?}"
-    );
+    assert_eq!(ssh_actions(&units), 1, "{units:?}");
 }

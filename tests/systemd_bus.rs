@@ -464,6 +464,14 @@ const IMPRINT: FakeUnit = FakeUnit {
     job_result: None,
 };
 const DEFAULT_AFTER: &str = "sysinit.target basic.target system.slice systemd-journald.socket";
+/// A service with default dependencies that has not started yet (at boot:
+/// ordered after imprint through sysinit.target).
+const SERVICE_NOT_STARTED: FakeUnit = FakeUnit {
+    active: "inactive",
+    after: DEFAULT_AFTER,
+    before: "",
+    job_result: Some("done"),
+};
 
 fn lines(done: &[imprint::systemd::UnitAction]) -> Vec<String> {
     done.iter()
@@ -484,24 +492,8 @@ fn a_first_boot_talks_to_pid1_without_one_exec() {
                 job_result: Some("done"),
             },
         ),
-        (
-            "app.service",
-            FakeUnit {
-                active: "inactive",
-                after: DEFAULT_AFTER,
-                before: "",
-                job_result: Some("done"),
-            },
-        ),
-        (
-            "ssh.service",
-            FakeUnit {
-                active: "inactive",
-                after: DEFAULT_AFTER,
-                before: "",
-                job_result: Some("done"),
-            },
-        ),
+        ("app.service", SERVICE_NOT_STARTED),
+        ("ssh.service", SERVICE_NOT_STARTED),
     ]);
     let plan = Plan {
         restart: vec!["early.service".into(), "app.service".into()],
@@ -534,12 +526,7 @@ fn states_asked_ahead_are_used_only_where_they_cannot_have_gone_stale() {
             // Ordered after imprint (default dependencies): while imprint's
             // start job runs, a job for it waits, so "inactive" holds.
             "app.service",
-            FakeUnit {
-                active: "inactive",
-                after: DEFAULT_AFTER,
-                before: "",
-                job_result: Some("done"),
-            },
+            SERVICE_NOT_STARTED,
         ),
         (
             // Ordered before imprint: it may start at any time.
@@ -551,15 +538,7 @@ fn states_asked_ahead_are_used_only_where_they_cannot_have_gone_stale() {
                 job_result: Some("done"),
             },
         ),
-        (
-            "ssh.service",
-            FakeUnit {
-                active: "inactive",
-                after: DEFAULT_AFTER,
-                before: "",
-                job_result: Some("done"),
-            },
-        ),
+        ("ssh.service", SERVICE_NOT_STARTED),
     ]);
     let mut s = pid1.systemctl();
     s.prefetch(&["app.service", "early.service", "ssh.service"]);
