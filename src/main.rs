@@ -13,6 +13,7 @@ use clap::Parser;
 static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
 fn main() {
+    imprint::report::start_clock();
     if let Some(code) = imprint::app::by_name() {
         std::process::exit(code);
     }

@@ -77,13 +77,20 @@ impl Timer {
     ) -> Result<T, Error> {
         let t = Instant::now();
         let r = f().map_err(Into::into);
-        self.record(stage, t.elapsed(), r.as_ref().err());
+        self.record(stage, t, t.elapsed(), r.as_ref().err());
         r
     }
 
-    /// A stage timed by the caller; `error`: how it failed. (Not generic:
-    /// one copy in the binary, whose size is budgeted.)
-    fn record(&mut self, stage: &str, took: std::time::Duration, error: Option<&Error>) {
+    /// A stage timed by the caller: begun at `start`, `took` long (less than
+    /// `start.elapsed()` when it ran in parts); `error`: how it failed. (Not
+    /// generic: one copy in the binary, whose size is budgeted.)
+    fn record(
+        &mut self,
+        stage: &str,
+        start: Instant,
+        took: std::time::Duration,
+        error: Option<&Error>,
+    ) {
         let duration_ms = took.as_secs_f64() * 1000.0;
         let outcome = match error {
             None => "ok".to_string(),
@@ -92,6 +99,7 @@ impl Timer {
         tracing::debug!(stage, duration_ms, "stage done");
         self.stages.push(StageReport {
             stage: stage.to_string(),
+            start_ms: crate::report::ms_at(start),
             duration_ms,
             outcome,
         });
@@ -311,10 +319,11 @@ fn after_apply(
         // emulation at boot a restart takes most of a second), so the keys
         // are usually ready when the jobs are done. Then the ssh unit, if the
         // keys changed and it is running.
-        // (The report keeps the stages' usual order: ssh-host-keys, units.)
-        let t = Instant::now();
+        // (The report keeps the stages' usual order: ssh-host-keys, units;
+        // units starts before ssh-host-keys and its duration is its parts'.)
+        let units_start = Instant::now();
         let units = systemd::act(mgr, &plan, &[]);
-        let mut units_took = t.elapsed();
+        let mut units_took = units_start.elapsed();
         let keys = out.timer.time("ssh-host-keys", || {
             hostkeys::for_run(root, types, id, ahead)
         });
@@ -330,7 +339,8 @@ fn after_apply(
         }
         .map_err(Error::from);
         units_took += t.elapsed();
-        out.timer.record("units", units_took, units.as_ref().err());
+        out.timer
+            .record("units", units_start, units_took, units.as_ref().err());
         match (units, keys) {
             (Ok(done), Err(e)) => {
                 out.units = done;
@@ -457,6 +467,7 @@ pub fn report(out: &Outcome, result: &Result<(), Error>, started: String) -> Rep
             .as_ref()
             .err()
             .map(|e| out.secrets.mask(&e.to_string())),
+        clock: Some(crate::report::clock_now()),
     }
 }
 

@@ -19,6 +19,9 @@ use crate::state::{self, StateError};
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StageReport {
     pub stage: String,
+    /// When the stage began, in ms after `main`'s entry ([`Clock`]).
+    #[serde(default)]
+    pub start_ms: f64,
     pub duration_ms: f64,
     /// `ok`, or the (masked) error.
     pub outcome: String,
@@ -41,6 +44,57 @@ pub struct Report {
     pub units: Vec<crate::systemd::UnitAction>,
     pub warnings: Vec<String>,
     pub error: Option<String>,
+    /// Where the process's time went outside the stages (absent in reports
+    /// of older versions).
+    #[serde(default)]
+    pub clock: Option<Clock>,
+}
+
+/// The run on the clock systemd's `*TimestampMonotonic` unit properties use
+/// (CLOCK_MONOTONIC), so that a unit's time (`InactiveExit` to
+/// `ActiveEnter`) can be split into: PID 1's fork and the exec until
+/// `main`, `main` until the first stage (each stage has its `start_ms`),
+/// the stages and the gaps between them, the last stage until this report
+/// was built, and the rest (writing and logging the report, exit, PID 1
+/// noticing it). tests/vm/run.sh --perf prints that split.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Clock {
+    /// CLOCK_MONOTONIC at `main`'s entry, in microseconds.
+    pub main_monotonic_us: u64,
+    /// When the report was built, in ms after `main`'s entry.
+    pub report_ms: f64,
+}
+
+/// `main`'s entry: [`Instant`](std::time::Instant) and CLOCK_MONOTONIC.
+static ORIGIN: std::sync::OnceLock<(std::time::Instant, u64)> = std::sync::OnceLock::new();
+
+/// Start the process clock ([`Clock`]): the first thing `main` does. Later
+/// calls change nothing; without one, the first [`ms_at`] starts it.
+pub fn start_clock() {
+    ORIGIN.get_or_init(|| {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let us = u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000
+            + u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000;
+        (std::time::Instant::now(), us)
+    });
+}
+
+/// Milliseconds from [`start_clock`] to `t` (0 for a `t` before it).
+pub fn ms_at(t: std::time::Instant) -> f64 {
+    start_clock();
+    ORIGIN
+        .get()
+        .map(|(o, _)| t.saturating_duration_since(*o).as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
+/// The clock as it reads now, for a report built now.
+pub fn clock_now() -> Clock {
+    let report_ms = ms_at(std::time::Instant::now());
+    Clock {
+        main_monotonic_us: ORIGIN.get().map(|(_, us)| *us).unwrap_or(0),
+        report_ms,
+    }
 }
 
 /// The report's file name inside the state directory.

@@ -23,6 +23,7 @@ fn report(status: &str, code: i32) -> Report {
         started: "2026-11-22T00:35:29Z".into(),
         stages: vec![StageReport {
             stage: "apply".into(),
+            start_ms: 0.5,
             duration_ms: 1.5,
             outcome: "ok".into(),
         }],
@@ -31,6 +32,7 @@ fn report(status: &str, code: i32) -> Report {
         units: vec![],
         warnings: vec!["part 1: bootcmd: not supported".into()],
         error: (code != 0).then(|| "failed to write /etc/x: boom".into()),
+        clock: None,
     }
 }
 

@@ -56,6 +56,7 @@ impl Shim {
             started: "2026-11-22T00:35:29Z".into(),
             stages: vec![StageReport {
                 stage: "fetch".into(),
+                start_ms: 0.5,
                 duration_ms: 1.5,
                 outcome: "ok".into(),
             }],
