@@ -12,6 +12,7 @@ use crate::manifest::{self, Manifest};
 use crate::merge;
 use crate::plan::{self, Plan};
 use crate::render::{self, Rendered};
+use crate::report::now_ms;
 use crate::report::{Report, StageReport};
 use crate::root::Root;
 use crate::seal::{self, Seal};
@@ -21,7 +22,6 @@ use crate::systemd::{self, ServiceManager, UnitAction};
 use crate::validate::{self, Validated};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// Where the pipeline stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -75,23 +75,17 @@ impl Timer {
         stage: &str,
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, Error> {
-        let t = Instant::now();
+        let start_ms = now_ms();
         let r = f().map_err(Into::into);
-        self.record(stage, t, t.elapsed(), r.as_ref().err());
+        self.record(stage, start_ms, now_ms() - start_ms, r.as_ref().err());
         r
     }
 
-    /// A stage timed by the caller: begun at `start`, `took` long (less than
-    /// `start.elapsed()` when it ran in parts); `error`: how it failed. (Not
-    /// generic: one copy in the binary, whose size is budgeted.)
-    fn record(
-        &mut self,
-        stage: &str,
-        start: Instant,
-        took: std::time::Duration,
-        error: Option<&Error>,
-    ) {
-        let duration_ms = took.as_secs_f64() * 1000.0;
+    /// A stage timed by the caller: begun at `start_ms` ([`now_ms`]),
+    /// `duration_ms` long (less than the time since when it ran in parts);
+    /// `error`: how it failed. (Not generic: one copy in the binary, whose
+    /// size is budgeted.)
+    fn record(&mut self, stage: &str, start_ms: f64, duration_ms: f64, error: Option<&Error>) {
         let outcome = match error {
             None => "ok".to_string(),
             Some(e) => self.secrets.mask(&e.to_string()),
@@ -99,7 +93,7 @@ impl Timer {
         tracing::debug!(stage, duration_ms, "stage done");
         self.stages.push(StageReport {
             stage: stage.to_string(),
-            start_ms: crate::report::ms_at(start),
+            start_ms,
             duration_ms,
             outcome,
         });
@@ -129,7 +123,10 @@ pub fn run(
     let root = &inputs.root;
     // The lock comes first: a run that does not hold it touches nothing.
     let _lock = if until == Until::Run {
-        Some(state::lock(root)?)
+        let t = now_ms();
+        let lock = state::lock(root)?;
+        out.timer.record("lock", t, now_ms() - t, None);
+        Some(lock)
     } else {
         None
     };
@@ -146,10 +143,14 @@ pub fn run(
         identify::identify(root, &inputs.request, &manifest.datasource_order)
     })?;
     let sealed = if until == Until::Run && !inputs.force {
-        seal::read(root)?
+        let t = now_ms();
+        let sealed = seal::read(root)?;
+        out.timer.record("seal-check", t, now_ms() - t, None);
+        sealed
     } else {
         None
     };
+    let t = now_ms();
     // A first boot (no seal): ssh-keygen starts now, into a private scratch
     // directory, and runs beside the stages below (src/hostkeys.rs).
     let ahead = match (until, &sealed) {
@@ -158,8 +159,10 @@ pub fn run(
     };
     // The state of every unit the manifest may act on is asked for now, too:
     // PID 1 is busy at boot, and its answer then takes up to a second.
+    // (The report's step "ahead": ssh-keygen started and the query sent.)
     if until == Until::Run && sealed.is_none() {
         mgr.prefetch(&units_of(&manifest));
+        out.timer.record("ahead", t, now_ms() - t, None);
     }
     // Known offline: same id stops here, before any network. A local source
     // (file, NoCloud) is still read, offline, so that changed user-data can
@@ -233,8 +236,15 @@ pub fn run(
         return Ok(());
     }
     // The image's own units name EnvironmentFile= paths, which default to
-    // env quoting: gathered here so render itself stays pure.
-    let env_files = render::environment_files(root);
+    // env quoting: gathered here so render itself stays pure, and only when
+    // a file's escape depends on them (a step of its own in the report).
+    let t = now_ms();
+    let env_files = if render::needs_environment_files(&manifest) {
+        render::environment_files(root)
+    } else {
+        Default::default()
+    };
+    out.timer.record("image-units", t, now_ms() - t, None);
     let rendered = out.timer.time("render", || {
         render::render_with(&validated, &manifest, &env_files)
     })?;
@@ -321,13 +331,13 @@ fn after_apply(
         // keys changed and it is running.
         // (The report keeps the stages' usual order: ssh-host-keys, units;
         // units starts before ssh-host-keys and its duration is its parts'.)
-        let units_start = Instant::now();
+        let units_start = now_ms();
         let units = systemd::act(mgr, &plan, &[]);
-        let mut units_took = units_start.elapsed();
+        let mut units_took = now_ms() - units_start;
         let keys = out.timer.time("ssh-host-keys", || {
             hostkeys::for_run(root, types, id, ahead)
         });
-        let t = Instant::now();
+        let t = now_ms();
         let units = match (units, &keys) {
             (Ok(mut done), Ok(k)) if !k.restart.is_empty() => {
                 systemd::act(mgr, &Plan::default(), &k.restart).map(|more| {
@@ -338,7 +348,7 @@ fn after_apply(
             (u, _) => u,
         }
         .map_err(Error::from);
-        units_took += t.elapsed();
+        units_took += now_ms() - t;
         out.timer
             .record("units", units_start, units_took, units.as_ref().err());
         match (units, keys) {
@@ -467,7 +477,8 @@ pub fn report(out: &Outcome, result: &Result<(), Error>, started: String) -> Rep
             .as_ref()
             .err()
             .map(|e| out.secrets.mask(&e.to_string())),
-        clock: Some(crate::report::clock_now()),
+        main_monotonic_ms: crate::report::main_monotonic_ms(),
+        report_ms: now_ms(),
     }
 }
 

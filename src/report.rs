@@ -44,57 +44,48 @@ pub struct Report {
     pub units: Vec<crate::systemd::UnitAction>,
     pub warnings: Vec<String>,
     pub error: Option<String>,
-    /// Where the process's time went outside the stages (absent in reports
-    /// of older versions).
+    /// CLOCK_MONOTONIC at `main`'s entry, in ms: the clock of systemd's
+    /// `*TimestampMonotonic` unit properties (in µs), so that a unit's time
+    /// (`InactiveExit` to `ActiveEnter`) can be split into PID 1's fork and
+    /// the exec until `main`, `main` until the first stage (each stage has
+    /// its `start_ms`), the stages and the gaps between them, the last stage
+    /// until this report (`report_ms`), and the rest (writing and logging
+    /// the report, exit, PID 1 noticing it). tests/vm/run.sh --perf prints
+    /// that split. 0 in reports of older versions. (Two plain fields, not a
+    /// struct: each struct costs the binary its own deserializer.)
     #[serde(default)]
-    pub clock: Option<Clock>,
-}
-
-/// The run on the clock systemd's `*TimestampMonotonic` unit properties use
-/// (CLOCK_MONOTONIC), so that a unit's time (`InactiveExit` to
-/// `ActiveEnter`) can be split into: PID 1's fork and the exec until
-/// `main`, `main` until the first stage (each stage has its `start_ms`),
-/// the stages and the gaps between them, the last stage until this report
-/// was built, and the rest (writing and logging the report, exit, PID 1
-/// noticing it). tests/vm/run.sh --perf prints that split.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Clock {
-    /// CLOCK_MONOTONIC at `main`'s entry, in microseconds.
-    pub main_monotonic_us: u64,
-    /// When the report was built, in ms after `main`'s entry.
+    pub main_monotonic_ms: f64,
+    /// When this report was built, in ms after `main`'s entry.
+    #[serde(default)]
     pub report_ms: f64,
 }
 
-/// `main`'s entry: [`Instant`](std::time::Instant) and CLOCK_MONOTONIC.
-static ORIGIN: std::sync::OnceLock<(std::time::Instant, u64)> = std::sync::OnceLock::new();
+/// CLOCK_MONOTONIC at `main`'s entry, in ns; 0 until [`start_clock`].
+static MAIN_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Start the process clock ([`Clock`]): the first thing `main` does. Later
-/// calls change nothing; without one, the first [`ms_at`] starts it.
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
+}
+
+/// Start the process clock: the first thing `main` does. Later calls change
+/// nothing; without one, the first [`now_ms`] starts it.
 pub fn start_clock() {
-    ORIGIN.get_or_init(|| {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-        let us = u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000
-            + u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000;
-        (std::time::Instant::now(), us)
-    });
+    use std::sync::atomic::Ordering::Relaxed;
+    let _ = MAIN_NS.compare_exchange(0, monotonic_ns(), Relaxed, Relaxed);
 }
 
-/// Milliseconds from [`start_clock`] to `t` (0 for a `t` before it).
-pub fn ms_at(t: std::time::Instant) -> f64 {
+/// Milliseconds since [`start_clock`].
+pub fn now_ms() -> f64 {
     start_clock();
-    ORIGIN
-        .get()
-        .map(|(o, _)| t.saturating_duration_since(*o).as_secs_f64() * 1000.0)
-        .unwrap_or(0.0)
+    let main = MAIN_NS.load(std::sync::atomic::Ordering::Relaxed);
+    monotonic_ns().saturating_sub(main) as f64 / 1e6
 }
 
-/// The clock as it reads now, for a report built now.
-pub fn clock_now() -> Clock {
-    let report_ms = ms_at(std::time::Instant::now());
-    Clock {
-        main_monotonic_us: ORIGIN.get().map(|(_, us)| *us).unwrap_or(0),
-        report_ms,
-    }
+/// CLOCK_MONOTONIC at [`start_clock`], in ms.
+pub fn main_monotonic_ms() -> f64 {
+    start_clock();
+    MAIN_NS.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6
 }
 
 /// The report's file name inside the state directory.

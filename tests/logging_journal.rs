@@ -461,7 +461,7 @@ fn the_binary_logs_to_the_journal_and_to_a_terminal_stderr() {
     }
     let stage = &entries[0];
     assert_eq!(value(stage, "MESSAGE_ID"), Some(MSG_STAGE));
-    assert_eq!(value(stage, "STAGE"), Some("manifest"));
+    assert_eq!(value(stage, "STAGE"), Some("lock"));
     assert_eq!(value(stage, "TARGET"), Some("imprint::logging"));
     assert_eq!(value(stage, "CODE_FILE"), Some("src/logging.rs"));
     assert_eq!(value(stage, "OUTCOME"), Some("ok"));

@@ -463,6 +463,60 @@ fn environment_files_reads_the_roots_units() {
     );
 }
 
+/// The pipeline reads the image's units only when
+/// `needs_environment_files` says a file's escape can depend on them: when
+/// it says no, rendering with the units' set gives the same bytes as
+/// rendering without it; when it says yes, here, the set changes a file.
+#[test]
+fn the_image_units_are_read_only_when_they_can_change_a_file() {
+    let named: BTreeSet<String> = ["/etc/app/settings", "/etc/app/conf.env", "/etc/app/x.json"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let v = validated(json!({"x": "a b\"$c"}));
+    let with_escape = |path: &str, e: Escape| FileSpec {
+        escape: Some(e),
+        ..spec(path, "X={{x}}\n")
+    };
+    let env_only = FileSpec {
+        source: Source::Env(BTreeMap::from([("X".to_string(), "x".to_string())])),
+        ..spec("/etc/app/settings", "")
+    };
+    let not_needed = [
+        vec![],
+        vec![spec("/etc/app/conf.env", "X={{x}}\n")],
+        vec![with_escape("/etc/app/settings", Escape::None)],
+        vec![with_escape("/etc/app/x.json", Escape::Shell)],
+        vec![env_only],
+    ];
+    for files in not_needed {
+        let m = manifest(files);
+        assert!(!render::needs_environment_files(&m), "{:?}", m.files);
+        assert_eq!(
+            format!("{:?}", render::render_with(&v, &m, &named).unwrap()),
+            format!(
+                "{:?}",
+                render::render_with(&v, &m, &BTreeSet::new()).unwrap()
+            )
+        );
+    }
+    for path in ["/etc/app/settings", "/etc/app/x.json"] {
+        let m = manifest(vec![
+            spec("/etc/app/conf.env", "X={{x}}\n"),
+            spec(path, "X={{x}}\n"),
+        ]);
+        assert!(render::needs_environment_files(&m), "{path}");
+        assert_ne!(
+            text(&render::render_with(&v, &m, &named).unwrap(), path),
+            text(
+                &render::render_with(&v, &m, &BTreeSet::new()).unwrap(),
+                path
+            ),
+            "{path}"
+        );
+    }
+}
+
 fn wf(index: usize, path: &str, content: &str, encoding: Option<&str>) -> WriteFile {
     WriteFile {
         origin: Origin::WriteFiles { part: 1, index },

@@ -32,7 +32,8 @@ fn report(status: &str, code: i32) -> Report {
         units: vec![],
         warnings: vec!["part 1: bootcmd: not supported".into()],
         error: (code != 0).then(|| "failed to write /etc/x: boom".into()),
-        clock: None,
+        main_monotonic_ms: 0.0,
+        report_ms: 0.0,
     }
 }
 

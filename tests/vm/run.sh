@@ -399,6 +399,51 @@ perf_boot() {
     "$(for u in cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service; do unit_secs "$u"; echo; done \
        | awk '$1 != "" {s += $1; n++} END { if (n) printf "%.2f", s }')" >> "$PERF_TSV"
   sed -n 1p "$RD/report/analyze-time" | sed 's/^/          /'
+  perf_split | sed 's/^/          /'
+}
+# Where imprint.service's time goes on this boot: systemd's timestamps of the
+# unit (InactiveExit: the unit starts, ExecMainStart: the fork, ExecMainExit:
+# the process's exit seen, ActiveEnter: the unit active) joined with the
+# process's own clock in report.json (main's start on CLOCK_MONOTONIC, each
+# stage's start and duration after main, when the report was taken). One
+# line of ms per boot; "gaps" is the time between stages that no stage owns.
+perf_split() {
+  [ -s "$RD/report/report.json" ] && [ -n "$(prop imprint.service.ExecMainStartTimestampMonotonic)" ] || return 0
+  python3 - "$RD/report/report.json" \
+    "$(prop imprint.service.InactiveExitTimestampMonotonic)" "$(prop imprint.service.ExecMainStartTimestampMonotonic)" \
+    "$(prop imprint.service.ExecMainExitTimestampMonotonic)" "$(prop imprint.service.ActiveEnterTimestampMonotonic)" <<'PY' || true
+import json, sys
+r = json.load(open(sys.argv[1]))
+ie, ms, mx, ae = (int(x or 0) for x in sys.argv[2:6])
+main = r.get("main_monotonic_ms", 0) * 1000.0   # us, as systemd's
+report_ms = r.get("report_ms", 0)
+if not (ie and ms and mx and ae and main):
+    sys.exit(0)
+st = r["stages"]
+first = st[0]["start_ms"] if st else 0.0
+last_end = max((s["start_ms"] + s["duration_ms"] for s in st), default=0.0)
+spans = sorted((s["start_ms"], s["start_ms"] + s["duration_ms"]) for s in st)
+owned, cur = 0.0, None
+for a, b in spans:  # union of the stages' spans (units may overlap ssh-host-keys)
+    if cur is None or a > cur[1]:
+        if cur: owned += cur[1] - cur[0]
+        cur = [a, b]
+    else:
+        cur[1] = max(cur[1], b)
+if cur: owned += cur[1] - cur[0]
+ms_ = lambda us: us / 1000.0
+print("split ms: start->exec %.0f | exec->main %.0f | main->1st stage %.0f | stages %.0f + gaps %.0f"
+      " | last stage->report %.0f | report->exit %.0f | exit->active %.0f | unit %.0f"
+      % (ms_(ms - ie), ms_(main - ms), first, owned, last_end - first - owned,
+         report_ms - last_end, ms_(mx - main) - report_ms, ms_(ae - mx), ms_(ae - ie)))
+# each stage's duration, and [the gap before it] where one is 5 ms or more
+out, end = [], first
+for s in st:
+    gap = s["start_ms"] - end
+    out.append(("[%.0f] " % gap if gap >= 5 else "") + "%s %.0f" % (s["stage"], s["duration_ms"]))
+    end = max(end, s["start_ms"] + s["duration_ms"])
+print("stages ms: " + " ".join(out))
+PY
 }
 # seconds since boot at which UNIT entered a state (monotonic usec prop)
 abs_secs() { awk -v a="$(prop "$1.$2TimestampMonotonic")" 'BEGIN{ if (a > 0) printf "%.2f", a/1e6 }'; }
