@@ -372,26 +372,31 @@ impl Units {
             aliases,
             ..Units::default()
         };
+        // Each unit's files in the order systemd reads them (the main file,
+        // then drop-ins by name, the template's among them), all read at
+        // once below, then parsed in that order.
+        let mut order: Vec<(&String, usize)> = Vec::new();
+        let mut paths: Vec<&Path> = Vec::new();
         for (name, file) in &main {
             let Some(file) = file else { continue };
-            let mut d = UnitDeps {
-                default_dependencies: true,
-                ..UnitDeps::default()
-            };
-            units.files_read += 1;
-            if let Ok(t) = std::fs::read_to_string(file) {
-                parse_unit(&t, &mut d);
-            }
             let mut confs: BTreeMap<&String, &PathBuf> = BTreeMap::new();
             if let Some(t) = template_of(name) {
                 confs.extend(dropins.get(&t).into_iter().flatten());
             }
             confs.extend(dropins.get(name).into_iter().flatten());
-            for p in confs.values() {
-                units.files_read += 1;
-                if let Ok(t) = std::fs::read_to_string(p) {
-                    parse_unit(&t, &mut d);
-                }
+            paths.push(file);
+            paths.extend(confs.values().map(|p| p.as_path()));
+            order.push((name, 1 + confs.len()));
+        }
+        units.files_read = paths.len();
+        let mut texts = read_all(&paths).into_iter();
+        for (name, n) in order {
+            let mut d = UnitDeps {
+                default_dependencies: true,
+                ..UnitDeps::default()
+            };
+            for t in texts.by_ref().take(n).flatten() {
+                parse_unit(&t, &mut d);
             }
             d.add_implicit(name);
             units.deps.insert(name.clone(), d);
@@ -646,6 +651,40 @@ pub fn main(root: &Root, normal_dir: Option<&Path>) -> i32 {
     }
     0
 }
+
+/// Read `paths` (`None`: unreadable), on [`READERS`] threads at once. At
+/// a first boot nearly every unit file is a cold read: one thread waits on
+/// the disk for each in turn (200-odd files took 0.6-1.4 s under emulation,
+/// docs/benchmarks.md), several keep the disk and both CPUs busy. A thread
+/// that cannot be started reads its share on this one.
+fn read_all(paths: &[&Path]) -> Vec<Option<String>> {
+    fn read(ps: &[&Path], os: &mut [Option<String>]) {
+        for (p, o) in ps.iter().zip(os) {
+            *o = std::fs::read_to_string(p).ok();
+        }
+    }
+    let mut out: Vec<Option<String>> = vec![None; paths.len()];
+    let share = paths.len().div_ceil(READERS).max(1);
+    let mut failed = Vec::new();
+    std::thread::scope(|s| {
+        for (i, (ps, os)) in paths.chunks(share).zip(out.chunks_mut(share)).enumerate() {
+            let spawned = std::thread::Builder::new()
+                .stack_size(64 << 10)
+                .spawn_scoped(s, move || read(ps, os));
+            if spawned.is_err() {
+                failed.push(i);
+            }
+        }
+    });
+    for i in failed {
+        let part = i * share..((i + 1) * share).min(paths.len());
+        read(&paths[part.clone()], &mut out[part]);
+    }
+    out
+}
+
+/// How many threads read unit files at once ([`read_all`]).
+const READERS: usize = 4;
 
 /// One line to the kernel log (the journal is not running yet), or stderr
 /// when that cannot be opened or under `--root`.

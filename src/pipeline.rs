@@ -188,6 +188,17 @@ pub fn run(
             None => {}
         }
     }
+    // The image's own units name EnvironmentFile= paths, which default to
+    // env quoting: when a file's escape depends on them (render's
+    // `needs_environment_files`), they are read on a thread from here, beside
+    // fetch, decode, merge and validate, so that render itself stays pure.
+    let image_units =
+        (until >= Until::Render && render::needs_environment_files(&manifest)).then(|| {
+            let root = root.clone();
+            std::thread::Builder::new()
+                .stack_size(128 << 10)
+                .spawn(move || render::environment_files(&root))
+        });
     let options = fetch::Options {
         timeout: manifest.datasource_timeout,
         ..fetch::Options::default()
@@ -235,14 +246,15 @@ pub fn run(
         out.manifest = Some(manifest);
         return Ok(());
     }
-    // The image's own units name EnvironmentFile= paths, which default to
-    // env quoting: gathered here so render itself stays pure, and only when
-    // a file's escape depends on them (a step of its own in the report).
+    // The report's step "image-units": the wait for that read (it is done
+    // here, on this thread, if the thread could not be started).
     let t = now_ms();
-    let env_files = if render::needs_environment_files(&manifest) {
-        render::environment_files(root)
-    } else {
-        Default::default()
+    let env_files = match image_units {
+        Some(Ok(read)) => read
+            .join()
+            .unwrap_or_else(|_| render::environment_files(root)),
+        Some(Err(_)) => render::environment_files(root),
+        None => Default::default(),
     };
     out.timer.record("image-units", t, now_ms() - t, None);
     let rendered = out.timer.time("render", || {

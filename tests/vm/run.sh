@@ -409,12 +409,20 @@ perf_boot() {
 # line of ms per boot; "gaps" is the time between stages that no stage owns.
 perf_split() {
   [ -s "$RD/report/report.json" ] && [ -n "$(prop imprint.service.ExecMainStartTimestampMonotonic)" ] || return 0
-  python3 - "$RD/report/report.json" \
+  python3 - "$RD/report/report.json" "$RD/report/imprint-journal-mono" \
     "$(prop imprint.service.InactiveExitTimestampMonotonic)" "$(prop imprint.service.ExecMainStartTimestampMonotonic)" \
     "$(prop imprint.service.ExecMainExitTimestampMonotonic)" "$(prop imprint.service.ActiveEnterTimestampMonotonic)" <<'PY' || true
 import json, sys
 r = json.load(open(sys.argv[1]))
-ie, ms, mx, ae = (int(x or 0) for x in sys.argv[2:6])
+ie, ms, mx, ae = (int(x or 0) for x in sys.argv[3:7])
+# journald's receive time of imprint's last entry ("[  12.345678] host imprint[N]: ...")
+last_log = 0.0
+try:
+    for line in open(sys.argv[2], errors="replace"):
+        if line.startswith("[") and " imprint[" in line:
+            last_log = float(line[1:line.index("]")]) * 1e6
+except (OSError, ValueError):
+    pass
 main = r.get("main_monotonic_ms", 0) * 1000.0   # us, as systemd's
 report_ms = r.get("report_ms", 0)
 if not (ie and ms and mx and ae and main):
@@ -443,6 +451,9 @@ for s in st:
     out.append(("[%.0f] " % gap if gap >= 5 else "") + "%s %.0f" % (s["stage"], s["duration_ms"]))
     end = max(end, s["start_ms"] + s["duration_ms"])
 print("stages ms: " + " ".join(out))
+if last_log:
+    print("last journal entry received %.0f ms after the report, %.0f ms before the exit was seen"
+          % (ms_(last_log - main) - report_ms, ms_(mx - last_log)))
 PY
 }
 # seconds since boot at which UNIT entered a state (monotonic usec prop)
