@@ -355,6 +355,9 @@ pub struct Systemctl {
     states: BTreeMap<String, UnitState>,
     /// Not booted with systemd: every action is skipped.
     offline: bool,
+    /// Where the generator's drop-ins are (`/run/systemd/generator` when
+    /// imprint runs as a service): see [`Systemctl::not_started_yet`].
+    generator_dir: Option<PathBuf>,
     /// The connection to PID 1's private socket, used for the state query
     /// and the jobs when it can be had; `systemctl` otherwise.
     bus: BusState,
@@ -451,6 +454,10 @@ impl Systemctl {
         s.offline = !booted();
         if !s.offline {
             s.bus = BusState::Untried(PathBuf::from(bus::PRIVATE_SOCKET));
+            // systemd sets INVOCATION_ID for the processes of a service.
+            if std::env::var_os("INVOCATION_ID").is_some() {
+                s.generator_dir = Some(PathBuf::from("/run/systemd/generator"));
+            }
         }
         s
     }
@@ -475,6 +482,7 @@ impl Systemctl {
             handled: BTreeMap::new(),
             states: BTreeMap::new(),
             offline: false,
+            generator_dir: None,
             bus: BusState::Off,
             early: None,
             early_states: BTreeMap::new(),
@@ -486,6 +494,13 @@ impl Systemctl {
     /// `/proc/self/cgroup` (`None`: not in a service).
     pub fn self_unit(mut self, unit: Option<&str>) -> Systemctl {
         self.self_unit = Some(unit.map(str::to_string));
+        self
+    }
+
+    /// Read the generator's drop-ins from `dir` (tests; the real one is
+    /// `/run/systemd/generator`, used when imprint runs as a service).
+    pub fn generator_dir(mut self, dir: impl Into<PathBuf>) -> Systemctl {
+        self.generator_dir = Some(dir.into());
         self
     }
 
@@ -829,6 +844,36 @@ impl Systemctl {
         self.self_unit.clone().flatten()
     }
 
+    /// Whether `unit` cannot have started yet, known without asking PID 1:
+    /// imprint runs in its own unit (the cgroup says which), a oneshot
+    /// (units/imprint.service, SPEC §5) whose start job runs as long as
+    /// imprint does, and the generator's drop-in orders `unit` after that
+    /// unit (the generator ran before systemd loaded any unit, so every job
+    /// for `unit` waits for imprint's). Such a unit starts later, with the
+    /// final config: there is nothing to restart or reload, and a start
+    /// needs no wait. Not after a `daemon-reload` of this run (the unit may
+    /// have been ordered otherwise, and running, before it). At boot PID 1
+    /// answers a state query late (0.1-1.8 s under emulation,
+    /// docs/benchmarks.md): this needs one small read.
+    fn not_started_yet(&mut self, unit: &str) -> bool {
+        if self.reloaded || self.offline {
+            return false;
+        }
+        let Some(dir) = &self.generator_dir else {
+            return false;
+        };
+        let dropin = dir.join(format!("{unit}.d")).join(crate::generator::DROPIN);
+        let Ok(text) = std::fs::read_to_string(dropin) else {
+            return false;
+        };
+        let Some(me) = self.own_unit() else {
+            return false;
+        };
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("After="))
+            .any(|v| v.split_whitespace().any(|u| u == me))
+    }
+
     /// Keep the answers asked for ahead that cannot have gone stale, and
     /// return the units to ask about again. An answer holds when the unit
     /// was not active and is ordered after the unit imprint runs in, whose
@@ -1017,6 +1062,12 @@ impl Systemctl {
         if self.offline {
             return Ok(action("skipped (systemd is not running)".into()));
         }
+        if self.not_started_yet(unit) {
+            return Ok(action(format!(
+                "skipped (not started yet: ordered after {}, it starts with the final config)",
+                self.own_unit().unwrap_or_default()
+            )));
+        }
         let state = match self.states.get(unit) {
             Some(st) => st.clone(),
             None => UnitState::from_show(unit, &self.show(unit, verb, &STATE_PROPS)?),
@@ -1043,9 +1094,19 @@ impl ServiceManager for Systemctl {
         if self.offline || units.is_empty() {
             return Ok(());
         }
+        // Units known not to have started need no answer from PID 1.
+        let mut open = Vec::new();
+        for u in units {
+            if !self.not_started_yet(u) {
+                open.push(*u);
+            }
+        }
+        if open.is_empty() {
+            return Ok(());
+        }
         let me = self.own_unit();
         self.collect_early();
-        let units = self.use_early(me.as_deref(), units);
+        let units = self.use_early(me.as_deref(), &open);
         if units.is_empty() {
             return Ok(());
         }
@@ -1096,7 +1157,15 @@ impl ServiceManager for Systemctl {
             return;
         }
         let path = path.clone();
-        let mut names: Vec<String> = units.iter().map(|u| u.to_string()).collect();
+        let mut names: Vec<String> = Vec::new();
+        for u in units {
+            if !self.not_started_yet(u) {
+                names.push(u.to_string());
+            }
+        }
+        if names.is_empty() {
+            return;
+        }
         if let Some(me) = self.own_unit() {
             if !names.contains(&me) {
                 names.push(me);
@@ -1154,7 +1223,8 @@ impl ServiceManager for Systemctl {
             return Err(self.fail(unit, "enable", r.why("enable", timeout)));
         }
         let state = self.states.get(unit).cloned();
-        let block = !self.ordered_after_self(unit, "start", state.as_ref())?;
+        let block = !self.not_started_yet(unit)
+            && !self.ordered_after_self(unit, "start", state.as_ref())?;
         let result = self.job(unit, "start", "start", block)?;
         Ok(action(result))
     }

@@ -565,3 +565,103 @@ fn a_first_boot_asks_systemd_once_and_restarts_only_what_runs() {
         ]
     );
 }
+
+/// The generator's drop-in for `unit` under `dir` (what src/generator.rs
+/// writes into /run/systemd/generator at boot).
+fn dropin(dir: &TempRoot, unit: &str, after: &str) {
+    dir.write(
+        &format!("/{unit}.d/50-imprint.conf"),
+        format!("# written by imprint-generator\n[Unit]\nAfter={after}\n"),
+    );
+}
+
+#[test]
+fn units_the_generator_ordered_after_imprint_are_not_asked_about() {
+    // Inside imprint.service's start job, app.service and ssh.service carry
+    // the generator's After=imprint.service: their jobs wait for imprint's,
+    // so they cannot have started. No state query (PID 1 answers late at
+    // boot); early.service has no drop-in and is asked about as before.
+    let f = Fake::new();
+    f.ordered(
+        "early.service",
+        "active",
+        "local-fs.target system.slice",
+        "imprint.service shutdown.target",
+    );
+    let gen = TempRoot::new();
+    dropin(&gen, "app.service", "imprint.service");
+    dropin(&gen, "ssh.service", "imprint.service");
+    let plan = Plan {
+        restart: vec!["early.service".into(), "app.service".into()],
+        enable: vec!["worker.service".into()],
+        ..Plan::default()
+    };
+    dropin(&gen, "worker.service", "imprint.service");
+    let mut s = in_imprint(&f).generator_dir(gen.path());
+    let done = act(&mut s, &plan, &["ssh.service".into()]).unwrap();
+    let lines: Vec<String> = done
+        .iter()
+        .map(|a| format!("{} {} {}", a.action, a.unit, a.result))
+        .collect();
+    let later =
+        "skipped (not started yet: ordered after imprint.service, it starts with the final config)";
+    assert_eq!(
+        lines,
+        [
+            "enable-start worker.service queued (ordered after imprint; runs when it is done)"
+                .to_string(),
+            "restart early.service done".into(),
+            format!("restart app.service {later}"),
+            format!("restart ssh.service {later}"),
+        ]
+    );
+    assert_eq!(
+        f.log(),
+        [
+            format!("{SHOW}early.service imprint.service"),
+            "enable --no-reload -- worker.service".into(),
+            "start --no-block -- worker.service".into(),
+            "restart -- early.service".into(),
+        ]
+    );
+}
+
+#[test]
+fn without_proof_the_unit_is_asked_about() {
+    // The same unit and drop-in, but: the drop-in orders it after another
+    // unit; imprint is not in a service; the run reloaded systemd (the
+    // unit may have been ordered otherwise, and running, before). Each
+    // time PID 1 is asked, and the answer (active) decides.
+    let cases: [(&str, Option<&str>, bool); 3] = [
+        ("other.service", Some("imprint.service"), false),
+        ("imprint.service", None, false),
+        ("imprint.service", Some("imprint.service"), true),
+    ];
+    for (after, me, reload) in cases {
+        let f = Fake::new();
+        f.ordered("app.service", "active", DEFAULT_AFTER, "shutdown.target");
+        let gen = TempRoot::new();
+        dropin(&gen, "app.service", after);
+        let mut s = match me {
+            Some(_) => in_imprint(&f),
+            None => f.systemctl().self_unit(None),
+        }
+        .generator_dir(gen.path());
+        let plan = Plan {
+            restart: vec!["app.service".into()],
+            daemon_reload: reload,
+            ..Plan::default()
+        };
+        let done = act(&mut s, &plan, &[]).unwrap();
+        let last = done.last().unwrap();
+        assert!(
+            last.result == "done" || last.result.starts_with("queued"),
+            "{after} {me:?} {reload}: {done:?}"
+        );
+        assert!(
+            f.log().iter().any(|l| l.starts_with(SHOW)),
+            "{after} {me:?} {reload}: {:?}",
+            f.log()
+        );
+    }
+}
