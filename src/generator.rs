@@ -653,10 +653,11 @@ pub fn main(root: &Root, normal_dir: Option<&Path>) -> i32 {
 }
 
 /// Read `paths` (`None`: unreadable), on [`READERS`] threads at once. At
-/// a first boot nearly every unit file is a cold read: one thread waits on
-/// the disk for each in turn (200-odd files took 0.6-1.4 s under emulation,
-/// docs/benchmarks.md), several keep the disk and both CPUs busy. A thread
-/// that cannot be started reads its share on this one.
+/// a first boot nearly every unit file is a cold read, and one thread waits
+/// on the disk for each in turn: 202 files took a median 0.94 s under
+/// emulation on one thread (6 boots), 0.67 s on four (16 boots; a shared
+/// host, so a sign more than a measure: docs/benchmarks.md). A thread that
+/// cannot be started reads its share on this one.
 fn read_all(paths: &[&Path]) -> Vec<Option<String>> {
     fn read(ps: &[&Path], os: &mut [Option<String>]) {
         for (p, o) in ps.iter().zip(os) {

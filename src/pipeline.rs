@@ -157,7 +157,8 @@ pub fn run(
         (Until::Run, None) => hostkeys::start_ahead(root, &manifest.ssh_host_keys),
         _ => None,
     };
-    // The state of every unit the manifest may act on is asked for now, too:
+    // The state of every unit the manifest may act on is asked for now, too
+    // (but of those the generator ordered after imprint: src/systemd.rs):
     // PID 1 is busy at boot, and its answer then takes up to a second.
     // (The report's step "ahead": ssh-keygen started and the query sent.)
     if until == Until::Run && sealed.is_none() {

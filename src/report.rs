@@ -19,7 +19,8 @@ use crate::state::{self, StateError};
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StageReport {
     pub stage: String,
-    /// When the stage began, in ms after `main`'s entry ([`Clock`]).
+    /// When the stage began, in ms after `main`'s entry
+    /// ([`Report::main_monotonic_ms`]).
     #[serde(default)]
     pub start_ms: f64,
     pub duration_ms: f64,
