@@ -874,6 +874,18 @@ impl Systemctl {
             .any(|v| v.split_whitespace().any(|u| u == me))
     }
 
+    /// The units PID 1 has to be asked about: all but those known
+    /// [not started yet](Systemctl::not_started_yet).
+    fn units_to_ask<'a>(&mut self, units: &[&'a str]) -> Vec<&'a str> {
+        let mut ask = Vec::new();
+        for u in units {
+            if !self.not_started_yet(u) {
+                ask.push(*u);
+            }
+        }
+        ask
+    }
+
     /// Keep the answers asked for ahead that cannot have gone stale, and
     /// return the units to ask about again. An answer holds when the unit
     /// was not active and is ordered after the unit imprint runs in, whose
@@ -1094,13 +1106,7 @@ impl ServiceManager for Systemctl {
         if self.offline || units.is_empty() {
             return Ok(());
         }
-        // Units known not to have started need no answer from PID 1.
-        let mut open = Vec::new();
-        for u in units {
-            if !self.not_started_yet(u) {
-                open.push(*u);
-            }
-        }
+        let open = self.units_to_ask(units);
         if open.is_empty() {
             return Ok(());
         }
@@ -1157,12 +1163,11 @@ impl ServiceManager for Systemctl {
             return;
         }
         let path = path.clone();
-        let mut names: Vec<String> = Vec::new();
-        for u in units {
-            if !self.not_started_yet(u) {
-                names.push(u.to_string());
-            }
-        }
+        let mut names: Vec<String> = self
+            .units_to_ask(units)
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
         if names.is_empty() {
             return;
         }

@@ -138,18 +138,23 @@ fn in_imprint(fake: &Fake) -> Systemctl {
     fake.systemctl().self_unit(Some("imprint.service"))
 }
 
+/// early.service active, ordered before imprint (as the VM suite's is).
+fn early_before_imprint(f: &Fake) -> &Fake {
+    f.ordered(
+        "early.service",
+        "active",
+        "local-fs.target system.slice",
+        "imprint.service shutdown.target",
+    )
+}
+
 /// A service with default dependencies, as systemd shows it.
 const DEFAULT_AFTER: &str = "sysinit.target basic.target system.slice systemd-journald.socket";
 
 #[test]
 fn active_unit_before_imprint_is_restarted_and_waited_for() {
     let f = Fake::new();
-    f.ordered(
-        "early.service",
-        "active",
-        "local-fs.target system.slice",
-        "imprint.service shutdown.target",
-    );
+    early_before_imprint(&f);
     let a = in_imprint(&f).restart("early.service").unwrap();
     assert_eq!(
         a,
@@ -582,12 +587,7 @@ fn units_the_generator_ordered_after_imprint_are_not_asked_about() {
     // so they cannot have started. No state query (PID 1 answers late at
     // boot); early.service has no drop-in and is asked about as before.
     let f = Fake::new();
-    f.ordered(
-        "early.service",
-        "active",
-        "local-fs.target system.slice",
-        "imprint.service shutdown.target",
-    );
+    early_before_imprint(&f);
     let gen = TempRoot::new();
     dropin(&gen, "app.service", "imprint.service");
     dropin(&gen, "ssh.service", "imprint.service");
