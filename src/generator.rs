@@ -289,9 +289,79 @@ impl Units {
     /// Read every unit file and drop-in under the root's unit directories.
     /// Unreadable files are skipped: this runs at boot and must not fail.
     pub fn read(root: &Root) -> Units {
-        // Unit name -> main file (first directory wins); masked units map to None.
+        Catalog::scan(root).read(None)
+    }
+
+    /// Build the reverse `Before=` index.
+    fn index(&mut self) {
+        let mut rev: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (n, d) in &self.deps {
+            for b in &d.before {
+                rev.entry(self.canonical(b).to_string())
+                    .or_default()
+                    .push(n.clone());
+            }
+        }
+        self.before_rev = rev;
+    }
+
+    /// The canonical name of `name` (aliases resolved).
+    pub fn canonical<'a>(&'a self, name: &'a str) -> &'a str {
+        self.aliases.get(name).map(String::as_str).unwrap_or(name)
+    }
+
+    fn get(&self, name: &str) -> Option<&UnitDeps> {
+        let n = self.canonical(name);
+        self.deps
+            .get(n)
+            .or_else(|| template_of(n).and_then(|t| self.deps.get(&t)))
+    }
+
+    /// Every unit `start` is ordered after, transitively (`After=` of each,
+    /// and `Before=` pointing at each), with `extra_after` added to
+    /// `start`'s own `After=`.
+    pub fn predecessors(&self, start: &str, extra_after: &[String]) -> BTreeSet<String> {
+        let start = self.canonical(start).to_string();
+        let mut seen = BTreeSet::new();
+        let mut queue = VecDeque::from([start.clone()]);
+        while let Some(u) = queue.pop_front() {
+            let mut next: Vec<String> = Vec::new();
+            if let Some(d) = self.get(&u) {
+                next.extend(d.after.iter().map(|a| self.canonical(a).to_string()));
+            }
+            if u == start {
+                next.extend(extra_after.iter().map(|a| self.canonical(a).to_string()));
+            }
+            if let Some(v) = self.before_rev.get(&u) {
+                next.extend(v.iter().cloned());
+            }
+            for n in next {
+                if seen.insert(n.clone()) {
+                    queue.push_back(n);
+                }
+            }
+        }
+        seen
+    }
+}
+
+/// Where every unit's files are (the unit directories listed, nothing read
+/// yet): [`Catalog::read`] reads all of them or only the units asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Unit name -> main file (first directory wins); masked units map to None.
+    main: BTreeMap<String, Option<PathBuf>>,
+    /// Unit name -> drop-in file name -> path (first directory wins).
+    dropins: BTreeMap<String, BTreeMap<String, PathBuf>>,
+    /// Alias name -> canonical name (symlinks in unit directories).
+    aliases: BTreeMap<String, String>,
+}
+
+impl Catalog {
+    /// List the root's unit directories. Unreadable entries are skipped:
+    /// this runs at boot and must not fail.
+    pub fn scan(root: &Root) -> Catalog {
         let mut main: BTreeMap<String, Option<PathBuf>> = BTreeMap::new();
-        // Unit name -> drop-in file name -> path (first directory wins).
         let mut dropins: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::new();
         let mut aliases = BTreeMap::new();
         let mut seen_dirs = BTreeSet::new();
@@ -368,8 +438,34 @@ impl Units {
                 }
             }
         }
-        let mut units = Units {
+        Catalog {
+            main,
+            dropins,
             aliases,
+        }
+    }
+
+    /// How many unit files (main files, masked ones included) it lists.
+    pub fn len(&self) -> usize {
+        self.main.len()
+    }
+
+    /// Whether it lists no unit file.
+    pub fn is_empty(&self) -> bool {
+        self.main.is_empty()
+    }
+
+    /// The canonical name of `name` (aliases resolved).
+    fn canonical<'a>(&'a self, name: &'a str) -> &'a str {
+        self.aliases.get(name).map(String::as_str).unwrap_or(name)
+    }
+
+    /// Read the files of every unit (`only: None`), or of the units named
+    /// in `only` (canonical names; a template instance's template is read
+    /// with it).
+    pub fn read(&self, only: Option<&BTreeSet<String>>) -> Units {
+        let mut units = Units {
+            aliases: self.aliases.clone(),
             ..Units::default()
         };
         // Each unit's files in the order systemd reads them (the main file,
@@ -377,13 +473,16 @@ impl Units {
         // once below, then parsed in that order.
         let mut order: Vec<(&String, usize)> = Vec::new();
         let mut paths: Vec<&Path> = Vec::new();
-        for (name, file) in &main {
+        for (name, file) in &self.main {
             let Some(file) = file else { continue };
+            if only.is_some_and(|o| !o.contains(name)) {
+                continue;
+            }
             let mut confs: BTreeMap<&String, &PathBuf> = BTreeMap::new();
             if let Some(t) = template_of(name) {
-                confs.extend(dropins.get(&t).into_iter().flatten());
+                confs.extend(self.dropins.get(&t).into_iter().flatten());
             }
-            confs.extend(dropins.get(name).into_iter().flatten());
+            confs.extend(self.dropins.get(name).into_iter().flatten());
             paths.push(file);
             paths.extend(confs.values().map(|p| p.as_path()));
             order.push((name, 1 + confs.len()));
@@ -404,58 +503,6 @@ impl Units {
         units.index();
         units
     }
-
-    /// Build the reverse `Before=` index.
-    fn index(&mut self) {
-        let mut rev: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (n, d) in &self.deps {
-            for b in &d.before {
-                rev.entry(self.canonical(b).to_string())
-                    .or_default()
-                    .push(n.clone());
-            }
-        }
-        self.before_rev = rev;
-    }
-
-    /// The canonical name of `name` (aliases resolved).
-    pub fn canonical<'a>(&'a self, name: &'a str) -> &'a str {
-        self.aliases.get(name).map(String::as_str).unwrap_or(name)
-    }
-
-    fn get(&self, name: &str) -> Option<&UnitDeps> {
-        let n = self.canonical(name);
-        self.deps
-            .get(n)
-            .or_else(|| template_of(n).and_then(|t| self.deps.get(&t)))
-    }
-
-    /// Every unit `start` is ordered after, transitively (`After=` of each,
-    /// and `Before=` pointing at each), with `extra_after` added to
-    /// `start`'s own `After=`.
-    pub fn predecessors(&self, start: &str, extra_after: &[String]) -> BTreeSet<String> {
-        let start = self.canonical(start).to_string();
-        let mut seen = BTreeSet::new();
-        let mut queue = VecDeque::from([start.clone()]);
-        while let Some(u) = queue.pop_front() {
-            let mut next: Vec<String> = Vec::new();
-            if let Some(d) = self.get(&u) {
-                next.extend(d.after.iter().map(|a| self.canonical(a).to_string()));
-            }
-            if u == start {
-                next.extend(extra_after.iter().map(|a| self.canonical(a).to_string()));
-            }
-            if let Some(v) = self.before_rev.get(&u) {
-                next.extend(v.iter().cloned());
-            }
-            for n in next {
-                if seen.insert(n.clone()) {
-                    queue.push_back(n);
-                }
-            }
-        }
-        seen
-    }
 }
 
 // ----------------------------------------------------------------- the plan
@@ -472,6 +519,9 @@ pub struct Dropins {
     /// Where [`run`]'s time went, for the debug line (empty from
     /// [`plan_dropins`]).
     pub cost: String,
+    /// How many unit files and drop-ins [`run`] read (0 from
+    /// [`plan_dropins`]).
+    pub files_read: usize,
 }
 
 /// Decide the drop-ins (pure).
@@ -551,6 +601,74 @@ pub fn plan_dropins(wanted: &Wanted, units: &Units) -> Dropins {
     out
 }
 
+/// Decide the drop-ins from the unit directories, reading as few unit
+/// files as it can (pure but for those reads).
+///
+/// The whole graph is needed to know whether a unit comes before
+/// imprint.service, because any unit file may say `Before=` of another. But
+/// imprint.service is `Before=sysinit.target`, and a service, socket, timer
+/// or path unit with default dependencies is `After=sysinit.target`: such a
+/// unit can only come before imprint through an ordering cycle. So when
+/// the datasource is a local one and every unit the manifest names is of
+/// that kind (or needs no drop-in whatever the graph says), only
+/// imprint.service's files and those units' own files are read (on the VM
+/// image a handful instead of 202: docs/benchmarks.md). Otherwise, or when
+/// one of those files says otherwise, every unit file is read. A named
+/// unit with no file on disk is taken as not before imprint: a pred of
+/// imprint only through some unit's `After=` of a unit that never loads.
+/// In an image without an ordering cycle through imprint.service both give
+/// the same drop-ins; with one, only the full read reports it.
+pub fn plan(wanted: &Wanted, catalog: &Catalog) -> (Dropins, Units) {
+    let me = IMPRINT_UNIT;
+    if !wanted.network {
+        let mut names = BTreeSet::from([me.to_string()]);
+        for u in &wanted.units {
+            let c = catalog.canonical(u);
+            names.extend(template_of(c));
+            names.insert(c.to_string());
+        }
+        let few = catalog.read(Some(&names));
+        if none_can_precede(wanted, &few) {
+            return (plan_dropins(wanted, &few), few);
+        }
+    }
+    let all = catalog.read(None);
+    (plan_dropins(wanted, &all), all)
+}
+
+/// Whether, without an ordering cycle, no unit `wanted` names that could
+/// get a drop-in can come before imprint.service, judged from `few` (the
+/// files of imprint.service and of those units): see [`plan`].
+fn none_can_precede(wanted: &Wanted, few: &Units) -> bool {
+    let me = IMPRINT_UNIT;
+    let Some(mine) = few.get(me) else {
+        return false;
+    };
+    if !mine
+        .before
+        .iter()
+        .any(|b| few.canonical(b) == "sysinit.target")
+    {
+        return false;
+    }
+    wanted.units.iter().all(|u| {
+        let c = few.canonical(u);
+        if c == me || NO_DROPIN_TYPES.contains(&unit_type(c)) {
+            return true;
+        }
+        if mine.after.iter().any(|a| few.canonical(a) == c) {
+            return false;
+        }
+        // A unit with no file on disk orders nothing (sshd.service on
+        // Debian, ssh.service on Fedora): its drop-in is never read.
+        few.get(c).is_none_or(|d| {
+            matches!(unit_type(c), "service" | "socket" | "timer" | "path")
+                && d.default_dependencies
+                && !d.before.iter().any(|b| few.canonical(b) == me)
+        })
+    })
+}
+
 // ------------------------------------------------------------------ running
 
 /// Run the generator; writes drop-ins under `normal_dir`. Returns what was
@@ -579,9 +697,9 @@ pub fn run(root: &Root, normal_dir: &Path) -> std::io::Result<Dropins> {
         return Ok(Dropins::default());
     }
     let t_manifest = t.elapsed();
-    let units = Units::read(root);
-    let t_units = t.elapsed();
-    let mut plan = plan_dropins(&wanted, &units);
+    let catalog = Catalog::scan(root);
+    let t_scan = t.elapsed();
+    let (mut plan, units) = plan(&wanted, &catalog);
     let t_plan = t.elapsed();
     for (rel, content) in &plan.files {
         let path = normal_dir.join(rel);
@@ -591,12 +709,14 @@ pub fn run(root: &Root, normal_dir: &Path) -> std::io::Result<Dropins> {
         std::fs::write(&path, content)?;
     }
     let us = |d: std::time::Duration| d.as_micros();
+    plan.files_read = units.files_read;
     plan.cost = format!(
-        "manifest {} us, {} unit files {} us, plan {} us, write {} us",
+        "manifest {} us, scan of {} units {} us, {} files read and plan {} us, write {} us",
         us(t_manifest),
+        catalog.len(),
+        us(t_scan - t_manifest),
         units.files_read,
-        us(t_units - t_manifest),
-        us(t_plan - t_units),
+        us(t_plan - t_scan),
         us(t.elapsed() - t_plan)
     );
     Ok(plan)

@@ -9,7 +9,7 @@
 mod common;
 
 use common::{code, copy_tree, imprint, run, stderr, TempRoot};
-use imprint::generator::{self, parse_unit, plan_dropins, UnitDeps, Units, Wanted};
+use imprint::generator::{self, parse_unit, plan_dropins, Catalog, UnitDeps, Units, Wanted};
 use imprint::root::Root;
 use std::path::{Path, PathBuf};
 
@@ -116,6 +116,58 @@ fn orders_what_it_can_and_leaves_what_would_cycle() {
          # boot, so it starts after imprint, once, with its final config.\n\
          [Unit]\nAfter=imprint.service\n"
     );
+}
+
+#[test]
+fn reads_only_the_named_units_when_none_can_come_before_imprint() {
+    // plan() reads imprint.service's and the named units' files when every
+    // named unit keeps default dependencies (so is after sysinit.target,
+    // which imprint is before), and every unit file otherwise; the
+    // drop-ins are those of the full read either way.
+    let r = fixture_root(MANIFEST);
+    let root = Root::at(r.path());
+    let catalog = Catalog::scan(&root);
+    let all = Units::read(&root);
+    assert_eq!(
+        all.files_read, 9,
+        "8 unit files (sshd.service is an alias) and one drop-in"
+    );
+    let cases: &[(&[&str], bool, usize)] = &[
+        // app.service, ssh.service (sshd.service is its alias): few files
+        (&["app.service"], false, 2),
+        (&["app.service", "ssh.service", "sshd.service"], false, 3),
+        // not on disk: orders nothing, read nothing for it
+        (&["app.service", "missing.service", "data.mount"], false, 2),
+        // firewall.service keeps default dependencies: few files
+        (&["firewall.service", "imprint.service"], false, 2),
+        // DefaultDependencies=no: the whole graph decides
+        (&["app.service", "worker.service"], false, 9),
+        (&["early.service"], false, 9),
+        (&["disk-setup.service"], false, 9),
+        // a network datasource: the whole graph, for network-online.target
+        (&["app.service"], true, 9),
+    ];
+    for (units, network, files) in cases {
+        let w = wanted(units, *network);
+        let (d, read) = generator::plan(&w, &catalog);
+        assert_eq!(read.files_read, *files, "{units:?} network={network}");
+        let full = plan_dropins(&w, &all);
+        assert_eq!(ordered(&d), ordered(&full), "{units:?} network={network}");
+        assert_eq!(d.skipped, full.skipped, "{units:?} network={network}");
+        assert_eq!(d.warnings, full.warnings, "{units:?} network={network}");
+    }
+    // A named unit that keeps default dependencies but says it is before
+    // imprint (an ordering cycle on disk): the full read decides, and says so.
+    r.write(
+        "/etc/systemd/system/app.service.d/10-first.conf",
+        "[Unit]\nBefore=imprint.service\n",
+    );
+    let catalog = Catalog::scan(&root);
+    let (d, read) = generator::plan(&wanted(&["app.service"], false), &catalog);
+    assert_eq!(read.files_read, 10);
+    assert_eq!(skipped(&d), ["app.service"]);
+    assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+    assert!(d.warnings[0].contains("ordering cycle"), "{:?}", d.warnings);
 }
 
 #[test]
