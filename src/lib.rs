@@ -42,5 +42,6 @@ pub mod pipeline;
 pub mod shim;
 pub mod state;
 pub mod systemd;
+pub mod template;
 
 pub use error::{Error, ExitCode};

@@ -1,19 +1,20 @@
 //! Stage 6, render: every file in memory (SPEC §1.6, §4).
 //!
-//! Handlebars in strict mode, no HTML escaping, per-file escaping (`env`,
-//! `json`, `shell`, `none`), the helpers of SPEC §4; `write_files` entries
-//! decoded. Pure: values and templates in, bytes out.
+//! Handlebars in strict mode (src/template.rs), no HTML escaping, per-file
+//! escaping (`env`, `json`, `shell`, `none`), the helpers of SPEC §4
+//! (src/helpers.rs); `write_files` entries decoded. Pure: values and
+//! templates in, bytes out.
 
 use crate::escape;
-use crate::helpers::{self, FileState, Shared};
+use crate::helpers::FileState;
 use crate::manifest::{Manifest, Source};
 use crate::merge::WriteFile;
 use crate::model::{Mode, Origin, OwnerSpec, Values};
 use crate::plan::is_unit_path;
 use crate::root::Root;
 use crate::secret::Secrets;
+use crate::template::{self, Reason, Template};
 use crate::validate::Validated;
-use handlebars::{JsonRender, RenderErrorReason};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
@@ -92,9 +93,12 @@ pub fn render_with(
     env_files: &BTreeSet<String>,
 ) -> Result<Rendered, RenderError> {
     let data = serde_json::Value::Object(validated.values.clone());
-    let shared = Shared::default();
-    shared.lock().secrets = validated.secrets.clone();
-    let mut hb = helpers::registry(&shared);
+    let mut st = FileState {
+        secrets: validated.secrets.clone(),
+        ..FileState::default()
+    };
+    // Each template parsed once, however many files use it.
+    let mut parsed: BTreeMap<&str, Template> = BTreeMap::new();
     let mut secrets = validated.secrets.clone();
 
     // write_files first: their unit files may name EnvironmentFile= paths.
@@ -126,7 +130,6 @@ pub fn render_with(
             .partition(|&i| is_unit_path(&normal(&manifest.files[i].path)));
         units.into_iter().chain(rest).collect()
     };
-    let mut registered = BTreeSet::new();
     for i in order {
         let spec = &manifest.files[i];
         let path = normal(&spec.path);
@@ -142,33 +145,29 @@ pub fn render_with(
         let origin = Origin::Manifest { index: i };
         let (content, holds_secret) = match &spec.source {
             Source::Template { name, text } => {
-                if registered.insert(name.clone()) {
-                    hb.register_template_string(name, text)
-                        .map_err(|e| RenderError::Template {
-                            path: path.clone(),
-                            template: name.clone(),
-                            line: e.pos().map(|p| p.0).unwrap_or(0),
-                            column: e.pos().map(|p| p.1).unwrap_or(0),
-                            message: secrets.mask(&template_error_message(&e)),
-                        })?;
+                if !parsed.contains_key(name.as_str()) {
+                    let t = Template::parse(text).map_err(|e| RenderError::Template {
+                        path: path.clone(),
+                        template: name.clone(),
+                        line: e.pos.line,
+                        column: e.pos.column,
+                        message: secrets.mask(&format!("invalid template: {}", e.message)),
+                    })?;
+                    parsed.insert(name, t);
                 }
                 let escape = spec
                     .escape
                     .unwrap_or_else(|| escape::default_for(&path, &env_files));
-                {
-                    let mut st = shared.lock();
-                    st.escape = Some(escape);
-                    st.holds_secret = false;
-                    st.escape_error = None;
-                }
-                let text = hb.render(name, &data);
-                let mut st = shared.lock();
+                st.escape = Some(escape);
+                st.holds_secret = false;
+                st.escape_error = None;
+                let text = parsed[name.as_str()].render(&data, &mut st);
                 let text = text.map_err(|e| RenderError::Template {
                     path: path.clone(),
                     template: name.clone(),
-                    line: e.line_no.unwrap_or(0),
-                    column: e.column_no.unwrap_or(0),
-                    message: st.secrets.mask(&render_error_message(&e)),
+                    line: e.pos.map_or(0, |p| p.line),
+                    column: e.pos.map_or(0, |p| p.column),
+                    message: st.secrets.mask(&render_error_message(&e.reason)),
                 })?;
                 if let Some((err, raw)) = st.escape_error.take() {
                     return Err(RenderError::File {
@@ -184,14 +183,7 @@ pub fn render_with(
                 let holds = st.holds_secret || st.secrets.contains_any(text.as_bytes());
                 (text.into_bytes(), holds)
             }
-            Source::Env(vars) => env_lines(
-                vars,
-                validated,
-                manifest,
-                &origin,
-                &path,
-                &mut shared.lock(),
-            )?,
+            Source::Env(vars) => env_lines(vars, validated, manifest, &origin, &path, &mut st)?,
         };
         if is_unit_path(&path) {
             env_files.extend(environment_file_paths(&String::from_utf8_lossy(&content)));
@@ -212,7 +204,7 @@ pub fn render_with(
             content,
         });
     }
-    secrets.merge(&shared.lock().secrets);
+    secrets.merge(&st.secrets);
 
     let mut files: Vec<RenderedFile> = out.into_iter().flatten().collect();
     let mut seen: BTreeMap<String, Origin> = BTreeMap::new();
@@ -237,22 +229,17 @@ pub fn render_with(
 /// Decompressed `write_files` content stops here (SPEC §1.3's cap).
 pub const GUNZIP_CAP: u64 = 64 << 20;
 
-fn template_error_message(e: &handlebars::TemplateError) -> String {
-    format!("invalid template: {}", e.reason())
-}
-
-fn render_error_message(e: &handlebars::RenderError) -> String {
-    match e.reason() {
-        RenderErrorReason::MissingVariable(Some(key)) => format!(
+fn render_error_message(r: &Reason) -> String {
+    match r {
+        Reason::Missing(Some(key)) => format!(
             "value {key} is not set (set it in user-data, give it a default in the \
              manifest's values:, or guard it with {{{{#if {key}}}}})"
         ),
-        RenderErrorReason::MissingVariable(None) => "a value is not set".to_string(),
-        RenderErrorReason::TemplateError(t) => template_error_message(t),
-        RenderErrorReason::Other(m) => m.clone(),
-        RenderErrorReason::PartialNotFound(p) => {
-            format!("partial {p} not found: imprint registers no partials; inline the text")
-        }
+        Reason::UnknownHelper(h) => format!(
+            "unknown helper {h}: imprint's helpers are {} and the built-ins if, unless, \
+             each, with, lookup, gt, gte, lt, lte, and, or, not, len (docs/templates.md)",
+            crate::helpers::HELPERS.join(", ")
+        ),
         r => r.to_string(),
     }
 }
@@ -298,7 +285,7 @@ fn keys_with_text(values: &Values, text: &str) -> String {
                 }
             }
             v => {
-                if v.render() == text {
+                if template::text(v) == text {
                     out.push(prefix.to_string());
                 }
             }
@@ -351,7 +338,7 @@ fn env_lines(
                 )))
             }
             Some(v) => {
-                let q = escape::env(&v.render()).map_err(|e| {
+                let q = escape::env(&template::text(v)).map_err(|e| {
                     err(format!(
                         "env.{var}: failed to quote value {key} for env: {e}"
                     ))
