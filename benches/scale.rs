@@ -8,8 +8,9 @@
 //!   compared with N files on disk (`plan`: read_disk + plan);
 //! - `run/N`: the whole process, `imprint run --root`, on a fresh root each
 //!   time (the copy is not timed, and is written back before the run, as an
-//!   image's files are at boot), every file written with its fsync, the
-//!   journal, the seal and the report: what a first boot pays;
+//!   image's files are at boot; no root is removed until the end, see
+//!   `whole_run`), every file written with its fsync, the journal, the seal
+//!   and the report: what a first boot pays;
 //! - `userdata/SIZE`: plain `#cloud-config` user-data of 1 KiB to 16 MiB (the
 //!   raw cap), mostly `write_files` entries, through decode, merge, validate
 //!   and render (the decode helper's `benches/decode.rs` has the 16 KiB
@@ -160,20 +161,33 @@ fn whole_run(c: &mut Criterion) {
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_imprint").into());
     let mut g = c.benchmark_group("run");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
+    // Every run gets a root of its own, and none is removed before the
+    // group ends. ext4 does not reuse an inode deleted in the last 30 s
+    // (`recently_deleted()` in its inode allocator): after `rm -rf` of the
+    // previous run's 1000 files, every create scanned past them, ~0.2 ms
+    // each, 40% of the kernel's samples (`perf record -g`), so that
+    // `run/1000` measured the deletion before it, not the run (250-330 ms
+    // against 66-87 ms for the same binary on roots copied 35 s before:
+    // docs/benchmarks.md, fifth round). An image's first boot follows no
+    // mass deletion.
+    let t = tempfile::tempdir().unwrap();
+    let mut next = 0usize;
     for &n in SIZES {
-        let t = tempfile::tempdir().unwrap();
-        let image = t.path().join("image");
+        let image = t.path().join(format!("image-{n}"));
         image_root(&image, n);
-        let fresh = t.path().join("root");
+        let mut last = None;
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter_batched(
                 || {
-                    let _ = std::fs::remove_dir_all(&fresh);
+                    next += 1;
+                    let fresh = t.path().join(format!("root-{next}"));
                     copy_tree(&image, &fresh);
                     sync_fs(&fresh);
+                    last = Some(fresh.clone());
+                    fresh
                 },
-                |()| {
+                |fresh| {
                     let o = std::process::Command::new(&bin)
                         .args([
                             "run",
@@ -195,7 +209,7 @@ fn whole_run(c: &mut Criterion) {
             )
         });
         // (No root when a filter skipped this size.)
-        if fresh.exists() {
+        if let Some(fresh) = last {
             assert_eq!(
                 std::fs::read_dir(fresh.join("etc/app/conf.d"))
                     .unwrap()
