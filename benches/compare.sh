@@ -111,11 +111,19 @@ done
 # tmpfs (/dev/shm, where fsync costs nothing: the work itself).
 # imprint's fresh root is synced before each run (`sync -f`, not timed): at
 # boot the image's files are clean on disk, and imprint's syncfs rounds
-# would otherwise also write back the benchmark's own copy.
+# would otherwise also write back the benchmark's own copy. The previous
+# run's root is moved aside, not removed, until the end: ext4 does not
+# reuse an inode freed in the last 30 s, and after thousands of removals
+# every create scans past them (benches/scale.rs `whole_run`): the pairs
+# would measure the removals, not the runs.
 summary=()
+# The aside command: move DIR (if there) to old/ beside it, under a new name.
+aside_sh="$work/aside"
+printf '#!/bin/sh\n[ -e "$1" ] || exit 0\nmkdir -p "${1%%/*}/old" && exec mv "$1" "${1%%/*}/old/$(date +%%s%%N)"\n' >"$aside_sh"
+chmod +x "$aside_sh"
 shm=
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then shm=$(mktemp -d /dev/shm/imprint-compare.XXXXXX); fi
-trap '[ -z "$shm" ] || rm -rf "$shm"' EXIT
+trap '[ -z "$shm" ] || rm -rf "$shm"; rm -rf "$work/old"' EXIT
 for where in disk tmpfs; do
   case $where in
     disk) rd=$work ;;
@@ -124,12 +132,12 @@ for where in disk tmpfs; do
   for p in "${PAIRS[@]}"; do
     echo "== pair $p on $where: hyperfine (-N, warm-up 3; imprint $RUNS runs, cloud-init $CI_RUNS runs)"
     hyperfine -N --warmup 3 --runs "$RUNS" --style basic \
-      --prepare "sh -c 'rm -rf $rd/r && cp -a $demo/root $rd/r && sync -f $rd'" \
+      --prepare "sh -c '$aside_sh $rd/r && cp -a $demo/root $rd/r && sync -f $rd'" \
       --export-json "$work/$p.$where.imprint.json" \
       -n "imprint $p" "$BIN run --root $rd/r --user-data $work/$p.gz --instance-id i-bench" \
       >"$work/$p.$where.imprint.txt" 2>&1 || { cat "$work/$p.$where.imprint.txt"; exit 70; }
     hyperfine -N --warmup 3 --runs "$CI_RUNS" --style basic \
-      --prepare "sh -c 'rm -rf $rd/c && mkdir $rd/c'" \
+      --prepare "sh -c '$aside_sh $rd/c && mkdir $rd/c'" \
       --export-json "$work/$p.$where.ci.json" \
       -n "cloud-init $p" "$PY $here/cloudinit/write_files.py $work/$p.gz $rd/c" \
       >"$work/$p.$where.ci.txt" 2>&1 || { cat "$work/$p.$where.ci.txt"; exit 70; }
