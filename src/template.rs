@@ -162,6 +162,17 @@ struct Exp {
     hash: Vec<(String, Param)>,
 }
 
+impl Exp {
+    /// A lone path or subexpression, without parameters.
+    fn lone(name: Callee) -> Exp {
+        Exp {
+            name,
+            params: Vec::new(),
+            hash: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Callee {
     /// A helper name followed by parameters (or a block's name).
@@ -326,11 +337,7 @@ impl<'s> Lexer<'s> {
         self.ws();
         let exp = match self.helper_call(1)? {
             Some(e) => Some(e),
-            None => self.path().map(|p| Exp {
-                name: Callee::Path(p),
-                params: Vec::new(),
-                hash: Vec::new(),
-            }),
+            None => self.path().map(|p| Exp::lone(Callee::Path(p))),
         };
         self.ws();
         match exp {
@@ -363,17 +370,9 @@ impl<'s> Lexer<'s> {
             return Ok(Some(e));
         }
         if let Some(e) = self.sub()? {
-            return Ok(Some(Exp {
-                name: Callee::Sub(Box::new(e)),
-                params: Vec::new(),
-                hash: Vec::new(),
-            }));
+            return Ok(Some(Exp::lone(Callee::Sub(Box::new(e)))));
         }
-        Ok(self.path().map(|p| Exp {
-            name: Callee::Path(p),
-            params: Vec::new(),
-            hash: Vec::new(),
-        }))
+        Ok(self.path().map(|p| Exp::lone(Callee::Path(p))))
     }
 
     /// A block's line: `identifier (hash|param)* (as |a b|)?`.
@@ -578,38 +577,36 @@ impl<'s> Lexer<'s> {
         false
     }
 
+    /// `{ ("k": literal)? (, "k": literal)* }`, as handlebars-rust's grammar
+    /// has it (serde_json then refuses what JSON does not allow).
     fn object_lit(&mut self) -> bool {
         let save = self.i;
         if !self.eat("{") {
             return false;
         }
-        let mut first = true;
+        let pair = |l: &mut Self| {
+            l.ws();
+            l.string_lit().is_some()
+                && {
+                    l.ws();
+                    l.eat(":")
+                }
+                && {
+                    l.ws();
+                    l.literal_shape()
+                }
+        };
+        let s = self.i;
+        if !pair(self) {
+            self.i = s;
+        }
         loop {
             let s = self.i;
             self.ws();
-            if (first || self.eat(","))
-                && {
-                    self.ws();
-                    self.string_lit().is_some()
-                }
-                && {
-                    self.ws();
-                    self.eat(":")
-                }
-                && {
-                    self.ws();
-                    self.literal_shape()
-                }
-            {
-                first = false;
-                continue;
+            if !(self.eat(",") && pair(self)) {
+                self.i = s;
+                break;
             }
-            self.i = s;
-            if first {
-                first = false;
-                continue;
-            }
-            break;
         }
         self.ws();
         if self.eat("}") {
@@ -715,7 +712,11 @@ impl<'s> Lexer<'s> {
         self.ws();
         let tb = self.eat("~");
         self.ws();
-        let bad = || "not a valid {{...}} tag".to_string();
+        let bad = || {
+            "not a valid tag: {{ opens a value ({{name}}, {{helper x}}), a block \
+             ({{#if x}}...{{/if}}) or a comment ({{! ... }}); write \\{{ for literal braces"
+                .to_string()
+        };
         let c = self.peek().ok_or_else(bad)?;
         let (kind, ta) = match c {
             '#' => {
@@ -748,16 +749,8 @@ impl<'s> Lexer<'s> {
                 self.i += 1;
                 self.ws();
                 let exp = match self.sub()? {
-                    Some(e) => Exp {
-                        name: Callee::Sub(Box::new(e)),
-                        params: Vec::new(),
-                        hash: Vec::new(),
-                    },
-                    None => Exp {
-                        name: Callee::Path(self.path().ok_or_else(bad)?),
-                        params: Vec::new(),
-                        hash: Vec::new(),
-                    },
+                    Some(e) => Exp::lone(Callee::Sub(Box::new(e))),
+                    None => Exp::lone(Callee::Path(self.path().ok_or_else(bad)?)),
                 };
                 (Kind::Expr(exp, true), self.close("}}"))
             }
@@ -1695,67 +1688,5 @@ fn compare(x: &Value, y: &Value) -> Option<std::cmp::Ordering> {
         (Value::Number(a), Value::String(b)) => num_str(a, b),
         (Value::String(a), Value::Number(b)) => num_str(b, a).map(Ordering::reverse),
         _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    struct Plain;
-    impl Host for Plain {
-        fn escape(&mut self, text: &str) -> String {
-            format!("<{text}>")
-        }
-        fn has(&self, _: &str) -> bool {
-            false
-        }
-        fn call(&mut self, name: &str, _: &[Arg<'_>]) -> Result<Out, Reason> {
-            Err(Reason::UnknownHelper(name.into()))
-        }
-    }
-
-    fn render(t: &str, data: Value) -> Result<String, RenderError> {
-        Template::parse(t).unwrap().render(&data, &mut Plain)
-    }
-
-    #[test]
-    fn values_blocks_and_whitespace() {
-        let d = json!({"a": "x", "l": [1, 2], "m": {"k": "v"}, "z": 0});
-        assert_eq!(
-            render("{{a}} {{{a}}} {{&a}}", d.clone()).unwrap(),
-            "<x> x x"
-        );
-        assert_eq!(
-            render("{{#each l}}{{@index}}={{this}};{{/each}}", d.clone()).unwrap(),
-            "<0>=<1>;<1>=<2>;"
-        );
-        assert_eq!(
-            render("{{#if a}}\n  yes\n{{else}}\n  no\n{{/if}}\n", d.clone()).unwrap(),
-            "  yes\n"
-        );
-        assert_eq!(
-            render("{{#with m}}{{k}}{{../a}}{{/with}}", d.clone()).unwrap(),
-            "<v><x>"
-        );
-        assert_eq!(render("a {{~a~}} b", d.clone()).unwrap(), "a<x>b");
-        assert_eq!(render("\\{{a}}", d.clone()).unwrap(), "{{a}}");
-        assert_eq!(
-            render("{{#if z includeZero=true}}0{{/if}}", d.clone()).unwrap(),
-            "0"
-        );
-        assert_eq!(
-            render("{{#if (gt l.1 l.0)}}gt{{/if}}", d.clone()).unwrap(),
-            "gt"
-        );
-        let e = render("x\n  {{nope}}", d.clone()).unwrap_err();
-        assert_eq!(e.reason, Reason::Missing(Some("nope".into())));
-        assert_eq!(e.pos, Some(Pos { line: 2, column: 3 }));
-        assert!(Template::parse("{{#if a}}").is_err());
-        assert!(Template::parse("{{> p}}")
-            .unwrap_err()
-            .message
-            .contains("partials"));
     }
 }
