@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # build-static.sh - build imprint's static release binary; print its path.
 #
-#   scripts/build-static.sh [--musl|--glibc] [--deps]
+#   scripts/build-static.sh [--musl|--glibc|--aarch64] [--deps]
 #
 # The one command that makes the binary that ships (packaging/, the VM test's
 # IMPRINT_BIN, benches/compare.sh). Its path is the only thing on stdout;
@@ -20,12 +20,24 @@
 #            /etc/passwd and /etc/group itself) and resolves no host names
 #            (metadata services are addressed by IP), the two things a static
 #            glibc does badly.
-#   --deps   apt-get install what --musl needs first.
-#
-# aarch64 is not built: no aarch64 std exists for the rustup toolchain here
-# and rustup cannot download one; the same build-std route would need arm64
-# as a dpkg foreign architecture (musl-dev:arm64, libunwind-14-dev:arm64)
-# plus an aarch64 linker (docs/benchmarks.md, "Build").
+#   --aarch64  aarch64-unknown-linux-musl, cross-built (never the default):
+#            the --musl route for arm64. rustup has no aarch64 std here and
+#            cannot download one; Debian's rustc (LLVM 22) has the aarch64
+#            backend, so std is built from rust-web-src as for --musl. Needs
+#            arm64 as a dpkg foreign architecture for musl-dev:arm64 (musl's
+#            aarch64 libc.a and crt objects, plus aarch64-linux-musl-gcc for
+#            the fortify shim below) and gcc-aarch64-linux-gnu (the linker
+#            driver, and the crtbegin/crtend objects rustc's self-contained
+#            link asks for). LLVM's aarch64 libunwind.a is taken from
+#            libunwind-14-dev:arm64 unpacked into target/aarch64-deps/, not
+#            installed: that package puts libunwind.a in /usr/lib/llvm-14/lib,
+#            the same path as the amd64 one --musl needs, so dpkg refuses to
+#            install both. (GCC's aarch64 libgcc_eh.a is no substitute: it
+#            calls glibc's _dl_find_object, which musl lacks.) The check runs
+#            the binary under qemu-aarch64 (qemu-user) when that is there.
+#   --deps   apt-get install what --musl needs first; with --aarch64, what
+#            --aarch64 needs instead (adds the arm64 architecture, runs
+#            apt-get update, fetches libunwind-14-dev:arm64).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -35,8 +47,9 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --musl) MODE=musl; shift ;;
     --glibc) MODE=glibc; shift ;;
+    --aarch64) MODE=aarch64; shift ;;
     --deps) DEPS=1; shift ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-static.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -47,12 +60,36 @@ STD_SRC=/usr/lib/rustlib/src/rust/library
 MUSL_LIB=/usr/lib/x86_64-linux-musl
 UNWIND=/usr/lib/llvm-14/lib/libunwind.a
 
+# --aarch64: Debian's arm64 musl and cross gcc; LLVM's arm64 libunwind.a
+# unpacked from its .deb (see the header: it cannot be installed beside the
+# amd64 one).
+ARM_PKGS="rustc-web rust-web-src musl-dev:arm64 gcc-aarch64-linux-gnu qemu-user"
+ARM_MUSL_LIB=/usr/lib/aarch64-linux-musl
+ARM_DEPS="$top/target/aarch64-deps"
+ARM_UNWIND="$ARM_DEPS/libunwind-14-dev/usr/lib/llvm-14/lib/libunwind.a"
+
 musl_ready() {
   [ -x "$DEB_RUSTC" ] && [ -d "$STD_SRC/std" ] && [ -f "$MUSL_LIB/libc.a" ] \
     && [ -f "$MUSL_LIB/rcrt1.o" ] && command -v musl-gcc >/dev/null && [ -f "$UNWIND" ]
 }
 
-if [ "$DEPS" = 1 ]; then
+aarch64_ready() {
+  [ -x "$DEB_RUSTC" ] && [ -d "$STD_SRC/std" ] && [ -f "$ARM_MUSL_LIB/libc.a" ] \
+    && [ -f "$ARM_MUSL_LIB/rcrt1.o" ] && command -v aarch64-linux-musl-gcc >/dev/null \
+    && command -v aarch64-linux-gnu-gcc >/dev/null && [ -f "$ARM_UNWIND" ]
+}
+
+if [ "$DEPS" = 1 ] && [ "$MODE" = aarch64 ]; then
+  dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+  apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $ARM_PKGS >&2
+  # apt-get download writes as _apt where it can: give it the directory.
+  tmp=$(mktemp -d); chown _apt "$tmp" 2>/dev/null || true
+  (cd "$tmp" && apt-get download -q libunwind-14-dev:arm64) >&2
+  rm -rf "$ARM_DEPS/libunwind-14-dev"; mkdir -p "$ARM_DEPS"
+  dpkg-deb -x "$tmp"/libunwind-14-dev_*_arm64.deb "$ARM_DEPS/libunwind-14-dev"
+  rm -rf "$tmp"
+elif [ "$DEPS" = 1 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $MUSL_PKGS >&2
 fi
 if [ "$MODE" = auto ]; then
@@ -63,14 +100,31 @@ if [ "$MODE" = auto ]; then
 fi
 
 check_static() {
-  local bin=$1
+  local bin=$1 run=${2:-}
   if readelf -lW "$bin" | grep -q 'INTERP'; then
     echo "build-static.sh: $bin asks for a program interpreter: not static" >&2; exit 70
   fi
   if readelf -dW "$bin" | grep -q '(NEEDED)'; then
     echo "build-static.sh: $bin needs shared libraries: not static" >&2; exit 70
   fi
-  "$bin" --version >/dev/null || { echo "build-static.sh: $bin does not run" >&2; exit 70; }
+  $run "$bin" --version >/dev/null || { echo "build-static.sh: $bin does not run" >&2; exit 70; }
+}
+
+# Debian builds LLVM's libunwind with _FORTIFY_SOURCE: its one glibc-only
+# call, __fprintf_chk (debug output only), mapped onto musl's vfprintf.
+write_fortify() {
+  cat > "$1" <<'EOF'
+#include <stdarg.h>
+#include <stdio.h>
+int __fprintf_chk(FILE *f, int flag, const char *fmt, ...) {
+    va_list ap;
+    (void)flag;
+    va_start(ap, fmt);
+    int r = vfprintf(f, fmt, ap);
+    va_end(ap);
+    return r;
+}
+EOF
 }
 
 case "$MODE" in
@@ -86,20 +140,7 @@ case "$MODE" in
       ln -s "$(gcc -print-file-name=$f)" "$link/$f"
     done
     ln -s "$UNWIND" "$link/libunwind.a"
-    # Debian builds LLVM's libunwind with _FORTIFY_SOURCE: its one glibc-only
-    # call, __fprintf_chk (debug output only), mapped onto musl's vfprintf.
-    cat > "$link/fortify.c" <<'EOF'
-#include <stdarg.h>
-#include <stdio.h>
-int __fprintf_chk(FILE *f, int flag, const char *fmt, ...) {
-    va_list ap;
-    (void)flag;
-    va_start(ap, fmt);
-    int r = vfprintf(f, fmt, ap);
-    va_end(ap);
-    return r;
-}
-EOF
+    write_fortify "$link/fortify.c"
     musl-gcc -O2 -fPIE -c "$link/fortify.c" -o "$link/fortify.o"
     # RUSTC_BOOTSTRAP: -Zbuild-std on Debian's stable compiler, the std
     # source being that compiler's own. std's features: optimize_for_size
@@ -112,11 +153,40 @@ EOF
       -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size >&2
     bin="$top/target/musl/x86_64-unknown-linux-musl/release/imprint"
     ;;
+  aarch64)
+    aarch64_ready || { echo "build-static.sh: --aarch64 needs arm64 as a dpkg architecture, apt-get install $ARM_PKGS and libunwind-14-dev:arm64 unpacked in $ARM_DEPS (--aarch64 --deps does all three)" >&2; exit 69; }
+    # As for --musl, with aarch64 objects: Debian's arm64 musl, the cross
+    # gcc's crtbegin/crtend, LLVM's arm64 libunwind; the cross gcc links.
+    link="$top/target/aarch64/link"
+    rm -rf "$link"; mkdir -p "$link"
+    for f in crt1.o rcrt1.o Scrt1.o crti.o crtn.o libc.a; do ln -s "$ARM_MUSL_LIB/$f" "$link/$f"; done
+    for f in crtbegin.o crtbeginS.o crtbeginT.o crtend.o crtendS.o; do
+      ln -s "$(aarch64-linux-gnu-gcc -print-file-name=$f)" "$link/$f"
+    done
+    ln -s "$ARM_UNWIND" "$link/libunwind.a"
+    write_fortify "$link/fortify.c"
+    aarch64-linux-musl-gcc -O2 -fPIE -c "$link/fortify.c" -o "$link/fortify.o"
+    RUSTC="$DEB_RUSTC" RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$top/target/aarch64" \
+      CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
+      RUSTFLAGS="-C link-self-contained=yes -L native=$link -C link-arg=$link/fortify.o" \
+      cargo build --release --locked --target aarch64-unknown-linux-musl \
+      -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size >&2
+    bin="$top/target/aarch64/aarch64-unknown-linux-musl/release/imprint"
+    ;;
   glibc)
     RUSTFLAGS="-C target-feature=+crt-static" \
       cargo build --release --locked --target x86_64-unknown-linux-gnu >&2
     bin="$top/target/x86_64-unknown-linux-gnu/release/imprint"
     ;;
 esac
-check_static "$bin"
+if [ "$MODE" = aarch64 ]; then
+  readelf -h "$bin" | grep -q 'Machine:.*AArch64' \
+    || { echo "build-static.sh: $bin is not an AArch64 binary" >&2; exit 70; }
+  if command -v qemu-aarch64 >/dev/null; then check_static "$bin" qemu-aarch64; else
+    echo "build-static.sh: qemu-aarch64 missing (qemu-user): $bin checked static, not run" >&2
+    check_static "$bin" true
+  fi
+else
+  check_static "$bin"
+fi
 echo "$bin"
