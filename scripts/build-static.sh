@@ -127,51 +127,47 @@ int __fprintf_chk(FILE *f, int flag, const char *fmt, ...) {
 EOF
 }
 
+# build_musl DIR TRIPLE LIBC_DIR GCC UNWIND_A CC [LINKER]: the musl route,
+# into DIR (the binary's path in $bin).
+build_musl() {
+  local dir=$1 triple=$2 libc=$3 gcc=$4 unwind=$5 cc=$6 linker=${7:-} f
+  # rustc's self-contained musl linking finds the C runtime objects on -L
+  # paths: give it the target's musl, GCC's crtbegin/crtend and LLVM's
+  # libunwind in one directory.
+  local link="$dir/link"
+  rm -rf "$link"; mkdir -p "$link"
+  for f in crt1.o rcrt1.o Scrt1.o crti.o crtn.o libc.a; do ln -s "$libc/$f" "$link/$f"; done
+  for f in crtbegin.o crtbeginS.o crtbeginT.o crtend.o crtendS.o; do
+    ln -s "$("$gcc" -print-file-name=$f)" "$link/$f"
+  done
+  ln -s "$unwind" "$link/libunwind.a"
+  write_fortify "$link/fortify.c"
+  "$cc" -O2 -fPIE -c "$link/fortify.c" -o "$link/fortify.o"
+  local linker_env=()
+  [ -z "$linker" ] || linker_env=("CARGO_TARGET_$(echo "$triple" | tr 'a-z-' 'A-Z_')_LINKER=$linker")
+  # RUSTC_BOOTSTRAP: -Zbuild-std on Debian's stable compiler, the std
+  # source being that compiler's own. std's features: optimize_for_size
+  # only, so neither `backtrace` (gimli, addr2line, a demangler: ~0.2 MiB
+  # that only RUST_BACKTRACE output uses; a panic still prints its message
+  # and location) nor `panic-unwind` (the binary aborts on panic).
+  env "${linker_env[@]}" RUSTC="$DEB_RUSTC" RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$dir" \
+    RUSTFLAGS="-C link-self-contained=yes -L native=$link -C link-arg=$link/fortify.o" \
+    cargo build --release --locked --target "$triple" \
+    -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size >&2
+  bin="$dir/$triple/release/imprint"
+}
+
 case "$MODE" in
   musl)
     musl_ready || { echo "build-static.sh: --musl needs: apt-get install $MUSL_PKGS (or --deps)" >&2; exit 69; }
-    # rustc's self-contained musl linking finds the C runtime objects on -L
-    # paths: give it Debian's musl, gcc's crtbegin/crtend and LLVM's
-    # libunwind in one directory.
-    link="$top/target/musl/link"
-    rm -rf "$link"; mkdir -p "$link"
-    for f in crt1.o rcrt1.o Scrt1.o crti.o crtn.o libc.a; do ln -s "$MUSL_LIB/$f" "$link/$f"; done
-    for f in crtbegin.o crtbeginS.o crtbeginT.o crtend.o crtendS.o; do
-      ln -s "$(gcc -print-file-name=$f)" "$link/$f"
-    done
-    ln -s "$UNWIND" "$link/libunwind.a"
-    write_fortify "$link/fortify.c"
-    musl-gcc -O2 -fPIE -c "$link/fortify.c" -o "$link/fortify.o"
-    # RUSTC_BOOTSTRAP: -Zbuild-std on Debian's stable compiler, the std
-    # source being that compiler's own. std's features: optimize_for_size
-    # only, so neither `backtrace` (gimli, addr2line, a demangler: ~0.2 MiB
-    # that only RUST_BACKTRACE output uses; a panic still prints its message
-    # and location) nor `panic-unwind` (the binary aborts on panic).
-    RUSTC="$DEB_RUSTC" RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$top/target/musl" \
-      RUSTFLAGS="-C link-self-contained=yes -L native=$link -C link-arg=$link/fortify.o" \
-      cargo build --release --locked --target x86_64-unknown-linux-musl \
-      -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size >&2
-    bin="$top/target/musl/x86_64-unknown-linux-musl/release/imprint"
+    build_musl "$top/target/musl" x86_64-unknown-linux-musl "$MUSL_LIB" gcc "$UNWIND" musl-gcc
     ;;
   aarch64)
     aarch64_ready || { echo "build-static.sh: --aarch64 needs arm64 as a dpkg architecture, apt-get install $ARM_PKGS and libunwind-14-dev:arm64 unpacked in $ARM_DEPS (--aarch64 --deps does all three)" >&2; exit 69; }
-    # As for --musl, with aarch64 objects: Debian's arm64 musl, the cross
-    # gcc's crtbegin/crtend, LLVM's arm64 libunwind; the cross gcc links.
-    link="$top/target/aarch64/link"
-    rm -rf "$link"; mkdir -p "$link"
-    for f in crt1.o rcrt1.o Scrt1.o crti.o crtn.o libc.a; do ln -s "$ARM_MUSL_LIB/$f" "$link/$f"; done
-    for f in crtbegin.o crtbeginS.o crtbeginT.o crtend.o crtendS.o; do
-      ln -s "$(aarch64-linux-gnu-gcc -print-file-name=$f)" "$link/$f"
-    done
-    ln -s "$ARM_UNWIND" "$link/libunwind.a"
-    write_fortify "$link/fortify.c"
-    aarch64-linux-musl-gcc -O2 -fPIE -c "$link/fortify.c" -o "$link/fortify.o"
-    RUSTC="$DEB_RUSTC" RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$top/target/aarch64" \
-      CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
-      RUSTFLAGS="-C link-self-contained=yes -L native=$link -C link-arg=$link/fortify.o" \
-      cargo build --release --locked --target aarch64-unknown-linux-musl \
-      -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size >&2
-    bin="$top/target/aarch64/aarch64-unknown-linux-musl/release/imprint"
+    # Debian's arm64 musl, the cross gcc's crtbegin/crtend, LLVM's arm64
+    # libunwind; the cross gcc links.
+    build_musl "$top/target/aarch64" aarch64-unknown-linux-musl "$ARM_MUSL_LIB" \
+      aarch64-linux-gnu-gcc "$ARM_UNWIND" aarch64-linux-musl-gcc aarch64-linux-gnu-gcc
     ;;
   glibc)
     RUSTFLAGS="-C target-feature=+crt-static" \
