@@ -307,7 +307,7 @@ impl Units {
 
     /// The canonical name of `name` (aliases resolved).
     pub fn canonical<'a>(&'a self, name: &'a str) -> &'a str {
-        self.aliases.get(name).map(String::as_str).unwrap_or(name)
+        canonical(&self.aliases, name)
     }
 
     fn get(&self, name: &str) -> Option<&UnitDeps> {
@@ -343,6 +343,11 @@ impl Units {
         }
         seen
     }
+}
+
+/// `name`, or the unit it is an alias of.
+fn canonical<'a>(aliases: &'a BTreeMap<String, String>, name: &'a str) -> &'a str {
+    aliases.get(name).map(String::as_str).unwrap_or(name)
 }
 
 /// Where every unit's files are (the unit directories listed, nothing read
@@ -457,7 +462,7 @@ impl Catalog {
 
     /// The canonical name of `name` (aliases resolved).
     fn canonical<'a>(&'a self, name: &'a str) -> &'a str {
-        self.aliases.get(name).map(String::as_str).unwrap_or(name)
+        canonical(&self.aliases, name)
     }
 
     /// Read the files of every unit (`only: None`), or of the units named

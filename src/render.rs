@@ -236,9 +236,15 @@ fn render_error_message(r: &Reason) -> String {
              manifest's values:, or guard it with {{{{#if {key}}}}})"
         ),
         Reason::UnknownHelper(h) => format!(
-            "unknown helper {h}: imprint's helpers are {} and the built-ins if, unless, \
-             each, with, lookup, gt, gte, lt, lte, and, or, not, len (docs/templates.md)",
-            crate::helpers::HELPERS.join(", ")
+            "unknown helper {h}: imprint's helpers are {} and the built-ins {} \
+             (docs/templates.md)",
+            crate::helpers::HELPERS.join(", "),
+            template::BUILTINS
+                .iter()
+                .filter(|b| !crate::helpers::HELPERS.contains(b))
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         r => r.to_string(),
     }

@@ -1252,7 +1252,8 @@ struct Renderer<'a, 'h> {
     out: String,
 }
 
-const BUILTINS: &[&str] = &[
+/// The built-in helpers (a host's helper of the same name replaces one).
+pub const BUILTINS: &[&str] = &[
     "if", "unless", "each", "with", "lookup", "eq", "ne", "gt", "gte", "lt", "lte", "and", "or",
     "not", "len", "log", "raw",
 ];
