@@ -168,6 +168,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::Ok)
         }
+        Command::HostKeys(a) => {
+            let root = root_of(&a.root);
+            host_keys(&root, a.root.root.is_some(), &mut so).map_err(fail)
+        }
         Command::Identify(a) => {
             let root = root_of(&a.root);
             crate::identify::command(
@@ -338,4 +342,55 @@ pub fn by_name() -> Option<i32> {
             .collect();
         crate::shim::main(&root, &args)
     })
+}
+
+/// `imprint host-keys`: the keys the seal calls for, then a restart of the
+/// ssh unit if it is running (never under `--root`: only recorded).
+fn host_keys(root: &Root, under_root: bool, so: &mut dyn Write) -> Result<ExitCode, Error> {
+    use crate::hostkeys::Due;
+    let done = crate::hostkeys::for_instance(root)?;
+    let say = match &done.due {
+        Due::NotConfigured => {
+            "not configured yet (no seal): host keys left as they are".to_string()
+        }
+        Due::MadeByRun { instance_id } => format!(
+            "host keys of {instance_id} were made by the run that sealed it (an older imprint): nothing to do"
+        ),
+        Due::Done { instance_id } => {
+            format!("host keys were made for this instance ({instance_id}): nothing to do")
+        }
+        Due::Make {
+            instance_id, types, ..
+        } if types.is_empty() => {
+            format!("no ssh_host_keys for {instance_id}: /etc/ssh left alone")
+        }
+        Due::Make { instance_id, .. } => format!("host keys made for {instance_id}"),
+    };
+    tracing::info!("{say}");
+    if !crate::logging::stdout_is_journal() {
+        let _ = writeln!(so, "{say}");
+        for (t, path, fp) in &done.keys.generated {
+            let _ = writeln!(so, "generated {t} {path} {fp}");
+        }
+        for path in &done.keys.removed {
+            let _ = writeln!(so, "removed {path}");
+        }
+    }
+    if !done.keys.restart.is_empty() {
+        let (mut recorder, mut systemctl);
+        let mgr: &mut dyn ServiceManager = if under_root {
+            recorder = Recorder;
+            &mut recorder
+        } else {
+            systemctl = Systemctl::new();
+            &mut systemctl
+        };
+        let acted = crate::systemd::act(mgr, &crate::plan::Plan::default(), &done.keys.restart)?;
+        if !crate::logging::stdout_is_journal() {
+            for u in &acted {
+                let _ = writeln!(so, "{} {}: {}", u.action, u.unit, u.result);
+            }
+        }
+    }
+    Ok(ExitCode::Ok)
 }

@@ -47,6 +47,15 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Forget the seal, for baking an image (Packer's last step)
     Clean(CleanArgs),
+    /// Make this instance's own SSH host keys, once (after run)
+    ///
+    /// The seal says which types this instance is to have (the manifest's
+    /// ssh_host_keys); /var/lib/imprint/host-keys says whether they were made
+    /// for it. Keys made for another instance, or baked into the image, are
+    /// replaced; this instance's own keys are kept, and only missing types
+    /// made. imprint-host-keys.service runs this at boot, after
+    /// imprint.service and before sshd.
+    HostKeys(HostKeysArgs),
     /// The systemd generator entry point
     #[command(hide = true)]
     Generator(GeneratorArgs),
@@ -154,6 +163,12 @@ pub struct CleanArgs {
     /// Also empty /etc/machine-id, so clones get their own
     #[arg(long)]
     pub machine_id: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HostKeysArgs {
+    #[command(flatten)]
+    pub root: RootArgs,
 }
 
 #[derive(Debug, Clone, Args)]

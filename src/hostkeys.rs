@@ -3,35 +3,31 @@
 //! Why: an image baked from a running machine carries that machine's host
 //! keys, and every clone would then share them (any one of them can
 //! impersonate the others). cloud-init's answer is `ssh_deletekeys: true`;
-//! this is the same rule, keyed by the seal: when this instance was never
-//! configured (no seal) or the seal belongs to another instance-id, every
-//! `/etc/ssh/ssh_host_*key*` is replaced: the listed types are generated
-//! anew, keys of other types (and their certificates) are removed. On the
-//! same instance (`run --force`) existing keys are kept and only missing
-//! types are generated, so a forced re-run never changes the host's
-//! identity. A manifest without `ssh_host_keys` leaves /etc/ssh alone.
+//! this is the same rule, keyed by instance-id: when the keys on disk were
+//! not made for this instance, every `/etc/ssh/ssh_host_*key*` is replaced:
+//! the listed types are generated anew, keys of other types (and their
+//! certificates) are removed. On the same instance existing keys are kept
+//! and only missing types are generated, so nothing here ever changes a
+//! configured host's identity. A manifest without `ssh_host_keys` leaves
+//! /etc/ssh alone.
 //!
-//! Keys come from the real `ssh-keygen -q -N "" -t TYPE -f PATH`, written
-//! under a temporary name in /etc/ssh and renamed over the old key, so sshd
-//! never sees a missing or half-written key. Under `--root` the keys are
-//! generated for real inside the root (they are just files; tests and image
-//! builds see exactly what a boot would do).
+//! **Not the run's job** (docs/systemd.md, "Host keys"): `imprint run`
+//! records in the seal which types this instance is to have (`host_keys`),
+//! and `imprint host-keys`, run by `imprint-host-keys.service` after
+//! imprint.service and before sshd, makes them. The app's services, which
+//! start right after imprint.service, then do not wait for ssh-keygen (under
+//! emulation at boot, ~0.35 s of two CPUs), and sshd still never starts with
+//! the image's keys. What was made, for which instance-id, is recorded in
+//! `/var/lib/imprint/host-keys` ([`Marker`]); a crash between the seal and
+//! the keys is mended on the next boot, as the marker then names another
+//! instance (or none) than the seal. This mirrors cloud-init, whose ssh
+//! module has a per-instance marker of its own, apart from write_files'.
 //!
-//! The keys land in /etc/ssh right after apply (that changes the system, so
-//! never in a pure stage) and before the unit actions, which restart the ssh
-//! unit if it is already active; at boot it is not (`imprint.service` is
-//! ordered `Before=ssh.service sshd.service`).
-//!
-//! On a first boot (no seal at all, so every listed type is generated anew
-//! whatever the instance-id turns out to be) ssh-keygen is started early,
-//! by [`start_ahead`] right after the seal check, into a private scratch
-//! directory `/run/imprint/hostkeys` (0700; the run lock is held, so no
-//! other run shares it). It then runs beside fetch, decode, render and
-//! apply instead of after them: under emulation at boot it is the longest
-//! step of a run. The root's /etc/ssh is untouched until the keys are
-//! installed after apply; a run that stops before that kills the
-//! ssh-keygen children and removes the scratch directory ([`Ahead`]'s
-//! drop).
+//! Keys come from the real `ssh-keygen -q -N "" -t TYPE -f PATH`, every type
+//! at once, each written under a temporary name in /etc/ssh and renamed over
+//! the old key, so sshd never sees a missing or half-written key. Under
+//! `--root` the keys are generated for real inside the root (they are just
+//! files; tests and image builds see exactly what a boot would do).
 
 use crate::error::ExitCode;
 use crate::root::Root;
@@ -84,19 +80,8 @@ pub struct HostKeys {
 }
 
 /// Make sure the listed host key types exist and belong to this instance.
-/// `new_instance`: no seal, or a seal for another instance-id.
+/// `new_instance`: the keys on disk were not made for this instance-id.
 pub fn ensure(root: &Root, types: &[String], new_instance: bool) -> Result<HostKeys, HostKeyError> {
-    ensure_with(root, types, new_instance, None)
-}
-
-/// [`ensure`], taking the keys from `ahead` when [`start_ahead`] started
-/// them (a new instance: every listed type).
-fn ensure_with(
-    root: &Root,
-    types: &[String],
-    new_instance: bool,
-    ahead: Option<Ahead>,
-) -> Result<HostKeys, HostKeyError> {
     let mut done = HostKeys::default();
     if types.is_empty() {
         return Ok(done);
@@ -108,29 +93,23 @@ fn ensure_with(
         source,
     })?;
     confined(root, &dir)?;
-    // `ahead` (its scratch directory) lives until every key is copied out.
-    let mut ahead = ahead;
-    let (keygen, mut running) = match &mut ahead {
-        Some(a) => (a.keygen.clone(), std::mem::take(&mut a.running)),
-        None => (keygen()?, Vec::new()),
-    };
-    if running.is_empty() {
-        // Every ssh-keygen at once, then each result in order: under
-        // emulation (and on any small VM) each run is mostly start-up, so
-        // two keys in parallel cost about one.
-        for t in types {
-            let key = dir.join(format!("ssh_host_{t}_key"));
-            if !new_instance && key.exists() {
-                continue;
-            }
-            let made = dir.join(format!(".imprint-new-ssh_host_{t}_key"));
-            let child = spawn(&keygen, &made, t, &key);
-            running.push(Running {
-                key_type: t.clone(),
-                made,
-                child,
-            });
+    let keygen = keygen()?;
+    // Every ssh-keygen at once, then each result in order: under emulation
+    // (and on any small VM) each run is mostly start-up, so two keys in
+    // parallel cost about one.
+    let mut running = Vec::new();
+    for t in types {
+        let key = dir.join(format!("ssh_host_{t}_key"));
+        if !new_instance && key.exists() {
+            continue;
         }
+        let made = dir.join(format!(".imprint-new-ssh_host_{t}_key"));
+        let child = spawn(&keygen, &made, t, &key);
+        running.push(Running {
+            key_type: t.clone(),
+            made,
+            child,
+        });
     }
     // Every child is waited for (and its temp files handled) before the
     // first error is returned.
@@ -138,11 +117,10 @@ fn ensure_with(
         .into_iter()
         .map(|r| {
             let key = dir.join(format!("ssh_host_{}_key", r.key_type));
-            let fp = finish(&keygen, &dir, &r.key_type, &key, &r.made, r.child);
+            let fp = finish(&keygen, &r.key_type, &key, &r.made, r.child);
             (r.key_type, key, fp)
         })
         .collect();
-    drop(ahead);
     for (t, key, fp) in results {
         let fp = fp?;
         tracing::info!(
@@ -190,31 +168,137 @@ fn ensure_with(
     Ok(done)
 }
 
-/// The pipeline's step: [`ensure`] with "new instance" decided from the
-/// seal (none, or another instance-id). Reads the seal itself because
-/// `run --force` skips the pipeline's seal check.
-pub fn for_run(
-    root: &Root,
-    types: &[String],
-    instance_id: &str,
-    ahead: Option<Ahead>,
-) -> Result<HostKeys, HostKeyError> {
-    if types.is_empty() {
-        return Ok(HostKeys::default());
-    }
-    if ahead.is_some() {
-        // Started with no seal on disk, under the run lock: still none.
-        return ensure_with(root, types, true, ahead);
-    }
-    let new_instance = match crate::seal::read(root) {
-        Ok(Some(s)) => s.instance_id != instance_id,
-        Ok(None) => true,
-        Err(e) => {
-            tracing::warn!("{e}; treating this as a new instance for ssh host keys");
-            true
-        }
+/// The state file recording whose host keys /etc/ssh holds, in the state
+/// directory beside the seal.
+pub const MARKER: &str = "host-keys";
+
+/// What `imprint host-keys` last did, for which instance-id
+/// (`/var/lib/imprint/host-keys`, JSON; no secret: fingerprints only).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Marker {
+    pub instance_id: String,
+    /// The types this instance has (the seal's `host_keys`).
+    pub types: Vec<String>,
+    /// RFC 3339 UTC.
+    pub time: String,
+    pub version: String,
+    /// `(type, fingerprint)` of the keys generated then.
+    #[serde(default)]
+    pub generated: Vec<(String, String)>,
+    /// Keys of other types removed then (paths as inside the root).
+    #[serde(default)]
+    pub removed: Vec<String>,
+}
+
+/// What the seal and the marker call for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    /// No seal: this instance is not configured (yet); the keys stay as
+    /// they are until a run seals it.
+    NotConfigured,
+    /// A seal without `host_keys`: written by a version whose run made the
+    /// keys itself.
+    MadeByRun { instance_id: String },
+    /// The marker names the sealed instance and every type exists.
+    Done { instance_id: String },
+    /// Make `types` (`new_instance`: replace every key; else only the
+    /// missing types).
+    Make {
+        instance_id: String,
+        types: Vec<String>,
+        new_instance: bool,
+    },
+}
+
+/// Decide from the seal, the marker and which key files exist (`has`, by
+/// type). Pure.
+pub fn due(
+    seal: Option<&crate::seal::Seal>,
+    marker: Option<&Marker>,
+    has: impl Fn(&str) -> bool,
+) -> Due {
+    let Some(seal) = seal else {
+        return Due::NotConfigured;
     };
-    ensure(root, types, new_instance)
+    let instance_id = seal.instance_id.clone();
+    let Some(types) = &seal.host_keys else {
+        return Due::MadeByRun { instance_id };
+    };
+    let same = marker.is_some_and(|m| m.instance_id == seal.instance_id);
+    if same && types.iter().all(|t| has(t)) {
+        return Due::Done { instance_id };
+    }
+    Due::Make {
+        instance_id,
+        types: types.clone(),
+        new_instance: !same,
+    }
+}
+
+/// What [`for_instance`] found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub due: Due,
+    pub keys: HostKeys,
+}
+
+/// `imprint host-keys`: under the run lock, give the sealed instance the
+/// host keys its seal lists, unless the marker says they were made for it;
+/// then record that in the marker. The caller restarts `keys.restart` if it
+/// is running.
+pub fn for_instance(root: &Root) -> Result<Outcome, crate::Error> {
+    let _lock = crate::state::lock(root)?;
+    let seal = crate::seal::read(root)?;
+    let marker = read_marker(root)?;
+    let dir = root.join(SSH_DIR);
+    let due = due(seal.as_ref(), marker.as_ref(), |t| {
+        dir.join(format!("ssh_host_{t}_key")).exists()
+    });
+    let Due::Make {
+        instance_id,
+        types,
+        new_instance,
+    } = &due
+    else {
+        return Ok(Outcome {
+            due,
+            keys: HostKeys::default(),
+        });
+    };
+    let keys = ensure(root, types, *new_instance)?;
+    let fingerprints = |k: &HostKeys| -> Vec<(String, String)> {
+        k.generated
+            .iter()
+            .map(|(t, _, fp)| (t.clone(), fp.clone()))
+            .collect()
+    };
+    let marker = Marker {
+        instance_id: instance_id.clone(),
+        types: types.clone(),
+        time: crate::report::now_rfc3339(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        generated: fingerprints(&keys),
+        removed: keys.removed.clone(),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&marker).expect("a marker serializes");
+    bytes.push(b'\n');
+    crate::state::write_file(root, MARKER, &bytes)?;
+    Ok(Outcome { due, keys })
+}
+
+/// The marker, if any.
+pub fn read_marker(root: &Root) -> Result<Option<Marker>, crate::state::StateError> {
+    let Some(bytes) = crate::state::read_file(root, MARKER)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| crate::state::StateError::Corrupt {
+            path: crate::state::dir(root).join(MARKER),
+            message: format!(
+                "{e} (remove it to have this instance's host keys made anew, then run `imprint host-keys`)"
+            ),
+        })
 }
 
 /// `/usr/bin/ssh-keygen`, else `/bin/ssh-keygen`.
@@ -253,72 +337,6 @@ fn pub_of(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Host keys being generated ahead, into a private scratch directory
-/// (module doc). Dropping it unused kills and reaps the children and
-/// removes the directory.
-#[derive(Debug)]
-pub struct Ahead {
-    scratch: PathBuf,
-    keygen: PathBuf,
-    running: Vec<Running>,
-}
-
-impl Drop for Ahead {
-    fn drop(&mut self) {
-        for r in &mut self.running {
-            if let Ok(c) = &mut r.child {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.scratch);
-    }
-}
-
-/// Where [`start_ahead`] has ssh-keygen write, relative to the root: beside
-/// the run lock, on /run (a tmpfs at boot).
-pub const SCRATCH_DIR: &str = "run/imprint/hostkeys";
-
-/// Start generating every listed key type now, when the root has no seal
-/// (a first boot: every type is new whatever the instance-id). `None` when
-/// there is nothing to start, or anything is in the way (a seal, no
-/// ssh-keygen, no scratch directory): [`for_run`] then does it all after
-/// apply, and reports what failed. Call with the run lock held.
-pub fn start_ahead(root: &Root, types: &[String]) -> Option<Ahead> {
-    if types.is_empty() || !matches!(crate::seal::read(root), Ok(None)) {
-        return None;
-    }
-    let keygen = keygen().ok()?;
-    let scratch = root.join(SCRATCH_DIR);
-    // Left by a killed run: the lock is ours now.
-    let _ = std::fs::remove_dir_all(&scratch);
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&scratch)
-            .ok()?;
-    }
-    let mut ahead = Ahead {
-        scratch,
-        keygen,
-        running: Vec::new(),
-    };
-    if confined(root, &ahead.scratch).is_err() {
-        return None;
-    }
-    for t in types {
-        let made = ahead.scratch.join(format!("ssh_host_{t}_key"));
-        let child = spawn(&ahead.keygen, &made, t, &made);
-        ahead.running.push(Running {
-            key_type: t.clone(),
-            made,
-            child,
-        });
-    }
-    Some(ahead)
-}
-
 /// Start generating one key at `made` (see [`finish`]).
 fn spawn(
     keygen: &Path,
@@ -339,20 +357,17 @@ fn spawn(
         .map_err(|e| keygen_error(t, key, format!("failed to run {}: {e}", keygen.display())))
 }
 
-/// Wait for a key started by [`spawn`] at `made`; when that is outside
-/// `dir` (generated ahead), copy it (and its .pub, modes kept) in under a
-/// temporary name; then rename both over `key`. Returns the SHA256
+/// Wait for a key started by [`spawn`] at `made` (a temporary name beside
+/// `key`), then rename it and its .pub over `key`. Returns the SHA256
 /// fingerprint.
 fn finish(
     keygen: &Path,
-    dir: &Path,
     t: &str,
     key: &Path,
     made: &Path,
     child: Result<std::process::Child, HostKeyError>,
 ) -> Result<String, HostKeyError> {
-    let tmp = dir.join(format!(".imprint-new-ssh_host_{t}_key"));
-    let tmp_pub = pub_of(&tmp);
+    let made_pub = pub_of(made);
     let pub_path = pub_of(key);
     let err = |message: String| keygen_error(t, key, message);
     let out = child?
@@ -360,7 +375,7 @@ fn finish(
         .map_err(|e| err(format!("failed to run {}: {e}", keygen.display())))?;
     if !out.status.success() {
         let _ = std::fs::remove_file(made);
-        let _ = std::fs::remove_file(pub_of(made));
+        let _ = std::fs::remove_file(&made_pub);
         return Err(err(format!(
             "{} exited with {}: {}",
             keygen.display(),
@@ -368,24 +383,14 @@ fn finish(
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    if made != tmp {
-        for (from, to) in [(made.to_path_buf(), &tmp), (pub_of(made), &tmp_pub)] {
-            let _ = std::fs::remove_file(to);
-            std::fs::copy(&from, to).map_err(|source| HostKeyError::Io {
-                what: "copy into place",
-                path: to.to_path_buf(),
-                source,
-            })?;
-        }
-    }
-    let public = std::fs::read_to_string(&tmp_pub).map_err(|source| HostKeyError::Io {
+    let public = std::fs::read_to_string(&made_pub).map_err(|source| HostKeyError::Io {
         what: "read",
-        path: tmp_pub.clone(),
+        path: made_pub.clone(),
         source,
     })?;
     let fp = fingerprint(&public)
         .ok_or_else(|| err("ssh-keygen wrote an unreadable public key".into()))?;
-    for (from, to) in [(&tmp, key), (&tmp_pub, pub_path.as_path())] {
+    for (from, to) in [(made, key), (made_pub.as_path(), pub_path.as_path())] {
         std::fs::rename(from, to).map_err(|source| HostKeyError::Io {
             what: "rename into place",
             path: to.to_path_buf(),

@@ -6,7 +6,6 @@ use crate::apply::{self, Applied};
 use crate::decode::{self, Part};
 use crate::error::{Error, Sealed};
 use crate::fetch::{self, Fetched};
-use crate::hostkeys;
 use crate::identify::{self, Identified, Request};
 use crate::manifest::{self, Manifest};
 use crate::merge;
@@ -150,18 +149,12 @@ pub fn run(
     } else {
         None
     };
-    let t = now_ms();
-    // A first boot (no seal): ssh-keygen starts now, into a private scratch
-    // directory, and runs beside the stages below (src/hostkeys.rs).
-    let ahead = match (until, &sealed) {
-        (Until::Run, None) => hostkeys::start_ahead(root, &manifest.ssh_host_keys),
-        _ => None,
-    };
-    // The state of every unit the manifest may act on is asked for now, too
+    // The state of every unit the manifest may act on is asked for now
     // (but of those the generator ordered after imprint: src/systemd.rs):
     // PID 1 is busy at boot, and its answer then takes up to a second.
-    // (The report's step "ahead": ssh-keygen started and the query sent.)
+    // (The report's step "ahead": the query sent.)
     if until == Until::Run && sealed.is_none() {
+        let t = now_ms();
         mgr.prefetch(&units_of(&manifest));
         out.timer.record("ahead", t, now_ms() - t, None);
     }
@@ -287,7 +280,7 @@ pub fn run(
     // out of here goes through it.
     let pending = std::mem::take(&mut applied.pending);
     out.applied = Some(applied);
-    let done = after_apply(root, plan, mgr, out, ahead);
+    let done = after_apply(root, plan, mgr, out);
     let seal = match done {
         Ok(seal) => seal,
         Err(e) => {
@@ -309,69 +302,16 @@ pub fn run(
     Ok(())
 }
 
-/// Host keys and unit actions, then the seal to write (files written now or
-/// already as rendered).
+/// The unit actions, then the seal to write (files written now or already
+/// as rendered). Host keys are not the run's: imprint-host-keys.service
+/// makes them after it, from the seal's `host_keys` (src/hostkeys.rs).
 fn after_apply(
     root: &Root,
     plan: Plan,
     mgr: &mut dyn ServiceManager,
     out: &mut Outcome,
-    ahead: Option<hostkeys::Ahead>,
 ) -> Result<Seal, Error> {
-    let types: &[String] = out
-        .manifest
-        .as_ref()
-        .map(|m| m.ssh_host_keys.as_slice())
-        .unwrap_or_default();
-    let id = out
-        .fetched
-        .as_ref()
-        .map(|f| f.instance_id.as_str())
-        .unwrap_or_default();
-    let units = if types.is_empty() || names_ssh(&plan) {
-        // The keys first: a unit of the plan may be the ssh unit, and it
-        // must start with the new keys.
-        let keys = out.timer.time("ssh-host-keys", || {
-            hostkeys::for_run(root, types, id, ahead)
-        })?;
-        out.timer
-            .time("units", || systemd::act(mgr, &plan, &keys.restart))
-    } else {
-        // The plan's unit jobs first, then the keys: ssh-keygen, started
-        // ahead on a first boot, runs on while PID 1 works on the jobs (under
-        // emulation at boot a restart takes most of a second), so the keys
-        // are usually ready when the jobs are done. Then the ssh unit, if the
-        // keys changed and it is running.
-        // (The report keeps the stages' usual order: ssh-host-keys, units;
-        // units starts before ssh-host-keys and its duration is its parts'.)
-        let units_start = now_ms();
-        let units = systemd::act(mgr, &plan, &[]);
-        let mut units_took = now_ms() - units_start;
-        let keys = out.timer.time("ssh-host-keys", || {
-            hostkeys::for_run(root, types, id, ahead)
-        });
-        let t = now_ms();
-        let units = match (units, &keys) {
-            (Ok(mut done), Ok(k)) if !k.restart.is_empty() => {
-                systemd::act(mgr, &Plan::default(), &k.restart).map(|more| {
-                    done.extend(more);
-                    done
-                })
-            }
-            (u, _) => u,
-        }
-        .map_err(Error::from);
-        units_took += now_ms() - t;
-        out.timer
-            .record("units", units_start, units_took, units.as_ref().err());
-        match (units, keys) {
-            (Ok(done), Err(e)) => {
-                out.units = done;
-                return Err(e);
-            }
-            (u, _) => u,
-        }
-    };
+    let units = out.timer.time("units", || systemd::act(mgr, &plan, &[]));
     out.plan = Some(plan);
     match units {
         Ok(u) => out.units = u,
@@ -402,41 +342,30 @@ fn after_apply(
         ),
         units: out.units.clone(),
         journal: None,
+        host_keys: Some(
+            out.manifest
+                .as_ref()
+                .map(|m| m.ssh_host_keys.clone())
+                .unwrap_or_default(),
+        ),
     })
 }
 
-/// Every unit the manifest may have acted on (restart, reload, enable, and
-/// the ssh units when it generates host keys).
+/// Every unit the manifest may act on (restart, reload, enable).
 fn units_of(m: &Manifest) -> Vec<&str> {
     let mut out: Vec<&str> = Vec::new();
-    let ssh: &[&str] = if m.ssh_host_keys.is_empty() {
-        &[]
-    } else {
-        &["ssh.service", "sshd.service"]
-    };
     let named = m
         .files
         .iter()
         .flat_map(|f| f.restart.iter().chain(&f.reload))
         .chain(&m.enable)
         .map(String::as_str);
-    for u in named.chain(ssh.iter().copied()) {
+    for u in named {
         if !out.contains(&u) {
             out.push(u);
         }
     }
     out
-}
-
-/// Whether the plan acts on a unit that host keys may restart (`ssh.service`,
-/// `sshd.service`, an alias or a socket of them: any name starting with
-/// `ssh`).
-fn names_ssh(plan: &Plan) -> bool {
-    plan.restart
-        .iter()
-        .chain(&plan.reload)
-        .chain(&plan.enable)
-        .any(|u| u.starts_with("ssh"))
 }
 
 /// The report of a run (success or not), secrets masked.

@@ -41,6 +41,14 @@ pub struct Seal {
     /// that finished, and recovery drops it instead of rolling back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<String>,
+    /// The ssh host key types this instance is to have (the manifest's
+    /// `ssh_host_keys`; empty: /etc/ssh is left alone). The run does not
+    /// make them: `imprint host-keys` (imprint-host-keys.service, after
+    /// imprint.service and before sshd) does, once per instance-id. Absent
+    /// in seals written before that split, whose runs made the keys
+    /// themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_keys: Option<Vec<String>>,
 }
 
 /// The seal's file name inside the state directory.
@@ -282,6 +290,7 @@ mod tests {
                 result: "recorded".into(),
             }],
             journal: None,
+            host_keys: None,
         }
     }
 

@@ -215,7 +215,11 @@ pub fn clean(root: &Root, machine_id: bool) -> Result<Vec<String>, crate::Error>
             restored.join(", ")
         ));
     }
-    for name in [crate::seal::FILE, crate::report::FILE] {
+    for name in [
+        crate::seal::FILE,
+        crate::report::FILE,
+        crate::hostkeys::MARKER,
+    ] {
         if remove_file(root, name)? {
             done.push(format!("removed /{}/{name}", root::STATE_DIR));
         }

@@ -120,6 +120,7 @@ fn verify_drift_is_1() {
             }],
             units: vec![],
             journal: None,
+            host_keys: None,
         },
     )
     .unwrap();
@@ -151,6 +152,7 @@ fn seal_for(root: &TempRoot, id: &str, user_data: &[u8]) {
             files: vec![],
             units: vec![],
             journal: None,
+            host_keys: None,
         },
     )
     .unwrap();

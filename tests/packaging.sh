@@ -80,6 +80,7 @@ expected() {
 		echo "-rwxr-xr-x /usr/bin/imprint"
 		echo "lrwxrwxrwx /usr/lib/systemd/system-generators/imprint-generator -> ../../../bin/imprint"
 		echo "-rw-r--r-- /usr/lib/systemd/system/imprint.service"
+		echo "-rw-r--r-- /usr/lib/systemd/system/imprint-host-keys.service"
 		echo "-rw-r--r-- /usr/lib/systemd/system/imprint-verify.service"
 		echo "-rw-r--r-- /usr/lib/systemd/system/imprint-verify.timer"
 		echo "-rw-r--r-- /usr/lib/systemd/system-preset/80-imprint.preset"
@@ -137,9 +138,11 @@ if grep -nE 'deb-systemd-invoke +(start|restart)|systemctl[^|;]* (start|restart|
 	"$work"/control/{preinst,postinst,prerm,postrm} "$work/rpm-scripts" 2>/dev/null; then
 	fail "a maintainer script starts or restarts a unit"
 fi
-grep -q 'deb-systemd-helper enable imprint.service' "$work/control/postinst" || fail "deb postinst does not enable imprint.service"
-grep -q 'systemctl --no-reload preset imprint.service' "$work/rpm-scripts" || fail "rpm %post does not preset imprint.service"
-grep -qx 'enable imprint.service' "$x/usr/lib/systemd/system-preset/80-imprint.preset" || fail "preset does not enable imprint.service"
+for u in imprint.service imprint-host-keys.service; do
+	grep -q "deb-systemd-helper enable $u" "$work/control/postinst" || fail "deb postinst does not enable $u"
+	grep -q "systemctl --no-reload preset .*$u" "$work/rpm-scripts" || fail "rpm %post does not preset $u"
+	grep -qx "enable $u" "$x/usr/lib/systemd/system-preset/80-imprint.preset" || fail "preset does not enable $u"
+done
 grep -qx 'disable imprint-verify.timer' "$x/usr/lib/systemd/system-preset/80-imprint.preset" || fail "preset does not leave the verify timer disabled"
 zcat "$x/usr/share/man/man1/imprint.1.gz" | grep -q 'EXIT STATUS' || fail "imprint(1) has no EXIT STATUS section"
 ok "control data: version, synopsis, triggers, enable-not-start, preset, man page"
@@ -211,18 +214,21 @@ cp "$work/policy-rc.d" "$r/usr/sbin/policy-rc.d"
 d() { dpkg --root="$r" --force-script-chrootless --log=/dev/null "$@" >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg $*"; }; }
 link=$r/usr/bin/cloud-init
 wants=$r/etc/systemd/system/sysinit.target.wants/imprint.service
+keys=$r/etc/systemd/system/multi-user.target.wants/imprint-host-keys.service
 
 d -i "$work/init-system-helpers.deb"
 d -i "$deb"
 [ -x "$r/usr/bin/imprint" ] || fail "no /usr/bin/imprint after install"
 [ "$(readlink "$wants")" = /usr/lib/systemd/system/imprint.service ] ||
 	fail "imprint.service not enabled (no sysinit.target.wants link)"
+[ "$(readlink "$keys")" = /usr/lib/systemd/system/imprint-host-keys.service ] ||
+	fail "imprint-host-keys.service not enabled (no multi-user.target.wants link)"
 [ -L "$link" ] && [ "$(readlink "$link")" = imprint ] || fail "no /usr/bin/cloud-init -> imprint link"
 [ "$(readlink -f "$link")" = "$(readlink -f "$r/usr/bin/imprint")" ] || fail "cloud-init link does not resolve to imprint"
-ok "install: binary, unit enabled (sysinit.target.wants), cloud-init -> imprint"
+ok "install: binary, units enabled (sysinit.target.wants, multi-user.target.wants), cloud-init -> imprint"
 
 d -i "$deb"
-[ -L "$link" ] && [ -L "$wants" ] || fail "reinstall lost the cloud-init link or the enablement"
+[ -L "$link" ] && [ -L "$wants" ] && [ -L "$keys" ] || fail "reinstall lost the cloud-init link or the enablement"
 ok "reinstall keeps the link and the enablement"
 
 d -i "$work/cloud-init.deb"
@@ -302,8 +308,10 @@ p() { rpm --root "$r" "$@" >"$work/rpm.log" 2>&1 || { cat "$work/rpm.log" >&2; f
 p --initdb
 link=$r/usr/bin/cloud-init
 wants=$r/etc/systemd/system/sysinit.target.wants/imprint.service
+keys=$r/etc/systemd/system/multi-user.target.wants/imprint-host-keys.service
 p -i --nodeps "$rpm"
 [ -L "$wants" ] || fail "rpm: imprint.service not enabled by systemctl preset"
+[ -L "$keys" ] || fail "rpm: imprint-host-keys.service not enabled by systemctl preset"
 [ -L "$link" ] && [ "$(readlink "$link")" = imprint ] || fail "rpm: no /usr/bin/cloud-init -> imprint link"
 ok "rpm install: unit enabled by preset, cloud-init -> imprint"
 p -U --replacepkgs --nodeps "$rpm"
@@ -316,6 +324,7 @@ ok "rpm: a real cloud-init replaces the link; its removal brings it back"
 p -e imprint
 [ ! -e "$link" ] && [ ! -L "$link" ] || fail "rpm: erase left /usr/bin/cloud-init behind"
 [ ! -L "$wants" ] || fail "rpm: erase left imprint.service enabled"
+[ ! -L "$keys" ] || fail "rpm: erase left imprint-host-keys.service enabled"
 p -i --nodeps "$work/cloud-init.rpm"
 p -i --nodeps "$rpm"
 grep -q 'real cloud-init' "$link" || fail "rpm: install over a real cloud-init replaced it"

@@ -1,22 +1,18 @@
-//! SSH host keys through `imprint run` on a first boot (no seal): ssh-keygen
-//! is started before fetch, into a private scratch directory, and runs
-//! beside the pure stages; its keys land in /etc/ssh after apply; a run
-//! that fails before apply leaves the root as it was and no scratch behind
-//! (src/hostkeys.rs, docs/state.md).
+//! SSH host keys through the commands, as a boot runs them: `imprint run`
+//! (imprint.service) records in the seal which types the instance is to
+//! have and makes none; `imprint host-keys` (imprint-host-keys.service,
+//! after it, before sshd) makes them once per instance-id and records that
+//! in /var/lib/imprint/host-keys (src/hostkeys.rs, docs/systemd.md).
 //!
 //! Needs ssh-keygen (apt `openssh-client`) and strace (apt `strace`);
 //! .ci/run installs both.
 
 mod common;
 
-use common::{code, copy_tree, imprint, stderr, tree_hash};
+use common::{code, copy_tree, imprint, run, stderr, stdout, tree_hash};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// imprint's own state (the failed run's report, the lock): not the root's
-/// configuration.
-const STATE: &[&str] = &["var/lib/imprint", "run"];
+use std::process::{Command, Output};
 
 fn demo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo")
@@ -35,195 +31,289 @@ fn demo_root_with_host_keys() -> tempfile::TempDir {
     t
 }
 
-/// `imprint run` under `strace -f` (process and file-placing calls); the
-/// exit code and the trace, one call per line.
-fn traced_run(root: &Path, user_data: &Path) -> (i32, String, Vec<String>) {
-    let trace = root.with_extension("strace");
-    let cmd = imprint();
-    let o = Command::new("strace")
-        .args([
-            "-f",
-            "-qq",
-            "-s",
-            "512",
-            "-e",
-            "trace=execve,linkat,renameat,renameat2",
-            "-o",
-        ])
-        .arg(&trace)
-        .arg(cmd.get_program())
+/// `imprint run --root` as instance `id`.
+fn run_as(root: &Path, id: &str) -> Output {
+    run(imprint()
         .args(["run", "--root"])
         .arg(root)
         .arg("--user-data")
-        .arg(user_data)
-        .args(["--instance-id", "i-keys"])
+        .arg(demo().join("user-data.b64"))
+        .args(["--instance-id", id]))
+}
+
+/// `imprint host-keys --root` under `strace -f` (execve only): the output
+/// and how many ssh-keygen runs it started.
+fn host_keys(root: &Path) -> (Output, usize) {
+    let trace = root.with_extension("strace");
+    let cmd = imprint();
+    let o = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=execve", "-o"])
+        .arg(&trace)
+        .arg(cmd.get_program())
+        .args(["host-keys", "--root"])
+        .arg(root)
         .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
         .output()
         .expect("strace (apt-get install strace)");
     let text = std::fs::read_to_string(&trace).unwrap();
     std::fs::remove_file(&trace).unwrap();
-    (
-        code(&o),
-        stderr(&o),
-        text.lines().map(String::from).collect(),
-    )
+    let keygens = text
+        .lines()
+        .filter(|l| l.contains("execve(") && l.contains("ssh-keygen"))
+        .count();
+    (o, keygens)
+}
+
+/// `ssh-keygen -l` of a key file: its SHA256 fingerprint (and proof that
+/// the file is a readable key).
+fn keygen_fingerprint(p: &Path) -> String {
+    let l = Command::new("ssh-keygen")
+        .arg("-l")
+        .arg("-f")
+        .arg(p)
+        .output()
+        .unwrap();
+    assert!(l.status.success(), "{}", String::from_utf8_lossy(&l.stderr));
+    String::from_utf8_lossy(&l.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+fn marker(root: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(root.join("var/lib/imprint/host-keys")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn seal(root: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(root.join("var/lib/imprint/sealed")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The names in the root's /etc/ssh, sorted.
+fn ssh_dir(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("etc/ssh"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A key pair made by ssh-keygen, as an image build (or another instance)
+/// leaves it.
+fn baked(root: &Path, t: &str) {
+    let p = root.join(format!("etc/ssh/ssh_host_{t}_key"));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-N", "", "-t", t, "-f"])
+        .arg(&p)
+        .status()
+        .unwrap();
+    assert!(ok.success());
 }
 
 #[test]
-fn a_first_boot_starts_ssh_keygen_before_apply_and_installs_the_keys() {
+fn the_run_records_the_types_and_host_keys_makes_them() {
     let r = demo_root_with_host_keys();
-    let (rc, err, trace) = traced_run(r.path(), &demo().join("user-data.b64"));
-    assert_eq!(rc, 0, "{err}");
-    // Both ssh-keygen runs began before apply placed its first file (the
-    // journal, then each file, are linked or renamed into place).
-    let first_place = trace
-        .iter()
-        .position(|l| l.contains("linkat(") || l.contains("rename"))
-        .expect("apply placed files");
-    let keygens: Vec<usize> = trace
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.contains("execve(") && l.contains("ssh-keygen"))
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(keygens.len(), 2, "{trace:#?}");
-    assert!(
-        keygens.iter().all(|&i| i < first_place),
-        "ssh-keygen started after apply began:\n{}",
-        trace.join("\n")
+    let o = run_as(r.path(), "i-keys");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // The run made no key, and says which types the instance is to have.
+    assert!(!r.path().join("etc/ssh").exists());
+    assert_eq!(
+        seal(r.path())["host_keys"],
+        serde_json::json!(["ed25519", "ecdsa"])
     );
-    // They wrote into the scratch directory, never into the root's /etc/ssh.
-    for &i in &keygens {
-        assert!(trace[i].contains("/run/imprint/hostkeys/"), "{}", trace[i]);
-    }
-    // The keys are in place, with ssh-keygen's modes, and readable.
-    for t in ["ed25519", "ecdsa"] {
+    let report = std::fs::read_to_string(r.path().join("var/lib/imprint/report.json")).unwrap();
+    assert!(!report.contains("ssh-host-keys"), "{report}");
+
+    let (o, keygens) = host_keys(r.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Both types at once (two ssh-keygen runs), in place with ssh-keygen's
+    // modes, readable, and no temporary name left.
+    assert_eq!(keygens, 2);
+    assert_eq!(
+        ssh_dir(r.path()),
+        [
+            "ssh_host_ecdsa_key",
+            "ssh_host_ecdsa_key.pub",
+            "ssh_host_ed25519_key",
+            "ssh_host_ed25519_key.pub"
+        ]
+    );
+    let m = marker(r.path());
+    assert_eq!(m["instance_id"], "i-keys");
+    assert_eq!(m["types"], serde_json::json!(["ed25519", "ecdsa"]));
+    for (i, t) in ["ed25519", "ecdsa"].iter().enumerate() {
         let key = r.path().join(format!("etc/ssh/ssh_host_{t}_key"));
         let public = r.path().join(format!("etc/ssh/ssh_host_{t}_key.pub"));
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode(&key), 0o600, "{}", key.display());
         assert_eq!(mode(&public), 0o644, "{}", public.display());
-        let l = Command::new("ssh-keygen")
-            .arg("-l")
-            .arg("-f")
-            .arg(&key)
-            .output()
-            .unwrap();
-        assert!(l.status.success(), "{}", String::from_utf8_lossy(&l.stderr));
-        assert!(String::from_utf8_lossy(&l.stdout).contains("SHA256:"));
+        // The marker and the output name the keys' real fingerprints.
+        let fp = keygen_fingerprint(&key);
+        assert_eq!(m["generated"][i], serde_json::json!([t, fp]), "{m}");
+        assert!(stdout(&o).contains(&fp), "{}", stdout(&o));
     }
-    // No temporary name is left in /etc/ssh, and the scratch directory is gone.
-    let names: Vec<String> = std::fs::read_dir(r.path().join("etc/ssh"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        names.iter().all(|n| n.starts_with("ssh_host_")),
-        "{names:?}"
-    );
-    assert_eq!(names.len(), 4, "{names:?}");
-    assert!(!r.path().join("run/imprint/hostkeys").exists());
-    // The report has the stage.
-    let report = std::fs::read_to_string(r.path().join("var/lib/imprint/report.json")).unwrap();
-    assert!(report.contains("\"ssh-host-keys\""), "{report}");
 }
 
 #[test]
-fn a_run_that_fails_before_apply_kills_ssh_keygen_and_changes_nothing() {
+fn the_same_instance_keeps_its_keys_and_only_gets_missing_ones() {
     let r = demo_root_with_host_keys();
-    let bad = r.path().with_extension("user-data");
-    // Valid YAML, but a required value (app.db_host) is missing: refused
-    // by validate, after ssh-keygen started.
-    std::fs::write(&bad, "#cloud-config\nwrite_files: []\n").unwrap();
-    let before = tree_hash(r.path(), STATE);
-    let (rc, err, trace) = traced_run(r.path(), &bad);
-    std::fs::remove_file(&bad).unwrap();
-    assert_eq!(rc, 65, "{err}");
-    assert_eq!(tree_hash(r.path(), STATE), before, "{err}");
-    assert!(!r.path().join("etc/ssh").exists());
-    assert!(!r.path().join("run/imprint/hostkeys").exists());
-    // ssh-keygen did start (so the kill path ran), and nothing was placed
-    // but the failed run's report.
-    assert!(
-        trace
-            .iter()
-            .any(|l| l.contains("execve(") && l.contains("ssh-keygen")),
-        "{}",
-        trace.join("\n")
+    assert_eq!(code(&run_as(r.path(), "i-same")), 0);
+    let (o, _) = host_keys(r.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    // Every later boot: nothing to do, nothing touched, no ssh-keygen.
+    let before = tree_hash(r.path(), &["run"]);
+    let (o, keygens) = host_keys(r.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(keygens, 0);
+    assert!(stdout(&o).contains("nothing to do"), "{}", stdout(&o));
+    assert_eq!(tree_hash(r.path(), &["run"]), before);
+
+    // A forced re-run on the same instance does not change its identity
+    // either; a type that went missing is made, the other kept.
+    assert_eq!(
+        code(&run(imprint()
+            .args(["run", "--force", "--root"])
+            .arg(r.path())
+            .arg("--user-data")
+            .arg(demo().join("user-data.b64"))
+            .args(["--instance-id", "i-same"]))),
+        0
     );
-    let placed: Vec<&String> = trace
-        .iter()
-        .filter(|l| (l.contains("linkat(") || l.contains("rename")) && !l.contains("report.json"))
-        .collect();
-    assert!(placed.is_empty(), "{placed:#?}");
+    let ed = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key"));
+    let ecdsa = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ecdsa_key"));
+    std::fs::remove_file(r.path().join("etc/ssh/ssh_host_ecdsa_key")).unwrap();
+    std::fs::remove_file(r.path().join("etc/ssh/ssh_host_ecdsa_key.pub")).unwrap();
+    let (o, keygens) = host_keys(r.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(keygens, 1);
+    assert_eq!(
+        keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key")),
+        ed
+    );
+    let new_ecdsa = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ecdsa_key"));
+    assert_ne!(new_ecdsa, ecdsa);
+    assert_eq!(
+        marker(r.path())["generated"],
+        serde_json::json!([["ecdsa", new_ecdsa]])
+    );
 }
 
-/// The unit actions of the run in `root`'s report, as `ACTION UNIT` lines.
-fn unit_actions(root: &Path) -> Vec<String> {
-    let report = std::fs::read_to_string(root.join("var/lib/imprint/report.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&report).unwrap();
-    v["units"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| {
-            format!(
-                "{} {}",
-                u["action"].as_str().unwrap(),
-                u["unit"].as_str().unwrap()
-            )
-        })
-        .collect()
+#[test]
+fn a_new_instance_replaces_every_key_even_after_a_crash_before_its_keys() {
+    // The image carries another machine's keys, one of a type the manifest
+    // does not list.
+    let r = demo_root_with_host_keys();
+    baked(r.path(), "rsa");
+    baked(r.path(), "ed25519");
+    let image_ed = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key"));
+    assert_eq!(code(&run_as(r.path(), "i-a")), 0);
+    let (o, keygens) = host_keys(r.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(keygens, 2);
+    assert!(
+        stdout(&o).contains("removed /etc/ssh/ssh_host_rsa_key"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(ssh_dir(r.path()).len(), 4, "{:?}", ssh_dir(r.path()));
+    let a_ed = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key"));
+    assert_ne!(a_ed, image_ed);
+
+    // A clone of i-a boots as i-b: the run seals i-b; the machine stops
+    // before imprint-host-keys runs (a crash, a power cut). On the next
+    // boot the run is sealed (77) and host-keys still sees keys that were
+    // made for another instance: it replaces them.
+    assert_eq!(code(&run_as(r.path(), "i-b")), 0);
+    assert_eq!(code(&run_as(r.path(), "i-b")), 77);
+    let (o, keygens) = host_keys(r.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(keygens, 2);
+    assert_eq!(marker(r.path())["instance_id"], "i-b");
+    let b_ed = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key"));
+    assert_ne!(b_ed, a_ed);
 }
 
-/// [`demo_root_with_host_keys`], the root also having an `ssh.service`.
-fn demo_root_with_host_keys_and_ssh_unit() -> tempfile::TempDir {
+#[test]
+fn without_a_seal_with_an_old_one_or_without_types_etc_ssh_is_left_alone() {
+    // No seal: not configured yet.
+    let r = demo_root_with_host_keys();
+    baked(r.path(), "rsa");
+    let before = tree_hash(r.path(), &["run"]);
+    let (o, keygens) = host_keys(r.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(keygens, 0);
+    assert!(stdout(&o).contains("not configured yet"), "{}", stdout(&o));
+    assert_eq!(tree_hash(r.path(), &["run"]), before);
+
+    // A seal written before host keys had a unit of their own (no
+    // `host_keys`): that run made them; nothing to do.
+    assert_eq!(code(&run_as(r.path(), "i-old")), 0);
+    let sealed = r.path().join("var/lib/imprint/sealed");
+    let mut s = seal(r.path());
+    s.as_object_mut().unwrap().remove("host_keys").unwrap();
+    std::fs::write(&sealed, serde_json::to_vec(&s).unwrap()).unwrap();
+    let before = tree_hash(r.path(), &["run"]);
+    let (o, keygens) = host_keys(r.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(keygens, 0);
+    assert!(stdout(&o).contains("made by the run"), "{}", stdout(&o));
+    assert_eq!(tree_hash(r.path(), &["run"]), before);
+
+    // A manifest without ssh_host_keys: /etc/ssh untouched, the instance
+    // recorded as done.
+    let r = tempfile::tempdir().unwrap();
+    copy_tree(&demo().join("root"), r.path());
+    baked(r.path(), "rsa");
+    assert_eq!(code(&run_as(r.path(), "i-none")), 0);
+    assert_eq!(seal(r.path())["host_keys"], serde_json::json!([]));
+    let ssh = tree_hash(&r.path().join("etc/ssh"), &[]);
+    let (o, keygens) = host_keys(r.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(keygens, 0);
+    assert_eq!(tree_hash(&r.path().join("etc/ssh"), &[]), ssh);
+    assert_eq!(marker(r.path())["instance_id"], "i-none");
+}
+
+#[test]
+fn new_keys_restart_the_ssh_unit_and_the_run_no_longer_does() {
     let r = demo_root_with_host_keys();
     std::fs::create_dir_all(r.path().join("lib/systemd/system")).unwrap();
     std::fs::write(r.path().join("lib/systemd/system/ssh.service"), "[Unit]\n").unwrap();
-    r
-}
-
-/// How many of the unit actions are on ssh.service.
-fn ssh_actions(units: &[String]) -> usize {
-    units.iter().filter(|u| u.ends_with(" ssh.service")).count()
+    let o = run_as(r.path(), "i-ssh");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stdout(&o).contains("ssh.service"), "{}", stdout(&o));
+    let (o, _) = host_keys(r.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Under --root the restart is recorded, as the run's are.
+    assert!(
+        stdout(&o).contains("would-restart ssh.service: recorded"),
+        "{}",
+        stdout(&o)
+    );
+    // Nothing new: no restart.
+    let (o, _) = host_keys(r.path());
+    assert!(!stdout(&o).contains("ssh.service"), "{}", stdout(&o));
 }
 
 #[test]
-fn new_keys_restart_the_ssh_unit_once_after_the_plans_units() {
-    // The plan's unit jobs, then the keys (ssh-keygen ran on meanwhile),
-    // then the ssh unit.
-    let r = demo_root_with_host_keys_and_ssh_unit();
-    let (rc, err, _) = traced_run(r.path(), &demo().join("user-data.b64"));
-    assert_eq!(rc, 0, "{err}");
-    let units = unit_actions(r.path());
-    assert_eq!(ssh_actions(&units), 1, "{units:?}");
-    assert_eq!(
-        units.last().map(String::as_str),
-        Some("would-restart ssh.service"),
-        "{units:?}"
-    );
+fn a_corrupt_marker_is_65_names_the_file_and_changes_nothing() {
+    let r = demo_root_with_host_keys();
+    assert_eq!(code(&run_as(r.path(), "i-c")), 0);
+    std::fs::write(r.path().join("var/lib/imprint/host-keys"), "{not json").unwrap();
+    let before = tree_hash(r.path(), &["run"]);
+    let (o, keygens) = host_keys(r.path());
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    assert_eq!(keygens, 0);
     assert!(
-        units.contains(&"would-restart app.service".to_string()),
-        "{units:?}"
+        stderr(&o).contains("var/lib/imprint/host-keys"),
+        "{}",
+        stderr(&o)
     );
-
-    // A manifest whose own file restarts the ssh unit: the keys go in
-    // first (the unit must start with them), and it is still acted on once.
-    let r = demo_root_with_host_keys_and_ssh_unit();
-    let m = r.path().join("etc/imprint/imprint.yaml");
-    let text = std::fs::read_to_string(&m).unwrap().replacen(
-        "restart: [app.service]",
-        "restart: [app.service, ssh.service]",
-        1,
-    );
-    assert!(
-        text.contains("ssh.service"),
-        "the demo manifest restarts app.service"
-    );
-    std::fs::write(&m, text).unwrap();
-    let (rc, err, _) = traced_run(r.path(), &demo().join("user-data.b64"));
-    assert_eq!(rc, 0, "{err}");
-    let units = unit_actions(r.path());
-    assert_eq!(ssh_actions(&units), 1, "{units:?}");
+    assert!(stderr(&o).contains("remove it"), "{}", stderr(&o));
+    assert_eq!(tree_hash(r.path(), &["run"]), before);
 }

@@ -59,6 +59,7 @@ fn seal_of(root: &TempRoot, paths: &[&str]) -> Seal {
             .collect(),
         units: vec![],
         journal: None,
+        host_keys: None,
     }
 }
 

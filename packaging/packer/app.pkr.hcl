@@ -83,11 +83,11 @@ build {
       # pair in authorized_keys: bake the admin keys into the image (or use
       # SSM), as docs/packaging.md says.
       "sudo apt-get purge -y cloud-init cloud-guest-utils || true",
-      # The binary, imprint.service (enabled, not started), the generator,
-      # the verify timer (disabled), man pages, and the cloud-init name
-      # (free now) for `cloud-init status`.
+      # The binary, imprint.service and imprint-host-keys.service (enabled,
+      # not started), the generator, the verify timer (disabled), man pages,
+      # and the cloud-init name (free now) for `cloud-init status`.
       "sudo apt-get install -y /tmp/imprint.deb",
-      "systemctl is-enabled imprint.service",
+      "systemctl is-enabled imprint.service imprint-host-keys.service",
       "sudo install -d -m 0755 /etc/imprint",
       "sudo cp -R /tmp/imprint-files/. /etc/imprint/",
       # Check the manifest and every template against sample user-data now,

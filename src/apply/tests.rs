@@ -516,6 +516,7 @@ fn recover_keeps_the_files_of_a_run_whose_seal_names_its_journal() {
         files: a.written.clone(),
         units: vec![],
         journal,
+        host_keys: None,
     };
     // A seal of another run (an older one, or none): roll back.
     crate::seal::write(&root, &seal(Some("another run".into()))).unwrap();

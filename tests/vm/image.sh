@@ -186,7 +186,8 @@ disable_cloudinit() {
 # package is installed with dpkg --root, maintainer scripts and all (they
 # honour DPKG_ROOT), so every VM run tests the packaging too: the unit
 # enabled by the package, the generator link, the cloud-init shim link.
-# Without it, BIN and units/imprint.service are copied (quick iteration).
+# Without it, BIN, units/imprint.service and units/imprint-host-keys.service
+# are copied (quick iteration).
 install_imprint() {
   local r=$1 bin=$2
   if [ -n "${IMPRINT_DEB:-}" ]; then
@@ -195,11 +196,15 @@ install_imprint() {
       || { cat "$CACHE/dpkg-imprint.log" >&2; die "dpkg -i $IMPRINT_DEB failed"; }
     [ -L "$r/etc/systemd/system/sysinit.target.wants/imprint.service" ] \
       || die "the .deb did not enable imprint.service (sysinit.target.wants)"
+    [ -L "$r/etc/systemd/system/multi-user.target.wants/imprint-host-keys.service" ] \
+      || die "the .deb did not enable imprint-host-keys.service (multi-user.target.wants)"
     return
   fi
   put_file 0755 "$bin" "$r/usr/bin/imprint"
   put_file 0644 "$REPO_ROOT/units/imprint.service" "$r/usr/lib/systemd/system/imprint.service"
   enable_unit /usr/lib/systemd/system/imprint.service "$r"
+  put_file 0644 "$REPO_ROOT/units/imprint-host-keys.service" "$r/usr/lib/systemd/system/imprint-host-keys.service"
+  enable_unit /usr/lib/systemd/system/imprint-host-keys.service "$r"
   link /usr/bin/imprint "$r/usr/lib/systemd/system-generators/imprint-generator"
 }
 
@@ -238,6 +243,7 @@ variant_key() {
     if [ "$variant" = imprint ] || [ "$variant" = imprintapp ]; then
       (cd "$VM_DIR" && find fixtures/imprint.yaml fixtures/imprint-app.yaml fixtures/templates -type f | sort | xargs sha256sum)
       sha256sum < "$REPO_ROOT/units/imprint.service"
+      sha256sum < "$REPO_ROOT/units/imprint-host-keys.service"
       sha256sum < "$bin"
     fi
   } | hash_stdin

@@ -231,6 +231,10 @@ assert_common_good() {   # on every boot where imprint should have succeeded
   eq "app.service active" active "$(prop app.service.ActiveState)"
   eq "app.service started once" 1 "$(prop app.starts)"
   eq "ssh.service active" active "$(prop ssh.service.ActiveState)"
+  eq "imprint-host-keys.service Result=success" success "$(prop imprint-host-keys.service.Result)"
+  eq "imprint-host-keys.service ExecMainStatus=0" 0 "$(prop imprint-host-keys.service.ExecMainStatus)"
+  check "ssh.service started after imprint-host-keys.service finished" \
+    test "$(prop ssh.service.InactiveExitTimestampMonotonic)" -ge "$(prop imprint-host-keys.service.ActiveEnterTimestampMonotonic)"
   check "ssh host keys: ed25519 and ecdsa present" \
     bash -c 'grep -q "^ED25519 SHA256:" "$1" && grep -q "^ECDSA SHA256:" "$1"' _ "$RD/report/ssh-fingerprints"
   eq "conf.env mode 0640" 640 "$(prop file./opt/app/conf.env.mode)"
@@ -319,6 +323,8 @@ scn_second() {
   eq "early.conf unchanged (sha256)" "${FIRST_EARLY:-?}" "$(prop file./etc/early/early.conf.sha256)"
   eq "seal unchanged (sha256)" "${FIRST_SEAL:-?}" "$(prop seal.sha256)"
   eq "ssh host keys unchanged" "${FIRST_FP:-?}" "$(rep ssh-fingerprints)"
+  eq "imprint-host-keys.service ExecMainStatus=0 (nothing to do)" 0 "$(prop imprint-host-keys.service.ExecMainStatus)"
+  check "imprint-host-keys.service found nothing to do" grep -q "nothing to do" "$RD/report/host-keys-journal"
   eq "ssh.service active" active "$(prop ssh.service.ActiveState)"
   eq "early.service started once (not restarted)" 1 "$(prop early.starts)"
   eq "app.service active" active "$(prop app.service.ActiveState)"
@@ -374,7 +380,10 @@ scn_bad_yaml() {
 # when app.service became active (its config is final there: imprint's
 # generator orders it after imprint; none/emptyunit have it baked in;
 # cloud-init cannot render imprint's manifest, so app.service fails there),
-# when multi-user.target was reached, and the host's load average.
+# when multi-user.target was reached, and the host's load average; for
+# imprint, also imprint-host-keys.service's own time ("keys": ssh-keygen, off
+# the app's path since it left imprint.service) and when ssh.service became
+# active ("ssh-up").
 PERF_ROWS=() PERF_TSV="$RUN/perf.tsv"
 perf_boot() {
   local v=$1 i=$2 to=$BOOT_TIMEOUT load
@@ -388,16 +397,17 @@ perf_boot() {
   local u cols="" app mu fin
   app=$(abs_secs app.service ActiveEnter); mu=$(abs_secs multi-user.target ActiveEnter)
   fin=$(awk -v a="$(prop system.finish_usec)" 'BEGIN{ if (a > 0) printf "%.2f", a/1e6 }')
-  for u in imprint.service empty-oneshot.service cloud-init-local.service cloud-init.service \
-           cloud-config.service cloud-final.service; do
+  for u in imprint.service imprint-host-keys.service empty-oneshot.service cloud-init-local.service \
+           cloud-init.service cloud-config.service cloud-final.service; do
     cols="$cols $(printf '%-6s' "$(unit_secs "$u")")"
   done
   PERF_ROWS+=("$(printf '%-18s %5s %7s %8s %6s %6s %-9s %s' "$v#$i" "$load" "$(cat "$RD/wall")" \
     "$fin" "$mu" "${app:--}" "$(prop system.state)" "$cols")")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$v" "$load" "$fin" "$mu" "$app" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$v" "$load" "$fin" "$mu" "$app" \
     "$(unit_secs imprint.service)" "$(unit_secs empty-oneshot.service)" \
     "$(for u in cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service; do unit_secs "$u"; echo; done \
-       | awk '$1 != "" {s += $1; n++} END { if (n) printf "%.2f", s }')" >> "$PERF_TSV"
+       | awk '$1 != "" {s += $1; n++} END { if (n) printf "%.2f", s }')" \
+    "$(unit_secs imprint-host-keys.service)" "$(abs_secs ssh.service ActiveEnter)" >> "$PERF_TSV"
   sed -n 1p "$RD/report/analyze-time" | sed 's/^/          /'
   perf_split | sed 's/^/          /'
 }
@@ -475,11 +485,11 @@ perf_summary() {
       return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
     { v = $1; c = ++cnt[v]; if (!(v in seen)) { seen[v] = 1; order[++nv] = v }
-      for (k = 2; k <= 8; k++) val[v, k, c] = $k }
+      for (k = 2; k <= 10; k++) val[v, k, c] = $k }
     END {
-      printf "   %-10s %4s %6s %9s %11s %8s %10s %8s %9s\n", "variant", "n", "load", "finished", "multi-user", "app-up", "imprint", "empty", "ci-units"
+      printf "   %-10s %4s %6s %9s %11s %8s %10s %8s %9s %6s %7s\n", "variant", "n", "load", "finished", "multi-user", "app-up", "imprint", "empty", "ci-units", "keys", "ssh-up"
       for (x = 1; x <= nv; x++) { v = order[x]
-        printf "   %-10s %4d %6s %9s %11s %8s %10s %8s %9s\n", v, cnt[v], med(v, 2), med(v, 3), med(v, 4), med(v, 5), med(v, 6), med(v, 7), med(v, 8) }
+        printf "   %-10s %4d %6s %9s %11s %8s %10s %8s %9s %6s %7s\n", v, cnt[v], med(v, 2), med(v, 3), med(v, 4), med(v, 5), med(v, 6), med(v, 7), med(v, 8), med(v, 9), med(v, 10) }
       if (("imprint" in seen) && ("emptyunit" in seen))
         printf "   imprint.service - empty oneshot (medians): %+.2f s (target: <= +0.10)\n", med("imprint", 6) - med("emptyunit", 7)
       if (("imprint" in seen) && ("none" in seen) && med("none", 5) != "")
@@ -505,7 +515,7 @@ printf '   %-28s %6s s\n' total $((SECONDS - T_START))
 if [ ${#PERF_ROWS[@]} -gt 0 ]; then
   echo "== perf (s since boot, guest monotonic clock; unit columns: ActiveEnter - InactiveExit)"
   printf '   %-18s %5s %7s %8s %6s %6s %-9s  %s\n' boot load wall finished multi app-up state \
-    "imprint empty  ci-loc ci     ci-cfg ci-fin"
+    "imprint keys   empty  ci-loc ci     ci-cfg ci-fin"
   printf '   %s\n' "${PERF_ROWS[@]}"
   echo "== perf medians (s; load = host 1-min load average when the boot started)"
   perf_summary

@@ -48,7 +48,7 @@ shim_status() {
   /var/lib/e2e-shim/cloud-init status --wait --long; echo "rc=$?"
 }
 
-UNITS="imprint.service empty-oneshot.service early.service app.service ssh.service e2e-report.service
+UNITS="imprint.service imprint-host-keys.service empty-oneshot.service early.service app.service ssh.service e2e-report.service
 cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service
 networking.service systemd-journald.service sysinit.target basic.target multi-user.target"
 PROPS="Result ExecMainStatus ExecMainCode ActiveState SubState NRestarts LoadState
@@ -109,6 +109,7 @@ sh_env() {   # what POSIX sh's "." makes of the env file (must equal systemd's)
   sec props props
   sec imprint-journal journalctl -b --no-pager -o cat -u imprint.service
   sec imprint-status systemctl status --no-pager -l imprint.service
+  sec host-keys-journal journalctl -b --no-pager -o cat -u imprint-host-keys.service
   sec shim-status shim_status
   sec failed systemctl --failed --no-legend --plain --no-pager
   sec app-seen.env catf /run/app/seen.env
