@@ -13,6 +13,7 @@
 //! [`root::Root`], so tests, demos and image builds run against `--root DIR`.
 
 pub mod app;
+pub mod argv;
 pub mod cli;
 pub mod error;
 pub mod model;

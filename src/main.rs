@@ -17,7 +17,10 @@ fn main() {
     if let Some(code) = imprint::app::by_name() {
         std::process::exit(code);
     }
-    let cli = match imprint::cli::Cli::try_parse() {
+    // `imprint run` (the unit's command) without clap: its parser is the
+    // costliest code a boot runs before the first stage (src/argv.rs).
+    let parsed = imprint::argv::run().map_or_else(imprint::cli::Cli::try_parse, Ok);
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
