@@ -1,21 +1,22 @@
-//! `imprint run`'s arguments without clap, for the boot.
+//! `imprint run`'s and `imprint host-keys`' arguments without clap, for the
+//! boot.
 //!
 //! imprint runs once, at boot, where every piece of code a process runs for
 //! the first time is expensive: under emulation (qemu's TCG) it is
 //! translated first, at ~100-1000x its native cost. Building and running
 //! clap's parser is ~11,000 of the ~86,000 guest instructions the demo run
 //! translates, the largest single item before the first stage
-//! (docs/benchmarks.md, "Sixth round"). The unit runs `imprint run`, so that
-//! one shape, and `run` with its own long options, is read here; anything
-//! else (another subcommand, `--help`, `--opt=value`, a value starting with
-//! `-` or empty, an option given twice, bytes that are not UTF-8,
-//! `IMPRINT_METADATA_URL` in the environment without `--metadata-url`)
-//! returns `None` and goes to clap, which decides as it always did. What this
+//! (docs/benchmarks.md, "Sixth round"). The units run `imprint run` and
+//! `imprint host-keys`, so those two shapes, each with its own long
+//! options, are read here; anything else (another subcommand, `--help`,
+//! `--opt=value`, a value starting with `-` or empty, an option given twice,
+//! bytes that are not UTF-8, `IMPRINT_METADATA_URL` in the environment
+//! without `run --metadata-url`) returns `None` and goes to clap, which decides as it always did. What this
 //! returns is what clap returns for the same arguments: the tests compare
 //! the two on every argument list of up to four words from the options,
 //! flags and awkward values.
 
-use crate::cli::{Cli, Command, InputArgs, RootArgs, RunArgs, SourceArgs};
+use crate::cli::{Cli, Command, HostKeysArgs, InputArgs, RootArgs, RunArgs, SourceArgs};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -30,6 +31,9 @@ pub fn run() -> Option<Cli> {
 /// set (clap's `env` for `--metadata-url`; left to clap).
 pub fn parse_run(args: &[OsString], metadata_url_env: bool) -> Option<Cli> {
     let (first, rest) = args.split_first()?;
+    if first == "host-keys" {
+        return parse_host_keys(rest);
+    }
     if first != "run" {
         return None;
     }
@@ -93,6 +97,35 @@ pub fn parse_run(args: &[OsString], metadata_url_env: bool) -> Option<Cli> {
     })
 }
 
+/// `host-keys [-v|--verbose] [--root DIR]` (imprint-host-keys.service's
+/// command, run on every boot before sshd), on the same terms as `run`.
+fn parse_host_keys(rest: &[OsString]) -> Option<Cli> {
+    let mut verbose = false;
+    let mut root: Option<String> = None;
+    let mut it = rest.iter();
+    while let Some(arg) = it.next() {
+        match arg.to_str()? {
+            "-v" | "--verbose" if !verbose => verbose = true,
+            "--root" if root.is_none() => {
+                let value = it.next()?.to_str()?;
+                if value.is_empty() || value.starts_with('-') {
+                    return None;
+                }
+                root = Some(value.to_string());
+            }
+            _ => return None,
+        }
+    }
+    Some(Cli {
+        verbose,
+        command: Command::HostKeys(HostKeysArgs {
+            root: RootArgs {
+                root: root.map(PathBuf::from),
+            },
+        }),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +152,7 @@ mod tests {
         "--help",
         "--",
         "plan",
+        "host-keys",
     ];
 
     fn os(words: &[&str]) -> Vec<OsString> {
@@ -139,9 +173,13 @@ mod tests {
                 "the shortcut and clap differ on {words:?}"
             );
         }
-        // With the variable set, only an explicit --metadata-url passes.
+        // With the variable set, only an explicit --metadata-url passes
+        // (host-keys has no such option: the variable means nothing to it).
         if let Some(cli) = parse_run(&os(words), true) {
-            assert!(words.contains(&"--metadata-url"), "{words:?}: {cli:?}");
+            assert!(
+                words.contains(&"--metadata-url") || words.first() == Some(&"host-keys"),
+                "{words:?}: {cli:?}"
+            );
         }
     }
 
@@ -164,10 +202,13 @@ mod tests {
                 list.pop();
             }
         }
-        // "run" first, then up to three more words: every order of every
-        // option, flag and awkward value.
-        list.push("run");
-        all(&mut list, 3);
+        // "run" (or "host-keys") first, then up to three more words: every
+        // order of every option, flag and awkward value.
+        for first in ["run", "host-keys"] {
+            list.push(first);
+            all(&mut list, 3);
+            list.pop();
+        }
     }
 
     #[test]
@@ -212,6 +253,15 @@ mod tests {
         for words in full {
             check(words);
         }
+        for words in [
+            &["host-keys"][..],
+            &["host-keys", "--root", "/tmp/r"],
+            &["host-keys", "-v", "--root", "r"],
+            &["host-keys", "--root", "r", "--verbose"],
+        ] {
+            check(words);
+            assert!(parse_run(&os(words), false).is_some(), "{words:?}");
+        }
         // The boot's and the demo's invocations take the shortcut.
         assert!(parse_run(&os(full[0]), false).is_some());
         assert!(parse_run(&os(full[1]), false).is_some());
@@ -232,6 +282,11 @@ mod tests {
             &["run", "-vv"],
             &["run", "-v", "--verbose"],
             &["run", "x"],
+            &["host-keys", "--help"],
+            &["host-keys", "--root"],
+            &["host-keys", "--root", "a", "--root", "b"],
+            &["host-keys", "--user-data", "u"],
+            &["host-keys", "-v", "-v"],
         ] {
             assert!(parse_run(&os(words), false).is_none(), "{words:?}");
         }
