@@ -442,7 +442,7 @@ first = st[0]["start_ms"] if st else 0.0
 last_end = max((s["start_ms"] + s["duration_ms"] for s in st), default=0.0)
 spans = sorted((s["start_ms"], s["start_ms"] + s["duration_ms"]) for s in st)
 owned, cur = 0.0, None
-for a, b in spans:  # union of the stages' spans (units may overlap ssh-host-keys)
+for a, b in spans:  # union of the stages' spans (in case two overlap)
     if cur is None or a > cur[1]:
         if cur: owned += cur[1] - cur[0]
         cur = [a, b]
