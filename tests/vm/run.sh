@@ -8,7 +8,8 @@
 #                                            variants with the same seed, report
 #                                            timings and their medians
 #   options: --no-deps (or IMPRINT_VM_SKIP_DEPS=1), --keep (keep disks/run dir),
-#            --list, --perf-runs N
+#            --list, --perf-runs N, --interleave (perf: round i boots each
+#            variant once, in the order given, instead of N in a row each)
 #   env:     IMPRINT_BIN=path|stand-in (default target/release/imprint),
 #            IMPRINT_VM_CACHE (default /var/cache/imprint-vm), ACCEL=auto|kvm|tcg,
 #            IMPRINT_VM_BOOT_TIMEOUT (s, default 240), IMPRINT_VM_MEM, IMPRINT_VM_SMP,
@@ -39,7 +40,7 @@ SECRET=hunter2-S3cret-Pa55                               # db.password in fixtur
 usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
 PERF_SCENARIOS="perf-imprint perf-imprintapp perf-cloudinit perf-emptyunit perf-none"
-SCEN=() KEEP=0 SKIP_DEPS=${IMPRINT_VM_SKIP_DEPS:-0} PERF=0 PERF_RUNS=1
+SCEN=() KEEP=0 SKIP_DEPS=${IMPRINT_VM_SKIP_DEPS:-0} PERF=0 PERF_RUNS=1 INTERLEAVE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --scenario) [ $# -ge 2 ] || { usage; exit 2; }; SCEN+=("$2"); shift 2 ;;
@@ -48,6 +49,7 @@ while [ $# -gt 0 ]; do
     --no-deps) SKIP_DEPS=1; shift ;;
     --perf) PERF=1; shift ;;
     --perf-runs) PERF=1; PERF_RUNS=$2; shift 2 ;;
+    --interleave) PERF=1; INTERLEAVE=1; shift ;;
     --list) printf '%s\n' "${ALL_SCENARIOS[@]}" $PERF_SCENARIOS; exit 0 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
@@ -504,9 +506,23 @@ perf_summary() {
 }
 
 # ------------------------------------------------------------------ main
-for s in "${SCEN[@]}"; do
-  [ -n "${DONE[$s]:-}" ] || run_scenario "$s"
-done
+if [ "$INTERLEAVE" = 1 ]; then
+  # --interleave: round i boots every perf variant once, in the order given,
+  # so that the host's load drift (which moves a boot by up to a second
+  # here) hits every variant alike; the other scenarios run first.
+  for s in "${SCEN[@]}"; do
+    case "$s" in perf-*) ;; *) [ -n "${DONE[$s]:-}" ] || run_scenario "$s" ;; esac
+  done
+  for i in $(seq "$PERF_RUNS"); do
+    for s in "${SCEN[@]}"; do
+      case "$s" in perf-*) CUR=$s; echo "== scenario $s, round $i"; perf_boot "${s#perf-}" "$i" || true ;; esac
+    done
+  done
+else
+  for s in "${SCEN[@]}"; do
+    [ -n "${DONE[$s]:-}" ] || run_scenario "$s"
+  done
+fi
 
 echo
 echo "== timings (accel $ACC, -smp $SMP -m $MEM)"
