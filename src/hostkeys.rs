@@ -11,7 +11,7 @@
 //! configured host's identity. A manifest without `ssh_host_keys` leaves
 //! /etc/ssh alone.
 //!
-//! **Not the run's job** (docs/systemd.md, "Host keys"): `imprint run`
+//! **Not the run's job** (docs/systemd.md, "SSH host keys"): `imprint run`
 //! records in the seal which types this instance is to have (`host_keys`),
 //! and `imprint host-keys`, run by `imprint-host-keys.service` after
 //! imprint.service and before sshd, makes them. The app's services, which
