@@ -156,6 +156,17 @@ fn the_run_records_the_types_and_host_keys_makes_them() {
         assert_eq!(m["generated"][i], serde_json::json!([t, fp]), "{m}");
         assert!(stdout(&o).contains(&fp), "{}", stdout(&o));
     }
+
+    // `imprint clean` (an image build's last step) forgets the marker with
+    // the seal: the image's next boot is a new instance for the keys too.
+    let o = run(imprint().args(["clean", "--root"]).arg(r.path()));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("removed /var/lib/imprint/host-keys"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!r.path().join("var/lib/imprint/host-keys").exists());
 }
 
 #[test]
