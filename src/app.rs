@@ -86,15 +86,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             let started = crate::report::now_rfc3339();
             let mut out = Outcome::default();
             // Under --root or --no-restart unit actions are only recorded.
-            let (mut recorder, mut systemctl);
-            let mgr: &mut dyn ServiceManager = if a.input.root.root.is_some() || a.no_restart {
-                recorder = Recorder;
-                &mut recorder
-            } else {
-                systemctl = Systemctl::new();
-                &mut systemctl
-            };
-            let r = pipeline::run(&inputs, Until::Run, mgr, &mut out);
+            let mut mgr = manager(a.input.root.root.is_some() || a.no_restart);
+            let r = pipeline::run(&inputs, Until::Run, mgr.as_mut(), &mut out);
             // Sealed: report.json keeps describing the run that configured
             // the instance. Locked: the report belongs to the run holding it.
             let locked = matches!(
@@ -344,6 +337,16 @@ pub fn by_name() -> Option<i32> {
     })
 }
 
+/// The service manager for a command's unit actions: PID 1, or (`recorded`:
+/// under `--root` or `--no-restart`) a recorder that only notes them.
+fn manager(recorded: bool) -> Box<dyn ServiceManager> {
+    if recorded {
+        Box::new(Recorder)
+    } else {
+        Box::new(Systemctl::new())
+    }
+}
+
 /// `imprint host-keys`: the keys the seal calls for, then a restart of the
 /// ssh unit if it is running (never under `--root`: only recorded).
 fn host_keys(root: &Root, under_root: bool, so: &mut dyn Write) -> Result<ExitCode, Error> {
@@ -377,15 +380,11 @@ fn host_keys(root: &Root, under_root: bool, so: &mut dyn Write) -> Result<ExitCo
         }
     }
     if !done.keys.restart.is_empty() {
-        let (mut recorder, mut systemctl);
-        let mgr: &mut dyn ServiceManager = if under_root {
-            recorder = Recorder;
-            &mut recorder
-        } else {
-            systemctl = Systemctl::new();
-            &mut systemctl
-        };
-        let acted = crate::systemd::act(mgr, &crate::plan::Plan::default(), &done.keys.restart)?;
+        let acted = crate::systemd::act(
+            manager(under_root).as_mut(),
+            &crate::plan::Plan::default(),
+            &done.keys.restart,
+        )?;
         if !crate::logging::stdout_is_journal() {
             for u in &acted {
                 let _ = writeln!(so, "{} {}: {}", u.action, u.unit, u.result);
