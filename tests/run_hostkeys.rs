@@ -41,13 +41,23 @@ fn run_as(root: &Path, id: &str) -> Output {
         .args(["--instance-id", id]))
 }
 
-/// `imprint host-keys --root` under `strace -f` (execve only): the output
-/// and how many ssh-keygen runs it started.
+/// `imprint host-keys --root` under `strace -f` (execve and setpriority):
+/// the output and how many ssh-keygen runs it started.
 fn host_keys(root: &Path) -> (Output, usize) {
+    let (o, trace) = traced_host_keys(root);
+    let keygens = trace
+        .iter()
+        .filter(|l| l.contains("execve(") && l.contains("ssh-keygen"))
+        .count();
+    (o, keygens)
+}
+
+/// `imprint host-keys --root` under `strace -f`: the output and the trace.
+fn traced_host_keys(root: &Path) -> (Output, Vec<String>) {
     let trace = root.with_extension("strace");
     let cmd = imprint();
     let o = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=execve", "-o"])
+        .args(["-f", "-qq", "-e", "trace=execve,setpriority", "-o"])
         .arg(&trace)
         .arg(cmd.get_program())
         .args(["host-keys", "--root"])
@@ -57,11 +67,14 @@ fn host_keys(root: &Path) -> (Output, usize) {
         .expect("strace (apt-get install strace)");
     let text = std::fs::read_to_string(&trace).unwrap();
     std::fs::remove_file(&trace).unwrap();
-    let keygens = text
-        .lines()
-        .filter(|l| l.contains("execve(") && l.contains("ssh-keygen"))
-        .count();
-    (o, keygens)
+    (o, text.lines().map(String::from).collect())
+}
+
+/// Whether the trace lowers the process's priority to nice 19.
+fn renices(trace: &[String]) -> Option<usize> {
+    trace
+        .iter()
+        .position(|l| l.contains("setpriority(PRIO_PROCESS, 0, 19)"))
 }
 
 /// `ssh-keygen -l` of a key file: its SHA256 fingerprint (and proof that
@@ -128,11 +141,20 @@ fn the_run_records_the_types_and_host_keys_makes_them() {
     let report = std::fs::read_to_string(r.path().join("var/lib/imprint/report.json")).unwrap();
     assert!(!report.contains("ssh-host-keys"), "{report}");
 
-    let (o, keygens) = host_keys(r.path());
+    let (o, trace) = traced_host_keys(r.path());
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    // Both types at once (two ssh-keygen runs), in place with ssh-keygen's
-    // modes, readable, and no temporary name left.
-    assert_eq!(keygens, 2);
+    // Both types at once (two ssh-keygen runs), at nice 19 (set before the
+    // first of them starts: the children inherit it), in place with
+    // ssh-keygen's modes, readable, and no temporary name left.
+    let keygens: Vec<usize> = trace
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("execve(") && l.contains("ssh-keygen"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(keygens.len(), 2, "{trace:#?}");
+    let nice = renices(&trace).expect("setpriority(PRIO_PROCESS, 0, 19)");
+    assert!(keygens.iter().all(|&i| i > nice), "{trace:#?}");
     assert_eq!(
         ssh_dir(r.path()),
         [
@@ -176,11 +198,16 @@ fn the_same_instance_keeps_its_keys_and_only_gets_missing_ones() {
     let (o, _) = host_keys(r.path());
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 
-    // Every later boot: nothing to do, nothing touched, no ssh-keygen.
+    // Every later boot: nothing to do, nothing touched, no ssh-keygen, and
+    // at the unit's own priority (sshd waits for this check).
     let before = tree_hash(r.path(), &["run"]);
-    let (o, keygens) = host_keys(r.path());
+    let (o, trace) = traced_host_keys(r.path());
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_eq!(keygens, 0);
+    assert!(
+        !trace.iter().any(|l| l.contains("ssh-keygen")),
+        "{trace:#?}"
+    );
+    assert_eq!(renices(&trace), None, "{trace:#?}");
     assert!(stdout(&o).contains("nothing to do"), "{}", stdout(&o));
     assert_eq!(tree_hash(r.path(), &["run"]), before);
 
