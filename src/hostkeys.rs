@@ -297,6 +297,44 @@ pub fn for_instance(root: &Root) -> Result<Outcome, crate::Error> {
     Ok(Outcome { due, keys })
 }
 
+/// One line for `imprint status`: where the sealed instance's host keys
+/// stand (`None` without a seal).
+pub fn describe(root: &Root, seal: Option<&crate::seal::Seal>) -> Option<String> {
+    let seal = seal?;
+    let marker = match read_marker(root) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("unknown: {e}")),
+    };
+    let dir = root.join(SSH_DIR);
+    let line = match due(Some(seal), marker.as_ref(), |t| {
+        dir.join(format!("ssh_host_{t}_key")).exists()
+    }) {
+        Due::NotConfigured => return None,
+        Due::MadeByRun { .. } => "made by the run that sealed this instance".to_string(),
+        Due::Done { .. } => match marker {
+            Some(m) if m.types.is_empty() => "none (no ssh_host_keys in the manifest)".into(),
+            Some(m) => format!(
+                "made for this instance at {} ({})",
+                m.time,
+                m.types.join(", ")
+            ),
+            None => "made".into(),
+        },
+        Due::Make { types, .. } if types.is_empty() => {
+            "none (no ssh_host_keys in the manifest)".into()
+        }
+        Due::Make { new_instance, .. } => format!(
+            "pending: {} (imprint-host-keys.service makes them before sshd starts)",
+            if new_instance {
+                "not made for this instance yet"
+            } else {
+                "some types are missing"
+            }
+        ),
+    };
+    Some(line)
+}
+
 /// The marker, if any.
 pub fn read_marker(root: &Root) -> Result<Option<Marker>, crate::state::StateError> {
     let Some(bytes) = crate::state::read_file(root, MARKER)? else {

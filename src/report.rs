@@ -230,6 +230,10 @@ pub struct Status {
     pub sealed: bool,
     pub report: Option<Report>,
     pub seal: Option<crate::seal::Seal>,
+    /// Where the sealed instance's ssh host keys stand
+    /// (`hostkeys::describe`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_keys: Option<String>,
 }
 
 impl Status {
@@ -267,6 +271,9 @@ impl Status {
             None => "no".into(),
         };
         kv(&mut o, "sealed:", &sealed);
+        if let Some(k) = &self.host_keys {
+            kv(&mut o, "host keys:", k);
+        }
         let Some(r) = r else {
             if !self.running && s.is_none() {
                 o.push_str("imprint has not run on this root yet\n");
@@ -341,6 +348,7 @@ pub fn status(root: &Root, wait: bool) -> Result<Status, StateError> {
         status,
         running,
         sealed: seal.is_some(),
+        host_keys: crate::hostkeys::describe(root, seal.as_ref()),
         report,
         seal,
     })

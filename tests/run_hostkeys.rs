@@ -104,6 +104,13 @@ fn seal(root: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// `imprint status --root`'s output.
+fn status(root: &Path) -> String {
+    let o = run(imprint().args(["status", "--root"]).arg(root));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    stdout(&o)
+}
+
 /// The names in the root's /etc/ssh, sorted.
 fn ssh_dir(root: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(root.join("etc/ssh"))
@@ -140,6 +147,12 @@ fn the_run_records_the_types_and_host_keys_makes_them() {
     );
     let report = std::fs::read_to_string(r.path().join("var/lib/imprint/report.json")).unwrap();
     assert!(!report.contains("ssh-host-keys"), "{report}");
+    // `imprint status` says the keys are still to come.
+    assert!(
+        status(r.path()).contains("host keys:     pending: not made for this instance yet"),
+        "{}",
+        status(r.path())
+    );
 
     let (o, trace) = traced_host_keys(r.path());
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -166,6 +179,14 @@ fn the_run_records_the_types_and_host_keys_makes_them() {
     );
     let m = marker(r.path());
     assert_eq!(m["instance_id"], "i-keys");
+    let st = status(r.path());
+    assert!(
+        st.contains(&format!(
+            "host keys:     made for this instance at {} (ed25519, ecdsa)",
+            m["time"].as_str().unwrap()
+        )),
+        "{st}"
+    );
     assert_eq!(m["types"], serde_json::json!(["ed25519", "ecdsa"]));
     for (i, t) in ["ed25519", "ecdsa"].iter().enumerate() {
         let key = r.path().join(format!("etc/ssh/ssh_host_{t}_key"));
@@ -226,6 +247,11 @@ fn the_same_instance_keeps_its_keys_and_only_gets_missing_ones() {
     let ecdsa = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ecdsa_key"));
     std::fs::remove_file(r.path().join("etc/ssh/ssh_host_ecdsa_key")).unwrap();
     std::fs::remove_file(r.path().join("etc/ssh/ssh_host_ecdsa_key.pub")).unwrap();
+    assert!(
+        status(r.path()).contains("host keys:     pending: some types are missing"),
+        "{}",
+        status(r.path())
+    );
     let (o, keygens) = host_keys(r.path());
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(keygens, 1);
@@ -300,6 +326,11 @@ fn without_a_seal_with_an_old_one_or_without_types_etc_ssh_is_left_alone() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(keygens, 0);
     assert!(stdout(&o).contains("made by the run"), "{}", stdout(&o));
+    assert!(
+        status(r.path()).contains("host keys:     made by the run that sealed this instance"),
+        "{}",
+        status(r.path())
+    );
     assert_eq!(tree_hash(r.path(), &["run"]), before);
 
     // A manifest without ssh_host_keys: /etc/ssh untouched, the instance
@@ -315,6 +346,11 @@ fn without_a_seal_with_an_old_one_or_without_types_etc_ssh_is_left_alone() {
     assert_eq!(keygens, 0);
     assert_eq!(tree_hash(&r.path().join("etc/ssh"), &[]), ssh);
     assert_eq!(marker(r.path())["instance_id"], "i-none");
+    assert!(
+        status(r.path()).contains("host keys:     none (no ssh_host_keys in the manifest)"),
+        "{}",
+        status(r.path())
+    );
 }
 
 #[test]
@@ -354,4 +390,8 @@ fn a_corrupt_marker_is_65_names_the_file_and_changes_nothing() {
     );
     assert!(stderr(&o).contains("remove it"), "{}", stderr(&o));
     assert_eq!(tree_hash(r.path(), &["run"]), before);
+    // `imprint status` still answers, and says what it could not read.
+    let st = status(r.path());
+    assert!(st.contains("host keys:     unknown:"), "{st}");
+    assert!(st.contains("var/lib/imprint/host-keys"), "{st}");
 }
