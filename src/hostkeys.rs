@@ -235,6 +235,14 @@ pub fn due(
     }
 }
 
+/// [`due`], with the key files as the root's /etc/ssh has them.
+fn due_on_disk(root: &Root, seal: Option<&crate::seal::Seal>, marker: Option<&Marker>) -> Due {
+    let dir = root.join(SSH_DIR);
+    due(seal, marker, |t| {
+        dir.join(format!("ssh_host_{t}_key")).exists()
+    })
+}
+
 /// What [`for_instance`] found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -250,10 +258,7 @@ pub fn for_instance(root: &Root) -> Result<Outcome, crate::Error> {
     let _lock = crate::state::lock(root)?;
     let seal = crate::seal::read(root)?;
     let marker = read_marker(root)?;
-    let dir = root.join(SSH_DIR);
-    let due = due(seal.as_ref(), marker.as_ref(), |t| {
-        dir.join(format!("ssh_host_{t}_key")).exists()
-    });
+    let due = due_on_disk(root, seal.as_ref(), marker.as_ref());
     let Due::Make {
         instance_id,
         types,
@@ -305,10 +310,7 @@ pub fn describe(root: &Root, seal: Option<&crate::seal::Seal>) -> Option<String>
         Ok(m) => m,
         Err(e) => return Some(format!("unknown: {e}")),
     };
-    let dir = root.join(SSH_DIR);
-    let line = match due(Some(seal), marker.as_ref(), |t| {
-        dir.join(format!("ssh_host_{t}_key")).exists()
-    }) {
+    let line = match due_on_disk(root, Some(seal), marker.as_ref()) {
         Due::NotConfigured => return None,
         Due::MadeByRun { .. } => "made by the run that sealed this instance".to_string(),
         Due::Done { .. } => match marker {

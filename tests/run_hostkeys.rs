@@ -111,6 +111,12 @@ fn status(root: &Path) -> String {
     stdout(&o)
 }
 
+/// Assert that `imprint status --root` prints `line`.
+fn assert_status_has(root: &Path, line: &str) {
+    let st = status(root);
+    assert!(st.contains(line), "{st}");
+}
+
 /// The names in the root's /etc/ssh, sorted.
 fn ssh_dir(root: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(root.join("etc/ssh"))
@@ -148,10 +154,9 @@ fn the_run_records_the_types_and_host_keys_makes_them() {
     let report = std::fs::read_to_string(r.path().join("var/lib/imprint/report.json")).unwrap();
     assert!(!report.contains("ssh-host-keys"), "{report}");
     // `imprint status` says the keys are still to come.
-    assert!(
-        status(r.path()).contains("host keys:     pending: not made for this instance yet"),
-        "{}",
-        status(r.path())
+    assert_status_has(
+        r.path(),
+        "host keys:     pending: not made for this instance yet",
     );
 
     let (o, trace) = traced_host_keys(r.path());
@@ -247,11 +252,7 @@ fn the_same_instance_keeps_its_keys_and_only_gets_missing_ones() {
     let ecdsa = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ecdsa_key"));
     std::fs::remove_file(r.path().join("etc/ssh/ssh_host_ecdsa_key")).unwrap();
     std::fs::remove_file(r.path().join("etc/ssh/ssh_host_ecdsa_key.pub")).unwrap();
-    assert!(
-        status(r.path()).contains("host keys:     pending: some types are missing"),
-        "{}",
-        status(r.path())
-    );
+    assert_status_has(r.path(), "host keys:     pending: some types are missing");
     let (o, keygens) = host_keys(r.path());
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(keygens, 1);
@@ -326,10 +327,9 @@ fn without_a_seal_with_an_old_one_or_without_types_etc_ssh_is_left_alone() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(keygens, 0);
     assert!(stdout(&o).contains("made by the run"), "{}", stdout(&o));
-    assert!(
-        status(r.path()).contains("host keys:     made by the run that sealed this instance"),
-        "{}",
-        status(r.path())
+    assert_status_has(
+        r.path(),
+        "host keys:     made by the run that sealed this instance",
     );
     assert_eq!(tree_hash(r.path(), &["run"]), before);
 
@@ -346,10 +346,9 @@ fn without_a_seal_with_an_old_one_or_without_types_etc_ssh_is_left_alone() {
     assert_eq!(keygens, 0);
     assert_eq!(tree_hash(&r.path().join("etc/ssh"), &[]), ssh);
     assert_eq!(marker(r.path())["instance_id"], "i-none");
-    assert!(
-        status(r.path()).contains("host keys:     none (no ssh_host_keys in the manifest)"),
-        "{}",
-        status(r.path())
+    assert_status_has(
+        r.path(),
+        "host keys:     none (no ssh_host_keys in the manifest)",
     );
 }
 
