@@ -9,7 +9,11 @@
 #                                            timings and their medians
 #   options: --no-deps (or IMPRINT_VM_SKIP_DEPS=1), --keep (keep disks/run dir),
 #            --list, --perf-runs N, --interleave (perf: round i boots each
-#            variant once, in the order given, instead of N in a row each)
+#            variant once, in the order given, instead of N in a row each),
+#            --rerun (perf: after each imprint boot, the guest runs imprint
+#            again on a scratch root with the seed's user-data, twice with the
+#            binary that ran at boot and once with a copy of it: warm and cold
+#            translation, without the boot around it)
 #   env:     IMPRINT_BIN=path|stand-in (default target/release/imprint),
 #            IMPRINT_VM_CACHE (default /var/cache/imprint-vm), ACCEL=auto|kvm|tcg,
 #            IMPRINT_VM_BOOT_TIMEOUT (s, default 240), IMPRINT_VM_MEM, IMPRINT_VM_SMP,
@@ -37,10 +41,10 @@ IMPRINT_MAX_FIRST=${IMPRINT_VM_IMPRINT_MAX_FIRST:-30}   # s, imprint.service on 
 IMPRINT_MAX_SEALED=${IMPRINT_VM_IMPRINT_MAX_SEALED:-15}
 SECRET=hunter2-S3cret-Pa55                               # db.password in fixtures/user-data/values.json
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 
 PERF_SCENARIOS="perf-imprint perf-imprintapp perf-cloudinit perf-emptyunit perf-none"
-SCEN=() KEEP=0 SKIP_DEPS=${IMPRINT_VM_SKIP_DEPS:-0} PERF=0 PERF_RUNS=1 INTERLEAVE=0
+SCEN=() KEEP=0 SKIP_DEPS=${IMPRINT_VM_SKIP_DEPS:-0} PERF=0 PERF_RUNS=1 INTERLEAVE=0 RERUN=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --scenario) [ $# -ge 2 ] || { usage; exit 2; }; SCEN+=("$2"); shift 2 ;;
@@ -50,6 +54,7 @@ while [ $# -gt 0 ]; do
     --perf) PERF=1; shift ;;
     --perf-runs) PERF=1; PERF_RUNS=$2; shift 2 ;;
     --interleave) PERF=1; INTERLEAVE=1; shift ;;
+    --rerun) PERF=1; RERUN=1; shift ;;
     --list) printf '%s\n' "${ALL_SCENARIOS[@]}" $PERF_SCENARIOS; exit 0 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
@@ -393,7 +398,8 @@ perf_boot() {
   image_for "$v"
   SEED_ENCODING=${IMPRINT_VM_PERF_ENCODING:-gzip} seed_perf
   load=$(cut -d' ' -f1 /proc/loadavg)
-  IMPRINT_VM_APPEND="imprint_e2e.verbose=1 ${IMPRINT_VM_APPEND:-}" \
+  local extra=""; [ "$RERUN" = 1 ] && extra="imprint_e2e.rerun=1"
+  IMPRINT_VM_APPEND="imprint_e2e.verbose=1 $extra ${IMPRINT_VM_APPEND:-}" \
     boot "perf-$v-$i" "$RUN/disk-perf-$v-$i.qcow2" "$SEED" "$to"
   assert_booted "$to" || return
   local u cols="" app mu fin
@@ -412,6 +418,8 @@ perf_boot() {
     "$(unit_secs imprint-host-keys.service)" "$(abs_secs ssh.service ActiveEnter)" >> "$PERF_TSV"
   sed -n 1p "$RD/report/analyze-time" | sed 's/^/          /'
   perf_split | sed 's/^/          /'
+  [ -s "$RD/report/rerun" ] && sed 's/^/          rerun: /' "$RD/report/rerun"
+  return 0
 }
 # Where imprint.service's time goes on this boot: systemd's timestamps of the
 # unit (InactiveExit: the unit starts, ExecMainStart: the fork, ExecMainExit:
