@@ -15,9 +15,9 @@
 #   emptyunit  an empty oneshot (ExecStart=/bin/true) with imprint.service's
 #              [Unit] ordering, at imprint's place: the floor a first-boot unit
 #              cannot go below (--perf)
-# none and emptyunit carry the app's config baked in (/opt/app/conf.env), as an
-# image configured without any configurator would: app.service's start there is
-# the floor for "boot to configured app".
+# none and emptyunit carry the app's config (/opt/app/conf.env) and ssh host
+# keys baked in, as an image configured without any configurator would:
+# app.service's start there is the floor for "boot to configured app".
 # Every variant also carries the test harness: demo app.service, early.service
 # and the reporter that writes results to ttyS1 and powers off.
 #
@@ -57,7 +57,7 @@ deps() {
   # installed next to it: take qemu from backports, through a private sources
   # dir (the system's apt configuration is not modified).
   local have=1 t
-  for t in qemu-system-x86_64 qemu-img debootstrap mkfs.ext4 genisoimage flock; do
+  for t in qemu-system-x86_64 qemu-img debootstrap mkfs.ext4 genisoimage flock ssh-keygen; do
     command -v "$t" >/dev/null || have=0
   done
   if [ "$have" = 1 ] && [ -z "${IMPRINT_VM_FORCE_DEPS:-}" ]; then
@@ -81,7 +81,7 @@ EOS
   apt-get "${o[@]}" install -y -q --no-install-recommends \
     -t "$SUITE-backports" qemu-system-x86 qemu-utils
   apt-get "${o[@]}" install -y -q --no-install-recommends \
-    debootstrap genisoimage e2fsprogs util-linux gzip coreutils
+    debootstrap genisoimage e2fsprogs util-linux gzip coreutils openssh-client
 }
 
 # --------------------------------------------------------------------------
@@ -223,6 +223,19 @@ bake_app_config() {
   printf 'APP_NAME="baked"\nAPP_GREETING="baked into the image"\n' | put 0640 "$1/opt/app/conf.env"
 }
 
+# The floors' images carry host keys made at build time, as an image without
+# a configurator would: ssh.service starts there as in a real image, instead
+# of failing (which left those boots "degraded" and lighter than imprint's).
+# The types imprint's fixtures make: ed25519 and ecdsa.
+bake_host_keys() {
+  local r=$1 t
+  mkdir -p "$r/etc/ssh"
+  for t in ed25519 ecdsa; do
+    ssh-keygen -q -t "$t" -N '' -C "root@floor-image" -f "$r/etc/ssh/ssh_host_${t}_key" \
+      || die "ssh-keygen -t $t for the $r image failed"
+  done
+}
+
 # The image author's part: manifest and templates (tests/vm/fixtures).
 install_manifest() {
   local r=$1 f="$VM_DIR/fixtures" t
@@ -237,7 +250,7 @@ variant_key() {
   {
     rootfs_key; echo "$variant"
     declare -f put put_file link enable_unit install_harness disable_cloudinit install_imprint install_manifest \
-      install_empty_unit bake_app_config build_variant
+      install_empty_unit bake_app_config bake_host_keys build_variant
     (cd "$VM_DIR" && find guest -type f | sort | xargs sha256sum)
     [ "$variant" = emptyunit ] && sha256sum < "$REPO_ROOT/units/imprint.service"
     if [ "$variant" = imprint ] || [ "$variant" = imprintapp ]; then
@@ -271,8 +284,8 @@ build_variant() {
     imprintapp) disable_cloudinit "$st"; install_manifest "$st"; install_imprint "$st" "$bin"
                put_file 0644 "$VM_DIR/fixtures/imprint-app.yaml" "$st/etc/imprint/imprint.yaml" ;;
     cloudinit) ;;
-    none)      disable_cloudinit "$st"; bake_app_config "$st" ;;
-    emptyunit) disable_cloudinit "$st"; bake_app_config "$st"; install_empty_unit "$st" ;;
+    none)      disable_cloudinit "$st"; bake_app_config "$st"; bake_host_keys "$st" ;;
+    emptyunit) disable_cloudinit "$st"; bake_app_config "$st"; bake_host_keys "$st"; install_empty_unit "$st" ;;
   esac
   # -d populates the fs from a directory: no loop mount. It prints "Creating
   # regular file ..." even with -q, hence the redirect.
