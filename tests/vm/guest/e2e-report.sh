@@ -156,8 +156,8 @@ sh_env() {   # what POSIX sh's "." makes of the env file (must equal systemd's)
   if grep -qw 'imprint_e2e.verbose=1' /proc/cmdline; then
     sec blame sh -c 'systemd-analyze blame --no-pager | head -30'
     sec critical-chain systemd-analyze critical-chain --no-pager
-    # when journald received each of imprint's entries (run.sh's split)
     grep -qw 'imprint_e2e.rerun=1' /proc/cmdline && sec rerun rerun_probe
+    # when journald received each of imprint's entries (run.sh's split)
     sec imprint-journal-mono journalctl -b --no-pager -o short-monotonic -u imprint.service
   fi
   sec generator-dropins sh -c 'for f in /run/systemd/generator*/*imprint* /run/systemd/generator*/*/*imprint*; do [ -e "$f" ] && { echo "== $f"; cat "$f"; }; done'
