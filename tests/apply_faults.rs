@@ -153,12 +153,7 @@ fn abort_mid_apply_is_recovered_by_clean() {
 }
 
 fn state_names(root: &TempRoot) -> Vec<String> {
-    let mut names: Vec<_> = std::fs::read_dir(root.join("/var/lib/imprint"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    common::names_in(&root.join("/var/lib/imprint"))
 }
 
 /// The end of a run (`apply::finish`) in its three steps: after the one

@@ -105,11 +105,7 @@ fn compare_with_the_kernel(img: &Path, seed: &Seed<std::fs::File>) -> Option<()>
     let dev = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_string());
     let run = tempfile::tempdir().unwrap();
     let r = imprint::fetch::mount::with_mounted(&dev, "cidata", run.path(), &["iso9660"], |d| {
-        let mut names: Vec<String> = std::fs::read_dir(d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
+        let names = common::names_in(d);
         let mut ours: Vec<String> = seed.entries.iter().map(|e| e.name.clone()).collect();
         ours.sort();
         assert_eq!(names, ours, "names as the kernel shows them");

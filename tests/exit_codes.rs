@@ -43,11 +43,11 @@ fn image_root() -> TempRoot {
 fn only_report_left(root: &TempRoot) {
     let d = root.join("/var/lib/imprint");
     if d.exists() {
-        let names: Vec<_> = std::fs::read_dir(d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, vec!["report.json"], "no journal, no seal left");
+        assert_eq!(
+            common::names_in(&d),
+            vec!["report.json"],
+            "no journal, no seal left"
+        );
     }
 }
 

@@ -119,12 +119,7 @@ fn assert_status_has(root: &Path, line: &str) {
 
 /// The names in the root's /etc/ssh, sorted.
 fn ssh_dir(root: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root.join("etc/ssh"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    common::names_in(&root.join("etc/ssh"))
 }
 
 /// A key pair made by ssh-keygen, as an image build (or another instance)

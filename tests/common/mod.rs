@@ -106,6 +106,16 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The names of the entries in `dir`, sorted.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// A hash of every path, type, mode, owner, symlink target and file content
 /// under `dir`, skipping paths (relative, e.g. `run/imprint`) in `skip`.
 /// Equal hashes: the tree is byte-for-byte unchanged.
