@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README states it and CI runs it:
 #   formatting, lints, unit + black-box tests (with fault-injection
-#   fail points), a short bounded fuzz run, then the VM suite (a real
-#   systemd boot under qemu).
+#   fail points), the packages, the arm64 binary under qemu-aarch64, a
+#   short bounded fuzz run, then the VM suite (a real systemd boot under
+#   qemu).
 # IMPRINT_SKIP_VM=1 skips the VM suite (it needs root, qemu and ~10 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,8 @@ case "$bin" in
     echo "note: $bin is the glibc fallback ($size bytes); the size budget applies to the musl build" ;;
 esac
 IMPRINT_PACKAGES="$PWD/target/packages" tests/packaging.sh
+step "arm64: the static aarch64 binary beside the x86_64 one, under qemu-aarch64 (tests/aarch64.sh)"
+tests/aarch64.sh
 if [ -x tests/fuzz-smoke.sh ]; then
   step "fuzz smoke (bounded)"
   tests/fuzz-smoke.sh
