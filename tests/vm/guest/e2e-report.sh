@@ -156,6 +156,10 @@ sh_env() {   # what POSIX sh's "." makes of the env file (must equal systemd's)
   if grep -qw 'imprint_e2e.verbose=1' /proc/cmdline; then
     sec blame sh -c 'systemd-analyze blame --no-pager | head -30'
     sec critical-chain systemd-analyze critical-chain --no-pager
+    # what sysinit.target and app.service waited for (app.service starts
+    # after basic.target, so a late sysinit.target is a late app)
+    sec app-chain systemd-analyze critical-chain --no-pager sysinit.target network.target app.service
+    sec sysinit-after systemctl show -p After sysinit.target network.target
     grep -qw 'imprint_e2e.rerun=1' /proc/cmdline && sec rerun rerun_probe
     # when journald received each of imprint's entries (run.sh's split)
     sec imprint-journal-mono journalctl -b --no-pager -o short-monotonic -u imprint.service
