@@ -96,7 +96,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             );
             let record = !matches!(r, Err(Error::Sealed(_))) && !locked;
             let report = record.then(|| {
-                let report = pipeline::report(&out, &r, started);
+                let mut report = pipeline::report(&out, &r, started);
+                report.boot_id = crate::report::boot_id(&inputs.root);
                 crate::report::mask_report(&report, &out.secrets).0
             });
             if let Some(report) = &report {
@@ -367,6 +368,18 @@ fn host_keys(root: &Root, under_root: bool, so: &mut dyn Write) -> Result<ExitCo
         } if types.is_empty() => {
             format!("no ssh_host_keys for {instance_id}: /etc/ssh left alone")
         }
+        Due::Make {
+            instance_id,
+            configured: false,
+            ..
+        } => format!(
+            "host keys made for {}, which this boot's run did not configure: the image's keys are not this instance's either way",
+            if instance_id.is_empty() {
+                "this instance (its run never learned the instance-id)".to_string()
+            } else {
+                instance_id.clone()
+            }
+        ),
         Due::Make { instance_id, .. } => format!("host keys made for {instance_id}"),
     };
     tracing::info!("{say}");

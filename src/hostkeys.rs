@@ -23,6 +23,12 @@
 //! instance (or none) than the seal. This mirrors cloud-init, whose ssh
 //! module has a per-instance marker of its own, apart from write_files'.
 //!
+//! **A run that failed** in this boot, before sealing the instance it saw,
+//! does not leave the image's keys in place either ([`Unsealed`]): the keys
+//! are made for the instance-id in that run's report.json, which is trusted
+//! only in the boot that wrote it (its `boot_id`), with the manifest's
+//! types. cloud-init, too, makes keys whatever the user-data.
+//!
 //! Keys come from the real `ssh-keygen -q -N "" -t TYPE -f PATH`, every type
 //! at once, each written under a temporary name in /etc/ssh and renamed over
 //! the old key, so sshd never sees a missing or half-written key. Under
@@ -202,29 +208,49 @@ pub enum Due {
     /// The marker names the sealed instance and every type exists.
     Done { instance_id: String },
     /// Make `types` (`new_instance`: replace every key; else only the
-    /// missing types).
+    /// missing types). `configured`: for the sealed instance; else for the
+    /// instance this boot's run saw and failed to configure ([`Unsealed`]).
     Make {
         instance_id: String,
         types: Vec<String>,
         new_instance: bool,
+        configured: bool,
     },
 }
 
-/// Decide from the seal, the marker and which key files exist (`has`, by
-/// type). Pure.
+/// This boot's run, when it did not seal the instance it saw (it failed,
+/// or a unit failed after the files): keys are still due, since the image's
+/// keys (or those of the machine it was captured from) must not be this
+/// instance's, as cloud-init also makes them whatever the user-data. The
+/// instance-id the run saw (`""`: it never learned one), and the manifest's
+/// types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsealed {
+    pub instance_id: String,
+    pub types: Vec<String>,
+}
+
+/// Decide from the seal, this boot's unsealed run, the marker and which
+/// key files exist (`has`, by type). Pure.
 pub fn due(
     seal: Option<&crate::seal::Seal>,
+    unsealed: Option<&Unsealed>,
     marker: Option<&Marker>,
     has: impl Fn(&str) -> bool,
 ) -> Due {
-    let Some(seal) = seal else {
-        return Due::NotConfigured;
+    let (instance_id, types, configured) = match (unsealed, seal) {
+        (Some(u), _) => (u.instance_id.clone(), &u.types, false),
+        (None, None) => return Due::NotConfigured,
+        (None, Some(seal)) => match &seal.host_keys {
+            None => {
+                return Due::MadeByRun {
+                    instance_id: seal.instance_id.clone(),
+                }
+            }
+            Some(types) => (seal.instance_id.clone(), types, true),
+        },
     };
-    let instance_id = seal.instance_id.clone();
-    let Some(types) = &seal.host_keys else {
-        return Due::MadeByRun { instance_id };
-    };
-    let same = marker.is_some_and(|m| m.instance_id == seal.instance_id);
+    let same = marker.is_some_and(|m| m.instance_id == instance_id);
     if same && types.iter().all(|t| has(t)) {
         return Due::Done { instance_id };
     }
@@ -232,15 +258,53 @@ pub fn due(
         instance_id,
         types: types.clone(),
         new_instance: !same,
+        configured,
     }
 }
 
 /// [`due`], with the key files as the root's /etc/ssh has them.
-fn due_on_disk(root: &Root, seal: Option<&crate::seal::Seal>, marker: Option<&Marker>) -> Due {
+fn due_on_disk(
+    root: &Root,
+    seal: Option<&crate::seal::Seal>,
+    unsealed: Option<&Unsealed>,
+    marker: Option<&Marker>,
+) -> Due {
     let dir = root.join(SSH_DIR);
-    due(seal, marker, |t| {
+    due(seal, unsealed, marker, |t| {
         dir.join(format!("ssh_host_{t}_key")).exists()
     })
+}
+
+/// [`Unsealed`] from this boot's report (`report::this_boot`): a run that
+/// did not seal, for another instance than the seal's (or with no seal), in
+/// a manifest that lists `ssh_host_keys`. A run that failed without
+/// learning the instance-id, on a sealed root, is taken to be the sealed
+/// instance's, as the run itself trusts the seal when the instance-id
+/// cannot be known. A report of an earlier boot is never acted on: a
+/// failed `imprint run --instance-id OTHER` by hand must not change a
+/// configured host's keys at its next boot.
+fn unsealed_run(
+    root: &Root,
+    seal: Option<&crate::seal::Seal>,
+) -> Result<Option<Unsealed>, crate::Error> {
+    let Some(report) = crate::report::this_boot(root) else {
+        return Ok(None);
+    };
+    if matches!(report.status.as_str(), "done" | "sealed") {
+        return Ok(None);
+    }
+    match (&report.instance_id, seal) {
+        (Some(id), Some(s)) if *id == s.instance_id => return Ok(None),
+        (None, Some(_)) => return Ok(None),
+        _ => {}
+    }
+    let types = crate::manifest::load(root, None)?
+        .map(|m| m.ssh_host_keys)
+        .unwrap_or_default();
+    Ok((!types.is_empty()).then(|| Unsealed {
+        instance_id: report.instance_id.unwrap_or_default(),
+        types,
+    }))
 }
 
 /// What [`for_instance`] found and did.
@@ -258,11 +322,13 @@ pub fn for_instance(root: &Root) -> Result<Outcome, crate::Error> {
     let _lock = crate::state::lock(root)?;
     let seal = crate::seal::read(root)?;
     let marker = read_marker(root)?;
-    let due = due_on_disk(root, seal.as_ref(), marker.as_ref());
+    let unsealed = unsealed_run(root, seal.as_ref())?;
+    let due = due_on_disk(root, seal.as_ref(), unsealed.as_ref(), marker.as_ref());
     let Due::Make {
         instance_id,
         types,
         new_instance,
+        ..
     } = &due
     else {
         return Ok(Outcome {
@@ -310,7 +376,7 @@ pub fn describe(root: &Root, seal: Option<&crate::seal::Seal>) -> Option<String>
         Ok(m) => m,
         Err(e) => return Some(format!("unknown: {e}")),
     };
-    let line = match due_on_disk(root, Some(seal), marker.as_ref()) {
+    let line = match due_on_disk(root, Some(seal), None, marker.as_ref()) {
         Due::NotConfigured => return None,
         Due::MadeByRun { .. } => "made by the run that sealed this instance".to_string(),
         Due::Done { .. } => match marker {

@@ -421,6 +421,8 @@ pub fn report(out: &Outcome, result: &Result<(), Error>, started: String) -> Rep
             .map(|e| out.secrets.mask(&e.to_string())),
         main_monotonic_ms: crate::report::main_monotonic_ms(),
         report_ms: now_ms(),
+        // The caller adds it (src/app.rs): building the report reads nothing.
+        boot_id: None,
     }
 }
 

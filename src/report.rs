@@ -59,6 +59,27 @@ pub struct Report {
     /// When this report was built, in ms after `main`'s entry.
     #[serde(default)]
     pub report_ms: f64,
+    /// The kernel's boot_id when the run ran (`None` where the root has no
+    /// `/proc`, as under most `--root`s): `imprint host-keys` trusts only a
+    /// report of the boot it runs in (src/hostkeys.rs, [`this_boot`]).
+    #[serde(default)]
+    pub boot_id: Option<String>,
+}
+
+/// The root's kernel boot_id (`/proc/sys/kernel/random/boot_id`), if any.
+pub fn boot_id(root: &Root) -> Option<String> {
+    let text = std::fs::read_to_string(root.join("proc/sys/kernel/random/boot_id")).ok()?;
+    let id = text.trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+/// The last report, if it is of an `imprint run` in this boot (the same
+/// boot_id): what `imprint host-keys` may act on. A report of another boot,
+/// one without a boot_id, or one that cannot be read is not.
+pub fn this_boot(root: &Root) -> Option<Report> {
+    let now = boot_id(root)?;
+    let report = read(root).ok().flatten()?;
+    (report.command == "run" && report.boot_id.as_deref() == Some(now.as_str())).then_some(report)
 }
 
 /// CLOCK_MONOTONIC at `main`'s entry, in ns; 0 until [`start_clock`].

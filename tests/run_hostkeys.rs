@@ -41,6 +41,38 @@ fn run_as(root: &Path, id: &str) -> Output {
         .args(["--instance-id", id]))
 }
 
+/// `imprint run --root` as instance `id` with other user-data (`--force`
+/// past a seal with `force`).
+fn run_with(root: &Path, id: &str, user_data: &Path, force: bool) -> Output {
+    let mut cmd = imprint();
+    cmd.args(["run", "--root"])
+        .arg(root)
+        .arg("--user-data")
+        .arg(user_data)
+        .args(["--instance-id", id]);
+    if force {
+        cmd.arg("--force");
+    }
+    run(&mut cmd)
+}
+
+/// User-data that every run rejects (65), after it has learned the
+/// instance-id.
+fn bad_user_data(dir: &Path) -> PathBuf {
+    let p = dir.join("bad-user-data.yaml");
+    std::fs::write(&p, "#cloud-config\nwrite_files: [unclosed\n").unwrap();
+    p
+}
+
+/// The kernel's boot_id as the root shows it (`/proc` inside the root):
+/// `imprint host-keys` acts on a failed run's report only in that run's
+/// boot.
+fn boot(root: &Path, id: &str) {
+    let p = root.join("proc/sys/kernel/random/boot_id");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, format!("{id}\n")).unwrap();
+}
+
 /// `imprint host-keys --root` under `strace -f` (execve and setpriority):
 /// the output and how many ssh-keygen runs it started.
 fn host_keys(root: &Path) -> (Output, usize) {
@@ -388,4 +420,123 @@ fn a_corrupt_marker_is_65_names_the_file_and_changes_nothing() {
     let st = status(r.path());
     assert!(st.contains("host keys:     unknown:"), "{st}");
     assert!(st.contains("var/lib/imprint/host-keys"), "{st}");
+}
+
+#[test]
+fn a_first_run_that_fails_still_gives_the_instance_its_own_keys() {
+    // An image with another machine's keys; this boot's run rejects the
+    // user-data after learning the instance-id: not sealed.
+    let r = demo_root_with_host_keys();
+    baked(r.path(), "ed25519");
+    baked(r.path(), "rsa");
+    let image_ed = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key"));
+    boot(r.path(), "boot-1");
+    let bad = bad_user_data(r.path().parent().unwrap());
+    assert_eq!(code(&run_with(r.path(), "i-f", &bad, false)), 65);
+    assert!(!r.path().join("var/lib/imprint/sealed").exists());
+
+    // imprint-host-keys runs after it all the same: the instance gets its
+    // own keys, never the image's.
+    let (o, keygens) = host_keys(r.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(keygens, 2);
+    assert!(
+        stdout(&o).contains("host keys made for i-f, which this boot's run did not configure"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("removed /etc/ssh/ssh_host_rsa_key"));
+    assert_eq!(marker(r.path())["instance_id"], "i-f");
+    let f_ed = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key"));
+    assert_ne!(f_ed, image_ed);
+    let (_, keygens) = host_keys(r.path());
+    assert_eq!(keygens, 0, "made once per instance");
+
+    // Fixed user-data, next boot: the run seals i-f, whose keys stay.
+    boot(r.path(), "boot-2");
+    assert_eq!(code(&run_as(r.path(), "i-f")), 0);
+    let (o, keygens) = host_keys(r.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(keygens, 0);
+    assert!(stdout(&o).contains("nothing to do"), "{}", stdout(&o));
+    assert_eq!(
+        keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key")),
+        f_ed
+    );
+}
+
+#[test]
+fn only_a_failed_run_of_this_boot_for_another_instance_changes_a_sealed_hosts_keys() {
+    let r = demo_root_with_host_keys();
+    boot(r.path(), "boot-1");
+    assert_eq!(code(&run_as(r.path(), "i-a")), 0);
+    let (_, keygens) = host_keys(r.path());
+    assert_eq!(keygens, 2);
+    let a_ed = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key"));
+    let keys = || tree_hash(&r.path().join("etc/ssh"), &[]);
+    let before = keys();
+    let bad = bad_user_data(r.path().parent().unwrap());
+
+    // A failed run by hand on the sealed instance, as another instance-id:
+    // its report is of this boot, but at the next boot it is not acted on.
+    assert_eq!(code(&run_with(r.path(), "i-z", &bad, true)), 65);
+    boot(r.path(), "boot-2");
+    let (o, keygens) = host_keys(r.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(keygens, 0);
+    assert_eq!(keys(), before);
+
+    // A failed run of the sealed instance itself, and one that never
+    // learned the instance-id (no user-data): the seal says who this is.
+    assert_eq!(code(&run_with(r.path(), "i-a", &bad, true)), 65);
+    let (_, keygens) = host_keys(r.path());
+    assert_eq!(keygens, 0);
+    let missing = r.path().join("no-such-user-data");
+    assert_ne!(code(&run_with(r.path(), "i-a", &missing, true)), 0);
+    let (_, keygens) = host_keys(r.path());
+    assert_eq!(keygens, 0);
+    assert_eq!(keys(), before);
+    assert_eq!(marker(r.path())["instance_id"], "i-a");
+
+    // A clone of i-a boots as i-b and its run fails: i-a's seal and marker
+    // are not i-b's, and neither are its keys.
+    boot(r.path(), "boot-3");
+    assert_eq!(code(&run_with(r.path(), "i-b", &bad, false)), 65);
+    let (o, keygens) = host_keys(r.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(keygens, 2);
+    assert_eq!(marker(r.path())["instance_id"], "i-b");
+    assert_ne!(
+        keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key")),
+        a_ed
+    );
+}
+
+#[test]
+fn a_failed_run_without_an_instance_id_on_an_unsealed_root_still_replaces_the_images_keys() {
+    let r = demo_root_with_host_keys();
+    baked(r.path(), "ed25519");
+    let image_ed = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key"));
+    boot(r.path(), "boot-1");
+    let missing = r.path().join("no-such-user-data");
+    assert_ne!(code(&run_with(r.path(), "i-q", &missing, false)), 0);
+    let (o, keygens) = host_keys(r.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(keygens, 2);
+    assert!(
+        stdout(&o).contains("its run never learned the instance-id"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(marker(r.path())["instance_id"], "");
+    let q_ed = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key"));
+    assert_ne!(q_ed, image_ed);
+
+    // Once a run learns and seals the instance-id, the keys are made for it
+    // (once more: the unknown instance may have been another).
+    boot(r.path(), "boot-2");
+    assert_eq!(code(&run_as(r.path(), "i-q")), 0);
+    let (_, keygens) = host_keys(r.path());
+    assert_eq!(keygens, 2);
+    assert_eq!(marker(r.path())["instance_id"], "i-q");
 }

@@ -34,6 +34,7 @@ fn report(status: &str, code: i32) -> Report {
         error: (code != 0).then(|| "failed to write /etc/x: boom".into()),
         main_monotonic_ms: 0.0,
         report_ms: 0.0,
+        boot_id: None,
     }
 }
 

@@ -95,10 +95,10 @@ build {
       "sudo imprint validate --user-data /tmp/sample-user-data",
       "sudo imprint render --user-data /tmp/sample-user-data >/dev/null",
       "rm -f /tmp/imprint.deb /tmp/sample-user-data",
-      # With ssh_host_keys in the manifest, every configured instance gets
-      # keys of its own; without the build VM's keys here, a first boot
-      # whose run fails before sealing has none (sshd refuses to start)
-      # rather than keys every clone shares (docs/lockout.md, step 5).
+      # With ssh_host_keys in the manifest, every instance gets keys of its
+      # own; without the build VM's keys here, a boot where that could not
+      # happen (a run killed before its report) has none (sshd refuses to
+      # start) rather than keys every clone shares (docs/lockout.md, step 5).
       "if grep -q '^ssh_host_keys:' /etc/imprint/imprint.yaml; then sudo rm -f /etc/ssh/ssh_host_*; fi",
       # Last: forget any seal and the machine-id, so that every instance
       # launched from the image is configured at its first boot and gets a

@@ -356,7 +356,7 @@ scn_newid() {
   ne "ssh host keys replaced for the new instance" "${FIRST_FP:-?}" "$(rep ssh-fingerprints)"
 }
 
-assert_bad() {   # assert_bad PATTERN WHAT
+assert_bad() {   # assert_bad PATTERN WHAT INSTANCE-ID
   assert_booted || return
   eq "imprint.service Result=exit-code" exit-code "$(prop imprint.service.Result)"
   eq "imprint.service ExecMainStatus=65 (invalid user-data)" 65 "$(prop imprint.service.ExecMainStatus)"
@@ -367,18 +367,25 @@ assert_bad() {   # assert_bad PATTERN WHAT
   eq "early.service not restarted" 1 "$(prop early.starts)"
   eq "no ordering cycle in the journal" "0/0" "$(prop journal.ordering_cycle)/$(prop journal.found_ordering_cycle)"
   check "boot reached its end (system degraded, not hung)" test "$(prop system.state)" = degraded
+  # Keys of its own all the same (src/hostkeys.rs, Unsealed): the image has
+  # none, so sshd starts with this instance's, never with shared ones.
+  eq "imprint-host-keys.service succeeded after the failed run" success "$(prop imprint-host-keys.service.Result)"
+  check "host keys made for $3, which its run did not configure" \
+    grep -aqF "host keys made for $3, which this boot's run did not configure" "$RD/report/host-keys-journal"
+  eq "ssh host keys made: ECDSA and ED25519" "ECDSA ED25519" "$(rep ssh-fingerprints | awk '{print $1}' | xargs)"
+  eq "ssh.service active with them" active "$(prop ssh.service.ActiveState)"
   no_secret_leak
 }
 scn_bad_missing() {
   image_for imprint; seed_missing
   boot bad-missing "$RUN/disk-bad-missing.qcow2" "$SEED"
-  assert_bad 'app\.greeting' "missing required value"
+  assert_bad 'app\.greeting' "missing required value" iid-e2e-bad1
   eq "cloud-init status --wait (imprint's shim) exits 1 after a failed run" rc=1 "$(rep shim-status | tail -1)"
 }
 scn_bad_yaml() {
   image_for imprint; seed_badyaml
   boot bad-yaml "$RUN/disk-bad-yaml.qcow2" "$SEED"
-  assert_bad 'yaml|syntax|pars|scan' "YAML syntax error"
+  assert_bad 'yaml|syntax|pars|scan' "YAML syntax error" iid-e2e-bad2
 }
 
 # --perf: same seed, fresh overlay per boot; report only ("booted" is the one
