@@ -73,6 +73,18 @@ fn boot(root: &Path, id: &str) {
     std::fs::write(p, format!("{id}\n")).unwrap();
 }
 
+/// [`host_keys`], which must succeed.
+fn host_keys_ok(root: &Path) -> (Output, usize) {
+    let (o, keygens) = host_keys(root);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    (o, keygens)
+}
+
+/// The fingerprint of the root's ed25519 host key.
+fn ed25519_fp(root: &Path) -> String {
+    keygen_fingerprint(&root.join("etc/ssh/ssh_host_ed25519_key"))
+}
+
 /// `imprint host-keys --root` under `strace -f` (execve and setpriority):
 /// the output and how many ssh-keygen runs it started.
 fn host_keys(root: &Path) -> (Output, usize) {
@@ -429,7 +441,7 @@ fn a_first_run_that_fails_still_gives_the_instance_its_own_keys() {
     let r = demo_root_with_host_keys();
     baked(r.path(), "ed25519");
     baked(r.path(), "rsa");
-    let image_ed = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key"));
+    let image_ed = ed25519_fp(r.path());
     boot(r.path(), "boot-1");
     let bad = bad_user_data(r.path().parent().unwrap());
     assert_eq!(code(&run_with(r.path(), "i-f", &bad, false)), 65);
@@ -437,8 +449,7 @@ fn a_first_run_that_fails_still_gives_the_instance_its_own_keys() {
 
     // imprint-host-keys runs after it all the same: the instance gets its
     // own keys, never the image's.
-    let (o, keygens) = host_keys(r.path());
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (o, keygens) = host_keys_ok(r.path());
     assert_eq!(keygens, 2);
     assert!(
         stdout(&o).contains("host keys made for i-f, which this boot's run did not configure"),
@@ -447,7 +458,7 @@ fn a_first_run_that_fails_still_gives_the_instance_its_own_keys() {
     );
     assert!(stdout(&o).contains("removed /etc/ssh/ssh_host_rsa_key"));
     assert_eq!(marker(r.path())["instance_id"], "i-f");
-    let f_ed = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key"));
+    let f_ed = ed25519_fp(r.path());
     assert_ne!(f_ed, image_ed);
     let (_, keygens) = host_keys(r.path());
     assert_eq!(keygens, 0, "made once per instance");
@@ -455,14 +466,10 @@ fn a_first_run_that_fails_still_gives_the_instance_its_own_keys() {
     // Fixed user-data, next boot: the run seals i-f, whose keys stay.
     boot(r.path(), "boot-2");
     assert_eq!(code(&run_as(r.path(), "i-f")), 0);
-    let (o, keygens) = host_keys(r.path());
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (o, keygens) = host_keys_ok(r.path());
     assert_eq!(keygens, 0);
     assert!(stdout(&o).contains("nothing to do"), "{}", stdout(&o));
-    assert_eq!(
-        keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key")),
-        f_ed
-    );
+    assert_eq!(ed25519_fp(r.path()), f_ed);
 }
 
 #[test]
@@ -472,7 +479,7 @@ fn only_a_failed_run_of_this_boot_for_another_instance_changes_a_sealed_hosts_ke
     assert_eq!(code(&run_as(r.path(), "i-a")), 0);
     let (_, keygens) = host_keys(r.path());
     assert_eq!(keygens, 2);
-    let a_ed = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key"));
+    let a_ed = ed25519_fp(r.path());
     let keys = || tree_hash(&r.path().join("etc/ssh"), &[]);
     let before = keys();
     let bad = bad_user_data(r.path().parent().unwrap());
@@ -481,8 +488,7 @@ fn only_a_failed_run_of_this_boot_for_another_instance_changes_a_sealed_hosts_ke
     // its report is of this boot, but at the next boot it is not acted on.
     assert_eq!(code(&run_with(r.path(), "i-z", &bad, true)), 65);
     boot(r.path(), "boot-2");
-    let (o, keygens) = host_keys(r.path());
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (_, keygens) = host_keys_ok(r.path());
     assert_eq!(keygens, 0);
     assert_eq!(keys(), before);
 
@@ -502,26 +508,21 @@ fn only_a_failed_run_of_this_boot_for_another_instance_changes_a_sealed_hosts_ke
     // are not i-b's, and neither are its keys.
     boot(r.path(), "boot-3");
     assert_eq!(code(&run_with(r.path(), "i-b", &bad, false)), 65);
-    let (o, keygens) = host_keys(r.path());
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (_, keygens) = host_keys_ok(r.path());
     assert_eq!(keygens, 2);
     assert_eq!(marker(r.path())["instance_id"], "i-b");
-    assert_ne!(
-        keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key")),
-        a_ed
-    );
+    assert_ne!(ed25519_fp(r.path()), a_ed);
 }
 
 #[test]
 fn a_failed_run_without_an_instance_id_on_an_unsealed_root_still_replaces_the_images_keys() {
     let r = demo_root_with_host_keys();
     baked(r.path(), "ed25519");
-    let image_ed = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key"));
+    let image_ed = ed25519_fp(r.path());
     boot(r.path(), "boot-1");
     let missing = r.path().join("no-such-user-data");
     assert_ne!(code(&run_with(r.path(), "i-q", &missing, false)), 0);
-    let (o, keygens) = host_keys(r.path());
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (o, keygens) = host_keys_ok(r.path());
     assert_eq!(keygens, 2);
     assert!(
         stdout(&o).contains("its run never learned the instance-id"),
@@ -529,7 +530,7 @@ fn a_failed_run_without_an_instance_id_on_an_unsealed_root_still_replaces_the_im
         stdout(&o)
     );
     assert_eq!(marker(r.path())["instance_id"], "");
-    let q_ed = keygen_fingerprint(&r.path().join("etc/ssh/ssh_host_ed25519_key"));
+    let q_ed = ed25519_fp(r.path());
     assert_ne!(q_ed, image_ed);
 
     // Once a run learns and seals the instance-id, the keys are made for it
