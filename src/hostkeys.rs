@@ -369,12 +369,26 @@ pub fn for_instance(root: &Root) -> Result<Outcome, crate::Error> {
 }
 
 /// One line for `imprint status`: where the sealed instance's host keys
-/// stand (`None` without a seal).
+/// stand; without a seal, those made after a failed run, if any (`None`
+/// otherwise).
 pub fn describe(root: &Root, seal: Option<&crate::seal::Seal>) -> Option<String> {
-    let seal = seal?;
     let marker = match read_marker(root) {
         Ok(m) => m,
         Err(e) => return Some(format!("unknown: {e}")),
+    };
+    let Some(seal) = seal else {
+        // Keys made after a run that failed ([`Unsealed`]).
+        let m = marker?;
+        let whom = if m.instance_id.is_empty() {
+            "an instance whose run never learned its instance-id".to_string()
+        } else {
+            m.instance_id.clone()
+        };
+        return Some(format!(
+            "made for {whom} at {} ({}), whose run did not seal it",
+            m.time,
+            m.types.join(", ")
+        ));
     };
     let line = match due_on_disk(root, Some(seal), None, marker.as_ref()) {
         Due::NotConfigured => return None,

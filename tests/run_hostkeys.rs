@@ -462,6 +462,15 @@ fn a_first_run_that_fails_still_gives_the_instance_its_own_keys() {
     assert_ne!(f_ed, image_ed);
     let (_, keygens) = host_keys(r.path());
     assert_eq!(keygens, 0, "made once per instance");
+    // `imprint status` (exit 1: the run failed) says so.
+    let st = run(imprint().args(["status", "--root"]).arg(r.path()));
+    assert_eq!(code(&st), 1, "{}", stderr(&st));
+    let st = stdout(&st);
+    assert!(st.contains("host keys:     made for i-f at "), "{st}");
+    assert!(
+        st.contains("(ed25519, ecdsa), whose run did not seal it"),
+        "{st}"
+    );
 
     // Fixed user-data, next boot: the run seals i-f, whose keys stay.
     boot(r.path(), "boot-2");
