@@ -198,6 +198,8 @@ install_imprint() {
       || die "the .deb did not enable imprint.service (sysinit.target.wants)"
     [ -L "$r/etc/systemd/system/multi-user.target.wants/imprint-host-keys.service" ] \
       || die "the .deb did not enable imprint-host-keys.service (multi-user.target.wants)"
+    [ -f "$r/usr/lib/systemd/system/sshd-keygen@.service.d/50-imprint-host-keys.conf" ] \
+      || die "the .deb did not install the sshd-keygen@.service drop-in"
     return
   fi
   put_file 0755 "$bin" "$r/usr/bin/imprint"
@@ -206,6 +208,28 @@ install_imprint() {
   put_file 0644 "$REPO_ROOT/units/imprint-host-keys.service" "$r/usr/lib/systemd/system/imprint-host-keys.service"
   enable_unit /usr/lib/systemd/system/imprint-host-keys.service "$r"
   link /usr/bin/imprint "$r/usr/lib/systemd/system-generators/imprint-generator"
+  local u
+  for u in sshd-keygen@ sshd@ ssh@; do
+    put_file 0644 "$REPO_ROOT/units/50-imprint-host-keys.conf" \
+      "$r/usr/lib/systemd/system/$u.service.d/50-imprint-host-keys.conf"
+  done
+}
+
+# install_sshd_shapes ROOT: other distributions' sshd key makers and
+# per-connection sshd, and a probe of the latter (guest/sshd-shapes/README).
+install_sshd_shapes() {
+  local r=$1 g="$VM_DIR/guest/sshd-shapes" u
+  for u in sshd-keygen@.service sshd-keygen.target ssh.socket ssh@.service ssh-probe.service; do
+    put_file 0644 "$g/$u" "$r/etc/systemd/system/$u"
+  done
+  put_file 0755 "$g/sshd-keygen" "$r/usr/local/libexec/sshd-keygen"
+  put_file 0755 "$g/ssh-probe.sh" "$r/usr/local/bin/ssh-probe.sh"
+  put_file 0644 "$g/ssh.service.conf" "$r/etc/systemd/system/ssh.service.d/sshd-keygen.conf"
+  for u in sshd-keygen@ed25519.service sshd-keygen@ecdsa.service; do
+    link /etc/systemd/system/sshd-keygen@.service "$r/etc/systemd/system/sshd-keygen.target.wants/$u"
+  done
+  enable_unit /etc/systemd/system/ssh.socket "$r"
+  enable_unit /etc/systemd/system/ssh-probe.service "$r"
 }
 
 # install_empty_unit ROOT: units/imprint.service with ExecStart=/bin/true, as
@@ -250,13 +274,14 @@ variant_key() {
   {
     rootfs_key; echo "$variant"
     declare -f put put_file link enable_unit install_harness disable_cloudinit install_imprint install_manifest \
-      install_empty_unit bake_app_config bake_host_keys build_variant
+      install_sshd_shapes install_empty_unit bake_app_config bake_host_keys build_variant
     (cd "$VM_DIR" && find guest -type f | sort | xargs sha256sum)
     [ "$variant" = emptyunit ] && sha256sum < "$REPO_ROOT/units/imprint.service"
     if [ "$variant" = imprint ] || [ "$variant" = imprintapp ]; then
       (cd "$VM_DIR" && find fixtures/imprint.yaml fixtures/imprint-app.yaml fixtures/templates -type f | sort | xargs sha256sum)
       sha256sum < "$REPO_ROOT/units/imprint.service"
       sha256sum < "$REPO_ROOT/units/imprint-host-keys.service"
+      sha256sum < "$REPO_ROOT/units/50-imprint-host-keys.conf"
       sha256sum < "$bin"
     fi
   } | hash_stdin
@@ -280,7 +305,8 @@ build_variant() {
   rm -f "$st/.imprint-vm-complete"
   install_harness "$st"
   case "$variant" in
-    imprint)   disable_cloudinit "$st"; install_manifest "$st"; install_imprint "$st" "$bin" ;;
+    imprint)   disable_cloudinit "$st"; install_manifest "$st"; install_imprint "$st" "$bin"
+               install_sshd_shapes "$st" ;;
     imprintapp) disable_cloudinit "$st"; install_manifest "$st"; install_imprint "$st" "$bin"
                put_file 0644 "$VM_DIR/fixtures/imprint-app.yaml" "$st/etc/imprint/imprint.yaml" ;;
     cloudinit) ;;

@@ -247,6 +247,31 @@ assert_common_good() {   # on every boot where imprint should have succeeded
   eq "conf.env mode 0640" 640 "$(prop file./opt/app/conf.env.mode)"
   no_secret_leak
 }
+# Other distributions' sshd, rebuilt in the imprint image (guest/sshd-shapes):
+# imprint's drop-ins order them after imprint-host-keys.service. Fedora's key
+# makers found imprint's keys in place and made none; sshd started per
+# connection (Accept=yes) answered with the instance's final key. "made":
+# this boot made the keys, and the probe connected while it did.
+assert_sshd_shapes() {
+  local t probe key pub
+  for t in ed25519 ecdsa; do
+    check "Fedora's sshd-keygen@$t checked its condition after imprint-host-keys.service finished" \
+      test "$(prop "sshd-keygen@$t.service.ConditionTimestampMonotonic")" -ge \
+        "$(prop imprint-host-keys.service.ActiveEnterTimestampMonotonic)" -a \
+        "$(prop imprint-host-keys.service.ActiveEnterTimestampMonotonic)" -gt 0
+    eq "... and made no key (ConditionResult=no: imprint's $t key was there)" no \
+      "$(prop "sshd-keygen@$t.service.ConditionResult")"
+  done
+  probe=$(rep ssh-probe)
+  key=$(sed -n 's/^key=//p' <<<"$probe"); pub=$(sed -n 's/^pub=//p' <<<"$probe")
+  check "the instance has an ed25519 host key" test -n "$pub"
+  eq "per-connection sshd (Accept=yes) answered the first connection with the instance's final ed25519 key" \
+    "$pub" "$key"
+  if [ "$1" = made ]; then
+    eq "... a connection made while imprint-host-keys.service was making the keys" activating \
+      "$(sed -n 's/^host-keys-at-connect=//p' <<<"$probe")"
+  fi
+}
 no_secret_leak() {
   local f leaks=""
   for f in imprint-journal sealed report.json imprint-status; do
@@ -289,6 +314,7 @@ scn_first() {
   same_file "early.service's last start saw the final early.conf" "$RD/report/early.conf" "$RD/report/early-seen.conf"
   check "seal names instance iid-e2e-0001" grep -q 'iid-e2e-0001' "$RD/report/sealed"
   eq "cloud-init status --wait (imprint's shim) exits 0 after a good boot" rc=0 "$(rep shim-status | tail -1)"
+  assert_sshd_shapes made
   warn_seed_mounted
   FIRST_RD=$RD
   FIRST_FP=$(rep ssh-fingerprints)
@@ -312,6 +338,7 @@ scn_fresh2() {
     if [ -n "$a" ] && [ -n "$b" ]; then ne "$t host key differs from the first instance's" "$a" "$b"
     else bad "$t host key differs from the first instance's" "missing fingerprint (first: '$a', this: '$b')"; fi
   done
+  assert_sshd_shapes made
 }
 
 scn_second() {
@@ -336,6 +363,7 @@ scn_second() {
   eq "early.service started once (not restarted)" 1 "$(prop early.starts)"
   eq "app.service active" active "$(prop app.service.ActiveState)"
   assert_app_env "$VM_DIR/fixtures/expected/app-first.env"
+  assert_sshd_shapes kept
   no_secret_leak
 }
 
@@ -354,6 +382,7 @@ scn_newid() {
   eq "early.service started twice (changed early.conf -> restart)" 2 "$(prop early.starts)"
   same_file "early.service's last start saw the final early.conf" "$RD/report/early.conf" "$RD/report/early-seen.conf"
   ne "ssh host keys replaced for the new instance" "${FIRST_FP:-?}" "$(rep ssh-fingerprints)"
+  assert_sshd_shapes made
 }
 
 assert_bad() {   # assert_bad PATTERN WHAT INSTANCE-ID
@@ -374,6 +403,7 @@ assert_bad() {   # assert_bad PATTERN WHAT INSTANCE-ID
     grep -aqF "host keys made for $3, which this boot's run did not configure" "$RD/report/host-keys-journal"
   eq "ssh host keys made: ECDSA and ED25519" "ECDSA ED25519" "$(rep ssh-fingerprints | awk '{print $1}' | xargs)"
   eq "ssh.service active with them" active "$(prop ssh.service.ActiveState)"
+  assert_sshd_shapes made
   no_secret_leak
 }
 scn_bad_missing() {

@@ -49,9 +49,10 @@ shim_status() {
 }
 
 UNITS="imprint.service imprint-host-keys.service empty-oneshot.service early.service app.service ssh.service e2e-report.service
+sshd-keygen@ed25519.service sshd-keygen@ecdsa.service ssh.socket ssh-probe.service
 cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service
 networking.service systemd-journald.service sysinit.target basic.target multi-user.target"
-PROPS="Result ExecMainStatus ExecMainCode ActiveState SubState NRestarts LoadState
+PROPS="Result ExecMainStatus ExecMainCode ActiveState SubState NRestarts LoadState ConditionResult ConditionTimestampMonotonic
 InactiveExitTimestampMonotonic ActiveEnterTimestampMonotonic
 ExecMainStartTimestampMonotonic ExecMainExitTimestampMonotonic"
 
@@ -127,6 +128,17 @@ ssh_fps() {
   done | sort
 }
 
+# The per-connection sshd probe (guest/sshd-shapes, the imprint image only):
+# what it recorded, once it has (it waits for sshd's answer, which waits for
+# the keys), and the ed25519 key sshd is to answer with.
+ssh_probe() {
+  [ -e /usr/local/bin/ssh-probe.sh ] || { echo "no probe in this image"; return 0; }
+  n=0
+  while [ ! -e /run/ssh-probe ] && [ $n -lt 120 ]; do sleep 0.5; n=$((n + 1)); done
+  catf /run/ssh-probe
+  echo "pub=$(awk '{print $1, $2}' /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null)"
+}
+
 sh_env() {   # what POSIX sh's "." makes of the env file (must equal systemd's)
   [ -r /opt/app/conf.env ] || return 0
   env -i /bin/sh -c 'set -a; . /opt/app/conf.env; env' | grep '^APP_' | LC_ALL=C sort
@@ -150,6 +162,7 @@ sh_env() {   # what POSIX sh's "." makes of the env file (must equal systemd's)
   sec sealed catf /var/lib/imprint/sealed
   sec report.json catf /var/lib/imprint/report.json
   sec ssh-fingerprints ssh_fps
+  sec ssh-probe ssh_probe
   sec analyze-time systemd-analyze time
   # blame and critical-chain cost seconds each under TCG (more on a loaded
   # host): only when asked for (run.sh --perf adds imprint_e2e.verbose=1)
