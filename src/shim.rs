@@ -13,7 +13,11 @@
 //! `--wait` waits, printing a dot every 0.25 s as cloud-init does, while a
 //! run is in progress: the run lock `/run/imprint/lock` is held (seen in
 //! `/proc/locks`, without touching the lock, so a starting run can never
-//! find it taken), or systemd has a job for `imprint.service`.
+//! find it taken), or systemd has a job for `imprint.service` or
+//! `imprint-host-keys.service`. The host keys count as part of the run
+//! here because cloud-init makes them in its own run (its ssh module): a
+//! script that waits for "done" and then reads the host keys'
+//! fingerprints must find the instance's final keys.
 
 use crate::report::Report;
 use crate::root::Root;
@@ -112,7 +116,8 @@ pub fn main(root: &Root, args: &[String]) -> i32 {
 /// What is known about imprint's run.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
-    /// A run holds the lock, or systemd has a job for imprint.service.
+    /// A run holds the lock, or systemd has a job for imprint.service or
+    /// imprint-host-keys.service.
     pub running: bool,
     pub report: Option<Report>,
     /// No report, but a seal: configured (by an older imprint, say).
@@ -123,7 +128,7 @@ fn status(root: &Root) -> Observed {
     let report = crate::report::read(root).ok().flatten();
     let sealed = report.is_none() && crate::seal::read(root).ok().flatten().is_some();
     let running = crate::state::is_locked(root)
-        || (root.is_host() && crate::systemd::booted() && imprint_job_pending());
+        || (root.is_host() && crate::systemd::booted() && jobs_pending());
     Observed {
         running,
         report,
@@ -131,23 +136,27 @@ fn status(root: &Root) -> Observed {
     }
 }
 
-/// Whether systemd has a start job (waiting or running) for imprint.service.
-fn imprint_job_pending() -> bool {
+/// The units whose start jobs make `--wait` wait: the run, and the host
+/// keys made after it.
+const WAITED_UNITS: [&str; 2] = [crate::systemd::IMPRINT_UNIT, "imprint-host-keys.service"];
+
+/// Whether systemd has a start job (waiting or running) for one of
+/// [`WAITED_UNITS`].
+fn jobs_pending() -> bool {
     let systemctl = ["/usr/bin/systemctl", "/bin/systemctl"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("/usr/bin/systemctl");
     std::process::Command::new(systemctl)
-        .args([
-            "list-jobs",
-            "--no-legend",
-            "--no-pager",
-            crate::systemd::IMPRINT_UNIT,
-        ])
+        .args(["list-jobs", "--no-legend", "--no-pager"])
+        .args(WAITED_UNITS)
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(crate::systemd::IMPRINT_UNIT))
+        .map(|o| {
+            let out = String::from_utf8_lossy(&o.stdout);
+            WAITED_UNITS.iter().any(|u| out.contains(u))
+        })
         .unwrap_or(false)
 }
 

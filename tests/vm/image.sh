@@ -215,10 +215,18 @@ install_imprint() {
   done
 }
 
-# install_sshd_shapes ROOT: other distributions' sshd key makers and
-# per-connection sshd, and a probe of the latter (guest/sshd-shapes/README).
-install_sshd_shapes() {
+# install_probes ROOT: what only the imprint image's scenarios check:
+# other distributions' sshd key makers and per-connection sshd, with a probe
+# of the latter (guest/sshd-shapes/README), and an early `cloud-init status
+# --wait` (guest/shim-probe.service). Not in the perf images: their boots
+# must do what the floors' do.
+install_probes() {
   local r=$1 g="$VM_DIR/guest/sshd-shapes" u
+  put_file 0644 "$VM_DIR/guest/shim-probe.service" "$r/etc/systemd/system/shim-probe.service"
+  put_file 0755 "$VM_DIR/guest/shim-probe.sh" "$r/usr/local/bin/shim-probe.sh"
+  enable_unit /etc/systemd/system/shim-probe.service "$r"
+  put_file 0644 "$VM_DIR/guest/host-keys-slow.conf" \
+    "$r/etc/systemd/system/imprint-host-keys.service.d/50-e2e-slow.conf"
   for u in sshd-keygen@.service sshd-keygen.target ssh.socket ssh@.service ssh-probe.service; do
     put_file 0644 "$g/$u" "$r/etc/systemd/system/$u"
   done
@@ -274,7 +282,7 @@ variant_key() {
   {
     rootfs_key; echo "$variant"
     declare -f put put_file link enable_unit install_harness disable_cloudinit install_imprint install_manifest \
-      install_sshd_shapes install_empty_unit bake_app_config bake_host_keys build_variant
+      install_probes install_empty_unit bake_app_config bake_host_keys build_variant
     (cd "$VM_DIR" && find guest -type f | sort | xargs sha256sum)
     [ "$variant" = emptyunit ] && sha256sum < "$REPO_ROOT/units/imprint.service"
     if [ "$variant" = imprint ] || [ "$variant" = imprintapp ]; then
@@ -306,7 +314,7 @@ build_variant() {
   install_harness "$st"
   case "$variant" in
     imprint)   disable_cloudinit "$st"; install_manifest "$st"; install_imprint "$st" "$bin"
-               install_sshd_shapes "$st" ;;
+               install_probes "$st" ;;
     imprintapp) disable_cloudinit "$st"; install_manifest "$st"; install_imprint "$st" "$bin"
                put_file 0644 "$VM_DIR/fixtures/imprint-app.yaml" "$st/etc/imprint/imprint.yaml" ;;
     cloudinit) ;;

@@ -272,6 +272,20 @@ assert_sshd_shapes() {
       "$(sed -n 's/^host-keys-at-connect=//p' <<<"$probe")"
   fi
 }
+# `cloud-init status --wait` (imprint's shim) started right after
+# imprint.service (guest/shim-probe.service): it returns only once
+# imprint-host-keys.service is done, as cloud-init's own "done" includes its
+# ssh keys. assert_shim_probe made|kept RC
+assert_shim_probe() {
+  local probe; probe=$(rep shim-probe)
+  eq "an early cloud-init status --wait (imprint's shim) exits $2" "rc=$2" "$(grep '^rc=' <<<"$probe")"
+  eq "... only once the instance's final ed25519 host key is in place" \
+    "$(rep ssh-probe | sed -n 's/^pub=//p')" "$(sed -n 's/^key=//p' <<<"$probe")"
+  if [ "$1" = made ]; then
+    eq "... called while imprint-host-keys.service was making the keys" activating \
+      "$(sed -n 's/^host-keys-before=//p' <<<"$probe")"
+  fi
+}
 no_secret_leak() {
   local f leaks=""
   for f in imprint-journal sealed report.json imprint-status; do
@@ -315,6 +329,7 @@ scn_first() {
   check "seal names instance iid-e2e-0001" grep -q 'iid-e2e-0001' "$RD/report/sealed"
   eq "cloud-init status --wait (imprint's shim) exits 0 after a good boot" rc=0 "$(rep shim-status | tail -1)"
   assert_sshd_shapes made
+  assert_shim_probe made 0
   warn_seed_mounted
   FIRST_RD=$RD
   FIRST_FP=$(rep ssh-fingerprints)
@@ -339,6 +354,7 @@ scn_fresh2() {
     else bad "$t host key differs from the first instance's" "missing fingerprint (first: '$a', this: '$b')"; fi
   done
   assert_sshd_shapes made
+  assert_shim_probe made 0
 }
 
 scn_second() {
@@ -364,6 +380,7 @@ scn_second() {
   eq "app.service active" active "$(prop app.service.ActiveState)"
   assert_app_env "$VM_DIR/fixtures/expected/app-first.env"
   assert_sshd_shapes kept
+  assert_shim_probe kept 0
   no_secret_leak
 }
 
@@ -383,6 +400,7 @@ scn_newid() {
   same_file "early.service's last start saw the final early.conf" "$RD/report/early.conf" "$RD/report/early-seen.conf"
   ne "ssh host keys replaced for the new instance" "${FIRST_FP:-?}" "$(rep ssh-fingerprints)"
   assert_sshd_shapes made
+  assert_shim_probe made 0
 }
 
 assert_bad() {   # assert_bad PATTERN WHAT INSTANCE-ID
@@ -404,6 +422,7 @@ assert_bad() {   # assert_bad PATTERN WHAT INSTANCE-ID
   eq "ssh host keys made: ECDSA and ED25519" "ECDSA ED25519" "$(rep ssh-fingerprints | awk '{print $1}' | xargs)"
   eq "ssh.service active with them" active "$(prop ssh.service.ActiveState)"
   assert_sshd_shapes made
+  assert_shim_probe made 1
   no_secret_leak
 }
 scn_bad_missing() {

@@ -128,14 +128,18 @@ ssh_fps() {
   done | sort
 }
 
-# The per-connection sshd probe (guest/sshd-shapes, the imprint image only):
-# what it recorded, once it has (it waits for sshd's answer, which waits for
-# the keys), and the ed25519 key sshd is to answer with.
-ssh_probe() {
-  [ -e /usr/local/bin/ssh-probe.sh ] || { echo "no probe in this image"; return 0; }
+# What a probe of the imprint image (tests/vm/image.sh, install_probes)
+# recorded in /run/NAME, once it has (probes are simple services: the boot
+# does not wait for them, and they wait for the host keys).
+probe_out() {
+  [ -e "/usr/local/bin/$1.sh" ] || { echo "no $1 in this image"; return 0; }
   n=0
-  while [ ! -e /run/ssh-probe ] && [ $n -lt 120 ]; do sleep 0.5; n=$((n + 1)); done
-  catf /run/ssh-probe
+  while [ ! -e "/run/$1" ] && [ $n -lt 120 ]; do sleep 0.5; n=$((n + 1)); done
+  catf "/run/$1"
+}
+# The per-connection sshd probe, and the ed25519 key sshd is to answer with.
+ssh_probe() {
+  probe_out ssh-probe
   echo "pub=$(awk '{print $1, $2}' /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null)"
 }
 
@@ -163,6 +167,7 @@ sh_env() {   # what POSIX sh's "." makes of the env file (must equal systemd's)
   sec report.json catf /var/lib/imprint/report.json
   sec ssh-fingerprints ssh_fps
   sec ssh-probe ssh_probe
+  sec shim-probe probe_out shim-probe
   sec analyze-time systemd-analyze time
   # blame and critical-chain cost seconds each under TCG (more on a loaded
   # host): only when asked for (run.sh --perf adds imprint_e2e.verbose=1)
