@@ -20,7 +20,7 @@ step "cargo test (fault injection: fail points between writes, kill -9)"
 cargo test --features failpoints --test apply_faults
 step "docs: every command in README.md and docs/*.md (tests/docs.sh)"
 tests/docs.sh
-step "packages: static release binary, .deb and .rpm (packaging/build.sh), then their checks"
+step "packages: static release binaries, .deb and .rpm for amd64 and arm64 (packaging/build.sh), then their checks"
 packaging/build.sh
 # The size budget of issue 6 (static binary <= 2.5 MiB) holds for the musl
 # build, the one the packages ship; the glibc fallback is over it by design

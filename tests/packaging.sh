@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The packages, checked as a user meets them (issue 7). Run by tests/all.sh.
 #
-#   tests/packaging.sh                 # builds both packages from the debug
-#                                      # binary (fast), then checks them
+#   tests/packaging.sh                 # builds the amd64 packages from the
+#                                      # debug binary (fast), the arm64 ones
+#                                      # from the static aarch64 binary where
+#                                      # its tools are installed, then checks
 #   IMPRINT_PACKAGES=DIR tests/packaging.sh   # checks DIR/imprint_*.deb and
 #                                      # DIR/imprint-*.rpm built by
 #                                      # packaging/build.sh (the release ones)
@@ -25,6 +27,13 @@
 #    a minimal root holding the host's sh, ln, readlink, rm and systemctl
 #    (so `systemctl preset` really enables the unit), with a stand-in
 #    cloud-init RPM built here for the trigger.
+# 6. The arm64 .deb and .rpm (before 4, which needs root): the same entries
+#    as the amd64 ones (paths, modes, owners, link targets), the same
+#    maintainer scripts and triggers, Architecture arm64 / aarch64, and the
+#    binary inside a static AArch64 executable that reports the crate's
+#    version under qemu-aarch64. Not installed (this is an amd64 host).
+#    Required where the arm64 tools are installed and with
+#    IMPRINT_REQUIRE_AARCH64=1 (CI); otherwise skipped, with a line saying so.
 #
 # Needs: dpkg-deb, rpm and rpmbuild (apt-get install rpm), util-linux
 # (unshare), and for building: cargo-deb (cargo install --locked cargo-deb).
@@ -60,6 +69,8 @@ x=$work/x
 mkdir -p "$x"
 dpkg-deb -x "$deb" "$x"
 bin=$x/usr/bin/imprint
+# (an aarch64 binary could run here too, through binfmt_misc and qemu)
+readelf -hW "$bin" | grep -q 'Machine:.*X86-64' || fail "the amd64 .deb's binary is not x86-64"
 got=$("$bin" --version)
 [ "$got" = "imprint $version" ] || fail "packaged binary says '$got', expected 'imprint $version'"
 if [ "$release" = 1 ]; then
@@ -149,6 +160,82 @@ done
 grep -qx 'disable imprint-verify.timer' "$x/usr/lib/systemd/system-preset/80-imprint.preset" || fail "preset does not leave the verify timer disabled"
 zcat "$x/usr/share/man/man1/imprint.1.gz" | grep -q 'EXIT STATUS' || fail "imprint(1) has no EXIT STATUS section"
 ok "control data: version, synopsis, triggers, enable-not-start, preset, man page"
+
+# --- the arm64 packages ---------------------------------------------------------
+# Checked against the amd64 ones, whose entries are checked above: the same
+# listings, scripts and triggers; then their own architecture and binary.
+arm_deb=$pkgdir/imprint_${version}-1_arm64.deb
+arm_rpm=$pkgdir/imprint-${version}-1.aarch64.rpm
+arm_tools=1
+if ! command -v qemu-aarch64 >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null ||
+	[ ! -f /usr/lib/aarch64-linux-musl/libc.a ]; then
+	arm_tools=0
+fi
+if [ "$arm_tools" = 0 ] && [ "${IMPRINT_REQUIRE_AARCH64:-0}" != 1 ] && [ ! -f "$arm_deb" ] && [ ! -f "$arm_rpm" ]; then
+	echo "skip: arm64 packages not checked: the arm64 tools are missing (scripts/build-static.sh --aarch64 --deps installs them)"
+else
+	why="the arm64 tools are installed: packaging/build.sh makes it, or says on stderr why not"
+	[ "$arm_tools" = 1 ] || why="IMPRINT_REQUIRE_AARCH64=1, and the arm64 tools are missing: scripts/build-static.sh --aarch64 --deps installs them"
+	[ -f "$arm_deb" ] || fail "no $arm_deb ($why)"
+	[ -f "$arm_rpm" ] || fail "no $arm_rpm ($why)"
+	command -v qemu-aarch64 >/dev/null || fail "qemu-aarch64 (qemu-user) is missing: the arm64 binary cannot be run"
+
+	a=$(dpkg-deb -f "$arm_deb" Architecture)
+	[ "$a" = arm64 ] || fail "arm64 .deb: Architecture: $a"
+	a=$(dpkg-deb -f "$deb" Architecture)
+	[ "$a" = amd64 ] || fail "amd64 .deb: Architecture: $a"
+	a=$(rpm -qp --qf '%{ARCH}' "$arm_rpm")
+	[ "$a" = aarch64 ] || fail "aarch64 .rpm: Arch: $a"
+	a=$(rpm -qp --qf '%{ARCH}' "$rpm")
+	[ "$a" = x86_64 ] || fail "x86_64 .rpm: Arch: $a"
+	ok "architectures: .deb arm64 and amd64, .rpm aarch64 and x86_64"
+
+	# Every entry, directories included: mode, owner and group, path, link
+	# target; sizes and dates left out (the binaries differ).
+	deb_entries() { dpkg-deb -c "$1" | awk '{ $3 = ""; $4 = ""; $5 = ""; print }' | LC_ALL=C sort; }
+	rpm_entries() { rpm -qlvp "$1" | awk '{ $5 = ""; $6 = ""; $7 = ""; $8 = ""; print }' | LC_ALL=C sort; }
+	deb_entries "$deb" >"$work/amd64.deb-entries"
+	deb_entries "$arm_deb" >"$work/arm64.deb-entries"
+	check_listing "arm64 dpkg -c (against amd64's)" "$work/amd64.deb-entries" "$work/arm64.deb-entries"
+	rpm_entries "$rpm" >"$work/x86_64.rpm-entries"
+	rpm_entries "$arm_rpm" >"$work/aarch64.rpm-entries"
+	check_listing "aarch64 rpm -qlp (against x86_64's)" "$work/x86_64.rpm-entries" "$work/aarch64.rpm-entries"
+
+	# Maintainer scripts, triggers and the other control fields: the same.
+	dpkg-deb -e "$arm_deb" "$work/arm-control"
+	for f in "$work"/control/* "$work"/arm-control/*; do
+		case ${f##*/} in md5sums | control) continue ;; esac
+		cmp -s "$work/control/${f##*/}" "$work/arm-control/${f##*/}" || fail "arm64 .deb: ${f##*/} differs from the amd64 one"
+	done
+	diff -u <(grep -vE '^(Architecture|Installed-Size):' "$work/control/control") \
+		<(grep -vE '^(Architecture|Installed-Size):' "$work/arm-control/control") >&2 ||
+		fail "arm64 .deb: control fields differ from the amd64 ones (other than Architecture, Installed-Size)"
+	rpm_meta() {
+		rpm -qp --scripts --triggers --requires "$1"
+		rpm -qp --qf '%{NAME} %{VERSION} %{RELEASE} %{LICENSE} %{SUMMARY}\n%{DESCRIPTION}\n' "$1"
+	}
+	diff -u <(rpm_meta "$rpm") <(rpm_meta "$arm_rpm") >&2 ||
+		fail "aarch64 .rpm: scripts, triggers, requirements or description differ from the x86_64 one"
+	ok "arm64 .deb and .rpm: the same maintainer scripts, triggers and fields as amd64's"
+
+	# The binary: the same in both packages, a static AArch64 executable,
+	# and it runs (under qemu-aarch64) and reports the crate's version.
+	mkdir -p "$work/arm-x" "$work/arm-rpm-x"
+	dpkg-deb -x "$arm_deb" "$work/arm-x"
+	(cd "$work/arm-rpm-x" && rpm2archive - <"$arm_rpm" | tar -xzf -)
+	abin=$work/arm-x/usr/bin/imprint
+	cmp -s "$abin" "$work/arm-rpm-x/usr/bin/imprint" || fail "the arm64 .deb and the aarch64 .rpm hold different binaries"
+	readelf -hW "$abin" | grep -q 'Machine:.*AArch64' ||
+		fail "the arm64 packages' binary is not AArch64: $(readelf -hW "$abin" | grep Machine:)"
+	if readelf -lW "$abin" | grep -q INTERP || readelf -dW "$abin" | grep -q '(NEEDED)'; then
+		fail "the arm64 packages' binary is not static: $(readelf -lW "$abin" | grep -A1 INTERP) $(readelf -dW "$abin" | grep NEEDED)"
+	fi
+	got=$(qemu-aarch64 "$abin" --version) || fail "the arm64 packages' binary does not run under qemu-aarch64"
+	[ "$got" = "imprint $version" ] || fail "arm64 binary says '$got', expected 'imprint $version'"
+	[ "$(readlink -f "$work/arm-x/usr/lib/systemd/system-generators/imprint-generator")" = "$(readlink -f "$abin")" ] ||
+		fail "arm64 .deb: the generator link does not resolve to /usr/bin/imprint"
+	ok "arm64 binary: static AArch64 executable ($(stat -c %s "$abin") bytes), the same in both packages, 'imprint $version' under qemu-aarch64"
+fi
 
 # --- a real install into a sandbox -------------------------------------------
 if [ "$(id -u)" != 0 ]; then
