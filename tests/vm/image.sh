@@ -268,6 +268,35 @@ bake_host_keys() {
   done
 }
 
+# bake_generator ROOT BIN: the `imprintbaked` perf variant (a measurement,
+# not a supported setup: docs/benchmarks.md, "Ninth round"): imprint's
+# generator run once at image build, its drop-ins written into
+# /etc/systemd/system, and its link removed, so that no imprint code runs in
+# the boot's generator phase. What the boot would gain if images did that.
+# The run trusts a unit to start after it, without asking PID 1, only from
+# the generator's own directory (src/systemd.rs, not_started_yet): a
+# tmpfiles.d entry copies the drop-ins there before imprint.service starts
+# (it runs after systemd-tmpfiles-setup.service), as a supported version of
+# this would have the run look in /etc too.
+bake_generator() {
+  local r=$1 bin=$2 out d n
+  out=$(mktemp -d)
+  "$bin" generator --root "$r" "$out" >/dev/null || die "imprint generator --root $r failed"
+  [ -f "$out/app.service.d/50-imprint.conf" ] || die "the baked generator wrote no app.service drop-in"
+  {
+    echo "# tests/vm imprintbaked: the baked generator drop-ins, where the run looks for them"
+    echo "d /run/systemd/generator 0755 root root -"
+    for d in "$out"/*.d; do
+      n=$(basename "$d")
+      put_file 0644 "$d/50-imprint.conf" "$r/etc/systemd/system/$n/50-imprint.conf"
+      echo "d /run/systemd/generator/$n 0755 root root -"
+      echo "C /run/systemd/generator/$n/50-imprint.conf - - - - /etc/systemd/system/$n/50-imprint.conf"
+    done
+  } | put 0644 "$r/etc/tmpfiles.d/imprint-baked.conf"
+  rm -rf "$out"
+  rm -f "$r/usr/lib/systemd/system-generators/imprint-generator"
+}
+
 # The image author's part: manifest and templates (tests/vm/fixtures).
 install_manifest() {
   local r=$1 f="$VM_DIR/fixtures" t
@@ -282,10 +311,10 @@ variant_key() {
   {
     rootfs_key; echo "$variant"
     declare -f put put_file link enable_unit install_harness disable_cloudinit install_imprint install_manifest \
-      install_probes install_empty_unit bake_app_config bake_host_keys build_variant
+      install_probes install_empty_unit bake_app_config bake_host_keys bake_generator build_variant
     (cd "$VM_DIR" && find guest -type f | sort | xargs sha256sum)
     [ "$variant" = emptyunit ] && sha256sum < "$REPO_ROOT/units/imprint.service"
-    if [ "$variant" = imprint ] || [ "$variant" = imprintapp ]; then
+    if [ "$variant" = imprint ] || [ "$variant" = imprintapp ] || [ "$variant" = imprintbaked ]; then
       (cd "$VM_DIR" && find fixtures/imprint.yaml fixtures/imprint-app.yaml fixtures/templates -type f | sort | xargs sha256sum)
       sha256sum < "$REPO_ROOT/units/imprint.service"
       sha256sum < "$REPO_ROOT/units/imprint-host-keys.service"
@@ -298,8 +327,9 @@ variant_key() {
 # build_variant VARIANT [BIN]: sets IMAGE, KERNEL, INITRD
 build_variant() {
   local variant=$1 bin=${2:-}
-  case "$variant" in imprint|imprintapp|cloudinit|none|emptyunit) ;; *) die "unknown variant '$variant' (imprint|imprintapp|cloudinit|none|emptyunit)";; esac
-  case "$variant" in imprint|imprintapp) [ -n "$bin" ] || bin=$(resolve_imprint_bin) ;; esac
+  case "$variant" in imprint|imprintapp|imprintbaked|cloudinit|none|emptyunit) ;;
+    *) die "unknown variant '$variant' (imprint|imprintapp|imprintbaked|cloudinit|none|emptyunit)";; esac
+  case "$variant" in imprint|imprintapp|imprintbaked) [ -n "$bin" ] || bin=$(resolve_imprint_bin) ;; esac
   ensure_rootfs
   KERNEL="$BOOTDIR/vmlinuz"; INITRD="$BOOTDIR/initrd.img"
   local key; key=$(variant_key "$variant" "$bin")
@@ -317,6 +347,9 @@ build_variant() {
                install_probes "$st" ;;
     imprintapp) disable_cloudinit "$st"; install_manifest "$st"; install_imprint "$st" "$bin"
                put_file 0644 "$VM_DIR/fixtures/imprint-app.yaml" "$st/etc/imprint/imprint.yaml" ;;
+    imprintbaked) disable_cloudinit "$st"; install_manifest "$st"; install_imprint "$st" "$bin"
+               put_file 0644 "$VM_DIR/fixtures/imprint-app.yaml" "$st/etc/imprint/imprint.yaml"
+               bake_generator "$st" "$bin" ;;
     cloudinit) ;;
     none)      disable_cloudinit "$st"; bake_app_config "$st"; bake_host_keys "$st" ;;
     emptyunit) disable_cloudinit "$st"; bake_app_config "$st"; bake_host_keys "$st"; install_empty_unit "$st" ;;
