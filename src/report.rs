@@ -340,10 +340,21 @@ fn kv(o: &mut String, k: &str, v: &str) {
 /// Gather the status of a root; with `wait`, first wait (polling every
 /// 100 ms) until no run holds the lock.
 pub fn status(root: &Root, wait: bool) -> Result<Status, StateError> {
-    while wait && state::is_locked(root) {
+    // In progress: a run holds the lock, or (on the booted host) systemd
+    // has a start job for imprint.service or imprint-host-keys.service, as
+    // for the cloud-init status shim: early in a boot, before the run has
+    // started, and while the host keys are made after it.
+    let busy = || {
+        state::is_locked(root)
+            || (root.is_host()
+                && crate::systemd::booted()
+                && crate::systemd::first_boot_jobs_pending())
+    };
+    let mut running = busy();
+    while wait && running {
         std::thread::sleep(std::time::Duration::from_millis(100));
+        running = busy();
     }
-    let running = state::is_locked(root);
     let report = match read(root) {
         // Not synced (see `write`): a crash right after a run can tear it.
         Err(StateError::Corrupt { path, message }) => {

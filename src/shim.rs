@@ -23,7 +23,6 @@ use crate::report::Report;
 use crate::root::Root;
 use serde_json::{json, Value};
 use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 
 const NOT_CLOUD_INIT: &str =
@@ -117,7 +116,7 @@ pub fn main(root: &Root, args: &[String]) -> i32 {
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     /// A run holds the lock, or systemd has a job for imprint.service or
-    /// imprint-host-keys.service.
+    /// imprint-host-keys.service (`systemd::first_boot_jobs_pending`).
     pub running: bool,
     pub report: Option<Report>,
     /// No report, but a seal: configured (by an older imprint, say).
@@ -128,36 +127,14 @@ fn status(root: &Root) -> Observed {
     let report = crate::report::read(root).ok().flatten();
     let sealed = report.is_none() && crate::seal::read(root).ok().flatten().is_some();
     let running = crate::state::is_locked(root)
-        || (root.is_host() && crate::systemd::booted() && jobs_pending());
+        || (root.is_host()
+            && crate::systemd::booted()
+            && crate::systemd::first_boot_jobs_pending());
     Observed {
         running,
         report,
         sealed,
     }
-}
-
-/// The units whose start jobs make `--wait` wait: the run, and the host
-/// keys made after it.
-const WAITED_UNITS: [&str; 2] = [crate::systemd::IMPRINT_UNIT, "imprint-host-keys.service"];
-
-/// Whether systemd has a start job (waiting or running) for one of
-/// [`WAITED_UNITS`].
-fn jobs_pending() -> bool {
-    let systemctl = ["/usr/bin/systemctl", "/bin/systemctl"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("/usr/bin/systemctl");
-    std::process::Command::new(systemctl)
-        .args(["list-jobs", "--no-legend", "--no-pager"])
-        .args(WAITED_UNITS)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .map(|o| {
-            let out = String::from_utf8_lossy(&o.stdout);
-            WAITED_UNITS.iter().any(|u| out.contains(u))
-        })
-        .unwrap_or(false)
 }
 
 /// cloud-init's status dictionary, from what imprint observed.

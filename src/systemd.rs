@@ -182,6 +182,32 @@ pub fn booted() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
+/// The units whose start jobs `imprint status --wait` and `cloud-init
+/// status --wait` (the shim) wait for: the run, and the host keys made after
+/// it (cloud-init's "done" includes the keys its ssh module makes).
+pub const FIRST_BOOT_UNITS: [&str; 2] = [IMPRINT_UNIT, "imprint-host-keys.service"];
+
+/// Whether systemd has a start job (waiting or running) for one of
+/// [`FIRST_BOOT_UNITS`]: `systemctl list-jobs`, asked only on a host booted
+/// with systemd (the callers check [`booted`] and that the root is `/`).
+pub fn first_boot_jobs_pending() -> bool {
+    let systemctl = ["/usr/bin/systemctl", "/bin/systemctl"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("/usr/bin/systemctl");
+    std::process::Command::new(systemctl)
+        .args(["list-jobs", "--no-legend", "--no-pager"])
+        .args(FIRST_BOOT_UNITS)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map(|o| {
+            let out = String::from_utf8_lossy(&o.stdout);
+            FIRST_BOOT_UNITS.iter().any(|u| out.contains(u))
+        })
+        .unwrap_or(false)
+}
+
 // ------------------------------------------------------------ pure decisions
 
 /// A unit's state, from `systemctl show -p Id -p LoadState -p ActiveState

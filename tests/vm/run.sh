@@ -276,17 +276,20 @@ assert_sshd_shapes() {
       "$(sed -n 's/^host-keys-at-connect=//p' <<<"$probe")"
   fi
 }
-# `cloud-init status --wait` (imprint's shim) started right after
-# imprint.service (guest/shim-probe.service): it returns only once
-# imprint-host-keys.service is done, as cloud-init's own "done" includes its
-# ssh keys. assert_shim_probe made|kept RC
+# `cloud-init status --wait` (imprint's shim) and `imprint status --wait`,
+# started side by side right after imprint.service (guest/shim-probe.service):
+# each returns only once imprint-host-keys.service is done, as cloud-init's
+# own "done" includes its ssh keys. assert_shim_probe made|kept RC (the
+# shim's exit code; imprint status exits 1 where the shim does).
 assert_shim_probe() {
-  local probe; probe=$(rep shim-probe)
-  eq "an early cloud-init status --wait (imprint's shim) exits $2" "rc=$2" "$(grep '^rc=' <<<"$probe")"
-  eq "... only once the instance's final ed25519 host key is in place" \
-    "$(rep ssh-probe | sed -n 's/^pub=//p')" "$(sed -n 's/^key=//p' <<<"$probe")"
+  local probe w pub; probe=$(rep shim-probe); pub=$(rep ssh-probe | sed -n 's/^pub=//p')
+  for w in shim imprint; do
+    eq "an early $w status --wait exits $2" "$w-rc=$2" "$(grep "^$w-rc=" <<<"$probe")"
+    eq "... only once the instance's final ed25519 host key is in place" \
+      "$pub" "$(sed -n "s/^$w-key=//p" <<<"$probe")"
+  done
   if [ "$1" = made ]; then
-    eq "... called while imprint-host-keys.service was making the keys" activating \
+    eq "... both called while imprint-host-keys.service was making the keys" activating \
       "$(sed -n 's/^host-keys-before=//p' <<<"$probe")"
   fi
 }

@@ -1,23 +1,28 @@
 #!/bin/sh
-# Run `cloud-init status --wait` (imprint's shim, through a link of our own:
-# see e2e-report.sh's shim_status) right after imprint.service, and record
-# where imprint-host-keys.service stood before it, and the ed25519 host key
-# at the moment it returned (read with the shell's own `read`: no process to
-# start, so nothing can finish in between). Read by e2e-report.sh
-# (shim-probe).
+# Right after imprint.service, run `cloud-init status --wait` (imprint's
+# shim, through a link of our own: see e2e-report.sh's shim_status) and
+# `imprint status --wait` side by side, and record where
+# imprint-host-keys.service stood before them, and each one's exit code and
+# the ed25519 host key at the moment it returned (read with the shell's own
+# `read`: no process to start, so nothing can finish in between). Read by
+# e2e-report.sh (shim-probe).
 out=/run/shim-probe
 mkdir -p /var/lib/e2e-shim
 ln -sf /usr/bin/imprint /var/lib/e2e-shim/cloud-init
+probe() {   # probe NAME CMD...
+  name=$1; shift
+  "$@" > /dev/null 2>&1
+  rc=$?
+  key=none
+  read -r t k _ < /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null && key="$t $k"
+  printf '%s-rc=%s\n%s-key=%s\n' "$name" "$rc" "$name" "$key" > "$out.$name"
+}
 before=$(systemctl is-active imprint-host-keys.service)
-/var/lib/e2e-shim/cloud-init status --wait > /dev/null 2>&1
-rc=$?
-read -r up _ < /proc/uptime
-key=none
-read -r t k _ < /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null && key="$t $k"
+probe shim /var/lib/e2e-shim/cloud-init status --wait &
+probe imprint /usr/bin/imprint status --wait &
+wait
 {
-  echo "rc=$rc"
-  echo "returned-at=$up"
   echo "host-keys-before=$before"
-  echo "key=$key"
+  cat "$out.shim" "$out.imprint"
 } > "$out.tmp"
 mv "$out.tmp" "$out"
