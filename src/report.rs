@@ -337,23 +337,23 @@ fn kv(o: &mut String, k: &str, v: &str) {
     o.push('\n');
 }
 
+/// Whether a first-boot run is in progress on `root`: a run holds the lock,
+/// or (on the host booted with systemd) systemd has a start job for
+/// imprint.service or imprint-host-keys.service, so also early in a boot,
+/// before the run has started, and while the host keys are made after it.
+/// What `imprint status --wait` and the `cloud-init status` shim wait for.
+pub fn in_progress(root: &Root) -> bool {
+    state::is_locked(root)
+        || (root.is_host() && crate::systemd::booted() && crate::systemd::first_boot_jobs_pending())
+}
+
 /// Gather the status of a root; with `wait`, first wait (polling every
-/// 100 ms) until no run holds the lock.
+/// 100 ms) until no run is [in progress](in_progress).
 pub fn status(root: &Root, wait: bool) -> Result<Status, StateError> {
-    // In progress: a run holds the lock, or (on the booted host) systemd
-    // has a start job for imprint.service or imprint-host-keys.service, as
-    // for the cloud-init status shim: early in a boot, before the run has
-    // started, and while the host keys are made after it.
-    let busy = || {
-        state::is_locked(root)
-            || (root.is_host()
-                && crate::systemd::booted()
-                && crate::systemd::first_boot_jobs_pending())
-    };
-    let mut running = busy();
+    let mut running = in_progress(root);
     while wait && running {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        running = busy();
+        running = in_progress(root);
     }
     let report = match read(root) {
         // Not synced (see `write`): a crash right after a run can tear it.

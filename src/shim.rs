@@ -116,7 +116,7 @@ pub fn main(root: &Root, args: &[String]) -> i32 {
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     /// A run holds the lock, or systemd has a job for imprint.service or
-    /// imprint-host-keys.service (`systemd::first_boot_jobs_pending`).
+    /// imprint-host-keys.service (`report::in_progress`).
     pub running: bool,
     pub report: Option<Report>,
     /// No report, but a seal: configured (by an older imprint, say).
@@ -126,10 +126,7 @@ pub struct Observed {
 fn status(root: &Root) -> Observed {
     let report = crate::report::read(root).ok().flatten();
     let sealed = report.is_none() && crate::seal::read(root).ok().flatten().is_some();
-    let running = crate::state::is_locked(root)
-        || (root.is_host()
-            && crate::systemd::booted()
-            && crate::systemd::first_boot_jobs_pending());
+    let running = crate::report::in_progress(root);
     Observed {
         running,
         report,
