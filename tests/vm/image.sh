@@ -218,15 +218,18 @@ install_imprint() {
 # install_probes ROOT: what only the imprint image's scenarios check:
 # other distributions' sshd key makers and per-connection sshd, with a probe
 # of the latter (guest/sshd-shapes/README), and an early `cloud-init status
-# --wait` (guest/shim-probe.service). Not in the perf images: their boots
-# must do what the floors' do.
+# --wait` (guest/shim-probe.service), both started while
+# guest/e2e-slow-keys.service holds the host keys back. The probes and the
+# hold are skipped on perf boots (ConditionKernelCommandLine); the sshd
+# shapes stay (on perf-imprint boots: two sshd-keygen@ units skipped by
+# their condition).
 install_probes() {
   local r=$1 g="$VM_DIR/guest/sshd-shapes" u
   put_file 0644 "$VM_DIR/guest/shim-probe.service" "$r/etc/systemd/system/shim-probe.service"
   put_file 0755 "$VM_DIR/guest/shim-probe.sh" "$r/usr/local/bin/shim-probe.sh"
   enable_unit /etc/systemd/system/shim-probe.service "$r"
-  put_file 0644 "$VM_DIR/guest/host-keys-slow.conf" \
-    "$r/etc/systemd/system/imprint-host-keys.service.d/50-e2e-slow.conf"
+  put_file 0644 "$VM_DIR/guest/e2e-slow-keys.service" "$r/etc/systemd/system/e2e-slow-keys.service"
+  enable_unit /etc/systemd/system/e2e-slow-keys.service "$r"
   for u in sshd-keygen@.service sshd-keygen.target ssh.socket ssh@.service ssh-probe.service; do
     put_file 0644 "$g/$u" "$r/etc/systemd/system/$u"
   done
