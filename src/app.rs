@@ -207,7 +207,7 @@ fn stop_at(inputs: &Inputs, until: Until, so: &mut dyn Write) -> Result<ExitCode
         Until::Validate => out
             .validated
             .as_ref()
-            .map(|v| validated_text(v, out.parts.len(), &out.secrets))
+            .map(|v| validated_text(v, out.parts.len(), out.rendered.as_ref(), &out.secrets))
             .unwrap_or_default(),
         Until::Fetch => {
             let manifest = out.manifest.clone().unwrap_or_else(Manifest::absent);
@@ -246,12 +246,14 @@ fn stop_at(inputs: &Inputs, until: Until, so: &mut dyn Write) -> Result<ExitCode
 fn validated_text(
     v: &crate::validate::Validated,
     parts: usize,
+    rendered: Option<&crate::render::Rendered>,
     secrets: &crate::secret::Secrets,
 ) -> String {
     let mut leaves = Vec::new();
     crate::merge::leaf_keys(&v.values, "", &mut leaves);
+    let files = rendered.map_or(0, |r| r.files.len());
     let mut s = format!(
-        "user-data is valid: {parts} part(s), {} value(s), {} write_files entr{}\n",
+        "user-data is valid: {parts} part(s), {} value(s), {} write_files entr{}; {files} file(s) rendered\n",
         leaves.len(),
         v.write_files.len(),
         if v.write_files.len() == 1 { "y" } else { "ies" }

@@ -186,8 +186,8 @@ pub fn run(
     // env quoting: when a file's escape depends on them (render's
     // `needs_environment_files`), they are read on a thread from here, beside
     // fetch, decode, merge and validate, so that render itself stays pure.
-    let image_units =
-        (until >= Until::Render && render::needs_environment_files(&manifest)).then(|| {
+    let image_units = (until >= Until::Validate && render::needs_environment_files(&manifest))
+        .then(|| {
             let root = root.clone();
             std::thread::Builder::new()
                 .stack_size(128 << 10)
@@ -235,11 +235,6 @@ pub fn run(
         .time("validate", || validate::validate(merged, &manifest))?;
     out.secrets.merge(&validated.secrets);
     out.timer.secrets.merge(&validated.secrets);
-    if until == Until::Validate {
-        out.validated = Some(validated);
-        out.manifest = Some(manifest);
-        return Ok(());
-    }
     // The report's step "image-units": the wait for that read (it is done
     // here, on this thread, if the thread could not be started).
     let t = now_ms();
@@ -258,7 +253,10 @@ pub fn run(
     out.timer.secrets.merge(&rendered.secrets);
     out.validated = Some(validated);
     out.manifest = Some(manifest);
-    if until == Until::Render {
+    // `validate` renders too (in memory, as `render` does): what the run
+    // would reject at render time (a template's missing value, a value env
+    // quoting cannot carry) is invalid user-data for this image as well.
+    if until <= Until::Render {
         out.rendered = Some(rendered);
         return Ok(());
     }

@@ -113,6 +113,48 @@ fn render_refuses_a_value_env_cannot_carry_without_showing_it() {
     );
 }
 
+/// `validate` renders too (in memory): user-data whose values pass the
+/// manifest's declarations but that the run would reject at render time is
+/// invalid (65) with the same message, and the root is left as it was.
+#[test]
+fn validate_rejects_what_render_would_reject() {
+    let cases = [
+        // a template's value that is not there (strict mode)
+        (
+            "files:\n  - path: /etc/app.conf\n    template: app.conf.hbs\n",
+            ("app.conf.hbs", "host={{db.host}}\nport={{db.nope}}\n"),
+            r#"{"db": {"host": "h"}}"#,
+            vec!["/etc/app.conf", "app.conf.hbs", "line 2", "db.nope"],
+        ),
+        // a value env quoting cannot carry
+        (
+            "values:\n  db.password: { type: string, secret: true }\nfiles:\n  - path: /etc/app.env\n    template: app.env.hbs\n",
+            ("app.env.hbs", "P={{db.password}}\n"),
+            r#"{"db": {"password": "first-line\nsecond-line"}}"#,
+            vec!["/etc/app.env", "db.password", "newline"],
+        ),
+    ];
+    for (manifest, template, user_data, needles) in cases {
+        let (root, ud) = image(manifest, &[template], user_data);
+        let ud = ud.path().join("user-data");
+        let before = tree_hash(root.path(), &[]);
+        let render = cmd("render", &root, &ud);
+        let o = cmd("validate", &root, &ud);
+        assert_eq!(code(&o), 65, "{}", stderr(&o));
+        let err = stderr(&o);
+        for needle in needles {
+            assert!(err.contains(needle), "{needle} missing from: {err}");
+        }
+        assert!(!err.contains("first-line"), "{err}");
+        assert_eq!(err, stderr(&render), "validate and render say the same");
+        assert_eq!(
+            tree_hash(root.path(), &[]),
+            before,
+            "validate changed the root"
+        );
+    }
+}
+
 #[test]
 fn render_write_files_undecodable_content_names_the_entry() {
     // base64 of "not gzip", said to be gzip.
