@@ -253,6 +253,19 @@ install_empty_unit() {
   enable_unit /usr/lib/systemd/system/empty-oneshot.service "$r"
 }
 
+# install_plain_empty_unit ROOT: the `emptyplain` perf variant (a
+# measurement: docs/benchmarks.md, "Ninth round"): the emptyunit image plus
+# an empty oneshot written as one usually is, with default dependencies
+# (after basic.target, among the ordinary services), to compare with the
+# empty oneshot at imprint.service's place in the same boot.
+install_plain_empty_unit() {
+  local r=$1
+  printf '%s\n' '[Unit]' 'Description=Empty oneshot with default dependencies (perf)' '' \
+    '[Service]' 'Type=oneshot' 'RemainAfterExit=yes' 'ExecStart=/bin/true' '' \
+    '[Install]' 'WantedBy=multi-user.target' | put 0644 "$r/etc/systemd/system/empty-plain.service"
+  enable_unit /etc/systemd/system/empty-plain.service "$r"
+}
+
 # bake_app_config ROOT: the app's config already in the image (no configurator).
 bake_app_config() {
   printf 'APP_NAME="baked"\nAPP_GREETING="baked into the image"\n' | put 0640 "$1/opt/app/conf.env"
@@ -314,9 +327,9 @@ variant_key() {
   {
     rootfs_key; echo "$variant"
     declare -f put put_file link enable_unit install_harness disable_cloudinit install_imprint install_manifest \
-      install_probes install_empty_unit bake_app_config bake_host_keys bake_generator build_variant
+      install_probes install_empty_unit install_plain_empty_unit bake_app_config bake_host_keys bake_generator build_variant
     (cd "$VM_DIR" && find guest -type f | sort | xargs sha256sum)
-    [ "$variant" = emptyunit ] && sha256sum < "$REPO_ROOT/units/imprint.service"
+    case "$variant" in emptyunit|emptyplain) sha256sum < "$REPO_ROOT/units/imprint.service" ;; esac
     if [ "$variant" = imprint ] || [ "$variant" = imprintapp ] || [ "$variant" = imprintbaked ]; then
       (cd "$VM_DIR" && find fixtures/imprint.yaml fixtures/imprint-app.yaml fixtures/templates -type f | sort | xargs sha256sum)
       sha256sum < "$REPO_ROOT/units/imprint.service"
@@ -330,8 +343,8 @@ variant_key() {
 # build_variant VARIANT [BIN]: sets IMAGE, KERNEL, INITRD
 build_variant() {
   local variant=$1 bin=${2:-}
-  case "$variant" in imprint|imprintapp|imprintbaked|cloudinit|none|emptyunit) ;;
-    *) die "unknown variant '$variant' (imprint|imprintapp|imprintbaked|cloudinit|none|emptyunit)";; esac
+  case "$variant" in imprint|imprintapp|imprintbaked|cloudinit|none|emptyunit|emptyplain) ;;
+    *) die "unknown variant '$variant' (imprint|imprintapp|imprintbaked|cloudinit|none|emptyunit|emptyplain)";; esac
   case "$variant" in imprint|imprintapp|imprintbaked) [ -n "$bin" ] || bin=$(resolve_imprint_bin) ;; esac
   ensure_rootfs
   KERNEL="$BOOTDIR/vmlinuz"; INITRD="$BOOTDIR/initrd.img"
@@ -356,6 +369,8 @@ build_variant() {
     cloudinit) ;;
     none)      disable_cloudinit "$st"; bake_app_config "$st"; bake_host_keys "$st" ;;
     emptyunit) disable_cloudinit "$st"; bake_app_config "$st"; bake_host_keys "$st"; install_empty_unit "$st" ;;
+    emptyplain) disable_cloudinit "$st"; bake_app_config "$st"; bake_host_keys "$st"; install_empty_unit "$st"
+               install_plain_empty_unit "$st" ;;
   esac
   # -d populates the fs from a directory: no loop mount. It prints "Creating
   # regular file ..." even with -q, hence the redirect.

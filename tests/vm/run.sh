@@ -44,10 +44,11 @@ SECRET=hunter2-S3cret-Pa55                               # db.password in fixtur
 usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 
 PERF_SCENARIOS="perf-imprint perf-imprintapp perf-cloudinit perf-emptyunit perf-none"
-# Not in --perf's default set: a measurement of a setup imprint does not
+# Not in --perf's default set, measurements only: a setup imprint does not
 # support (the generator's drop-ins baked at image build; image.sh,
-# bake_generator).
-PERF_EXTRA="perf-imprintbaked"
+# bake_generator), and the emptyunit image with a second empty oneshot that
+# has default dependencies (image.sh, install_plain_empty_unit).
+PERF_EXTRA="perf-imprintbaked perf-emptyplain"
 SCEN=() KEEP=0 SKIP_DEPS=${IMPRINT_VM_SKIP_DEPS:-0} PERF=0 PERF_RUNS=1 INTERLEAVE=0 RERUN=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -487,6 +488,8 @@ perf_boot() {
   sed -n 1p "$RD/report/analyze-time" | sed 's/^/          /'
   perf_split | sed 's/^/          /'
   [ -s "$RD/report/rerun" ] && sed 's/^/          rerun: /' "$RD/report/rerun"
+  [ "$v" = emptyplain ] && echo "          empty-plain.service (default dependencies): $(unit_secs empty-plain.service) s," \
+    "started at $(abs_secs empty-plain.service InactiveExit) s; empty-oneshot.service $(unit_secs empty-oneshot.service) s"
   return 0
 }
 # Where imprint.service's time goes on this boot: systemd's timestamps of the
@@ -549,6 +552,7 @@ abs_secs() { awk -v a="$(prop "$1.$2TimestampMonotonic")" 'BEGIN{ if (a > 0) pri
 scn_perf_imprint()   { local i; for i in $(seq "$PERF_RUNS"); do perf_boot imprint "$i"; done; }
 scn_perf_imprintapp() { local i; for i in $(seq "$PERF_RUNS"); do perf_boot imprintapp "$i"; done; }
 scn_perf_imprintbaked() { local i; for i in $(seq "$PERF_RUNS"); do perf_boot imprintbaked "$i"; done; }
+scn_perf_emptyplain() { local i; for i in $(seq "$PERF_RUNS"); do perf_boot emptyplain "$i"; done; }
 scn_perf_cloudinit() { local i; for i in $(seq "$PERF_RUNS"); do perf_boot cloudinit "$i"; done; }
 scn_perf_emptyunit() { local i; for i in $(seq "$PERF_RUNS"); do perf_boot emptyunit "$i"; done; }
 scn_perf_none()      { local i; for i in $(seq "$PERF_RUNS"); do perf_boot none "$i"; done; }

@@ -49,7 +49,7 @@ shim_status() {
 }
 
 UNITS="imprint.service imprint-host-keys.service empty-oneshot.service early.service app.service ssh.service e2e-report.service
-sshd-keygen@ed25519.service sshd-keygen@ecdsa.service ssh.socket ssh-probe.service
+sshd-keygen@ed25519.service sshd-keygen@ecdsa.service ssh.socket ssh-probe.service empty-plain.service
 cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service
 networking.service systemd-journald.service sysinit.target basic.target multi-user.target"
 PROPS="Result ExecMainStatus ExecMainCode ActiveState SubState NRestarts LoadState ConditionResult ConditionTimestampMonotonic
