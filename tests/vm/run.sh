@@ -256,7 +256,7 @@ assert_common_good() {   # on every boot where imprint should have succeeded
 # imprint's drop-ins order them after imprint-host-keys.service. Fedora's key
 # makers found imprint's keys in place and made none; sshd started per
 # connection (Accept=yes) answered with the instance's final key. "made":
-# this boot made the keys, and the probe connected while it did.
+# this boot made the keys, and the probe connected before they were done.
 assert_sshd_shapes() {
   local t probe key pub
   for t in ed25519 ecdsa; do
