@@ -417,6 +417,36 @@ pub fn describe(root: &Root, seal: Option<&crate::seal::Seal>) -> Option<String>
     Some(line)
 }
 
+/// On the host booted with systemd: why this instance has no host keys of
+/// its own, when imprint-host-keys.service failed in this boot and they are
+/// still not made (made since, by hand or by a restart of the unit that
+/// succeeded: not failed). `None` under `--root`, where no unit runs.
+/// cloud-init's status is `error` when its ssh module fails; `imprint
+/// status` and the `cloud-init status` shim say so too.
+pub fn failed(root: &Root, seal: Option<&crate::seal::Seal>) -> Option<String> {
+    if !root.is_host() || !crate::systemd::booted() {
+        return None;
+    }
+    let result = crate::systemd::failed_result(crate::systemd::HOST_KEYS_UNIT)?;
+    if let Some(seal) = seal {
+        let marker = read_marker(root).ok().flatten();
+        match due_on_disk(root, Some(seal), None, marker.as_ref()) {
+            Due::Make { types, .. } if !types.is_empty() => {}
+            _ => return None,
+        }
+    }
+    Some(failed_message(&result))
+}
+
+/// What [`failed`] says, from the unit's `Result=`.
+pub fn failed_message(result: &str) -> String {
+    let unit = crate::systemd::HOST_KEYS_UNIT;
+    let result = if result.is_empty() { "failed" } else { result };
+    format!(
+        "{unit} failed ({result}): this instance's ssh host keys were not made, so sshd has none of its own; `journalctl -b -u {unit}` says why; fix that, then `systemctl restart {unit}`"
+    )
+}
+
 /// The marker, if any.
 pub fn read_marker(root: &Root) -> Result<Option<Marker>, crate::state::StateError> {
     let Some(bytes) = crate::state::read_file(root, MARKER)? else {

@@ -245,7 +245,8 @@ pub fn log_summary(report: &Report) {
 /// What `imprint status` shows.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {
-    /// `done`, `failed`, `applied-unit-failed`, `running`, `not-run`.
+    /// `done`, `failed`, `applied-unit-failed`, `host-keys-failed`,
+    /// `running`, `not-run`.
     pub status: String,
     pub running: bool,
     pub sealed: bool,
@@ -258,10 +259,11 @@ pub struct Status {
 }
 
 impl Status {
-    /// 0 done, not run or running; 1 when the last run failed.
+    /// 0 done, not run or running; 1 when the last run failed, or the
+    /// host keys made after it ([`crate::hostkeys::failed`]).
     pub fn exit_code(&self) -> ExitCode {
         match self.status.as_str() {
-            "failed" | "applied-unit-failed" => ExitCode::Drift,
+            "failed" | "applied-unit-failed" | "host-keys-failed" => ExitCode::Drift,
             _ => ExitCode::Ok,
         }
     }
@@ -367,7 +369,7 @@ pub fn status(root: &Root, wait: bool) -> Result<Status, StateError> {
         r => r?,
     };
     let seal = crate::seal::read(root)?;
-    let status = if running {
+    let mut status = if running {
         "running".to_string()
     } else if let Some(r) = &report {
         r.status.clone()
@@ -376,11 +378,20 @@ pub fn status(root: &Root, wait: bool) -> Result<Status, StateError> {
     } else {
         "not-run".to_string()
     };
+    let mut host_keys = crate::hostkeys::describe(root, seal.as_ref());
+    if !running {
+        if let Some(why) = crate::hostkeys::failed(root, seal.as_ref()) {
+            if status == "done" {
+                status = "host-keys-failed".into();
+            }
+            host_keys = Some(format!("failed: {why}"));
+        }
+    }
     Ok(Status {
         status,
         running,
         sealed: seal.is_some(),
-        host_keys: crate::hostkeys::describe(root, seal.as_ref()),
+        host_keys,
         report,
         seal,
     })
@@ -453,6 +464,27 @@ mod tests {
         let st = super::status(&root, false).unwrap();
         assert!(st.report.is_none());
         assert_eq!(st.status, "not-run");
+    }
+
+    #[test]
+    fn failed_host_keys_make_status_exit_1() {
+        let st = super::Status {
+            status: "host-keys-failed".into(),
+            running: false,
+            sealed: true,
+            report: None,
+            seal: None,
+            host_keys: Some("failed: why".into()),
+        };
+        assert_eq!(st.exit_code(), crate::error::ExitCode::Drift);
+        let text = st.human();
+        assert!(text.contains("status:        host-keys-failed\n"), "{text}");
+        assert!(text.contains("host keys:     failed: why\n"), "{text}");
+        let done = super::Status {
+            status: "done".into(),
+            ..st
+        };
+        assert_eq!(done.exit_code(), crate::error::ExitCode::Ok);
     }
 
     #[test]

@@ -121,16 +121,26 @@ pub struct Observed {
     pub report: Option<Report>,
     /// No report, but a seal: configured (by an older imprint, say).
     pub sealed: bool,
+    /// imprint-host-keys.service failed and the keys are not made
+    /// (`hostkeys::failed`): why. cloud-init's status is `error` when its
+    /// ssh module fails.
+    pub host_keys_failed: Option<String>,
 }
 
 fn status(root: &Root) -> Observed {
     let report = crate::report::read(root).ok().flatten();
-    let sealed = report.is_none() && crate::seal::read(root).ok().flatten().is_some();
+    let seal = crate::seal::read(root).ok().flatten();
     let running = crate::report::in_progress(root);
+    let host_keys_failed = if running {
+        None
+    } else {
+        crate::hostkeys::failed(root, seal.as_ref())
+    };
     Observed {
         running,
+        sealed: report.is_none() && seal.is_some(),
         report,
-        sealed,
+        host_keys_failed,
     }
 }
 
@@ -144,7 +154,9 @@ pub fn details(st: &Observed) -> Value {
     } else {
         "not started"
     };
-    let failed = r.is_some_and(|r| r.status != "done" && r.status != "sealed");
+    let run_failed = r.is_some_and(|r| r.status != "done" && r.status != "sealed");
+    let keys_failed = st.host_keys_failed.as_deref().filter(|_| !st.running);
+    let failed = run_failed || keys_failed.is_some();
     let warnings: Vec<String> = r.map(|r| r.warnings.clone()).unwrap_or_default();
     let (status, extended) = if failed && !st.running {
         ("error".to_string(), format!("error - {running}"))
@@ -153,8 +165,8 @@ pub fn details(st: &Observed) -> Value {
     } else {
         (running.to_string(), running.to_string())
     };
-    let errors: Vec<String> = r
-        .filter(|_| failed)
+    let mut errors: Vec<String> = r
+        .filter(|_| run_failed)
         .map(|r| {
             vec![r
                 .error
@@ -162,11 +174,17 @@ pub fn details(st: &Observed) -> Value {
                 .unwrap_or_else(|| format!("imprint run ended with {}", r.status))]
         })
         .unwrap_or_default();
+    errors.extend(keys_failed.map(str::to_string));
+    let keys = if keys_failed.is_some() && !run_failed {
+        ", but its ssh host keys were not made"
+    } else {
+        ""
+    };
     let detail = match r {
         _ if st.running => "imprint is running".to_string(),
-        None if st.sealed => "imprint configured this instance (sealed)".to_string(),
+        None if st.sealed => format!("imprint configured this instance (sealed){keys}"),
         None => "imprint has not run on this instance yet".to_string(),
-        Some(r) if failed => format!(
+        Some(r) if run_failed => format!(
             "imprint failed (exit {}){}",
             r.exit_code,
             r.instance_id
@@ -175,7 +193,7 @@ pub fn details(st: &Observed) -> Value {
                 .unwrap_or_default()
         ),
         Some(r) => format!(
-            "imprint configured instance {} from {} ({} file(s) written)",
+            "imprint configured instance {} from {} ({} file(s) written){keys}",
             r.instance_id.as_deref().unwrap_or("?"),
             r.datasource.as_deref().unwrap_or("?"),
             r.files_written.len()
@@ -326,5 +344,54 @@ mod tests {
         assert!(a(&[]).is_err());
         assert!(a(&["status", "--format", "xml"]).is_err());
         assert!(a(&["status", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn failed_host_keys_are_an_error_like_cloud_inits_ssh_module() {
+        let why = crate::hostkeys::failed_message("exit-code");
+        let done = Report {
+            status: "done".into(),
+            instance_id: Some("i-1".into()),
+            datasource: Some("nocloud".into()),
+            files_written: vec!["/opt/app/conf.env".into()],
+            ..Default::default()
+        };
+        let st = |report: Option<Report>, sealed, running, keys: Option<&str>| Observed {
+            running,
+            report,
+            sealed,
+            host_keys_failed: keys.map(str::to_string),
+        };
+        let d = details(&st(Some(done.clone()), false, false, Some(&why)));
+        assert_eq!(d["status"], "error");
+        assert_eq!(d["extended_status"], "error - done");
+        assert_eq!(d["errors"], json!([why]));
+        assert_eq!(
+            d["detail"],
+            "imprint configured instance i-1 from nocloud (1 file(s) written), but its ssh host keys were not made"
+        );
+        let d = details(&st(None, true, false, Some(&why)));
+        assert_eq!(d["status"], "error");
+        assert_eq!(
+            d["detail"],
+            "imprint configured this instance (sealed), but its ssh host keys were not made"
+        );
+        // Both failed: the run's error first, then the keys'.
+        let failed = Report {
+            status: "failed".into(),
+            error: Some("missing required value".into()),
+            ..done.clone()
+        };
+        let d = details(&st(Some(failed), false, false, Some(&why)));
+        assert_eq!(d["errors"], json!(["missing required value", why]));
+        assert!(d["detail"].as_str().unwrap().starts_with("imprint failed"));
+        // Still running, or the keys were made: not an error.
+        let d = details(&st(Some(done.clone()), false, true, Some(&why)));
+        assert_eq!(d["status"], "running");
+        let d = details(&st(Some(done), false, false, None));
+        assert_eq!(
+            (d["status"].as_str(), d["errors"].clone()),
+            (Some("done"), json!([]))
+        );
     }
 }

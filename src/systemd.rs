@@ -185,27 +185,49 @@ pub fn booted() -> bool {
 /// The units whose start jobs `imprint status --wait` and `cloud-init
 /// status --wait` (the shim) wait for: the run, and the host keys made after
 /// it (cloud-init's "done" includes the keys its ssh module makes).
-pub const FIRST_BOOT_UNITS: [&str; 2] = [IMPRINT_UNIT, "imprint-host-keys.service"];
+pub const FIRST_BOOT_UNITS: [&str; 2] = [IMPRINT_UNIT, HOST_KEYS_UNIT];
+
+/// The unit that runs `imprint host-keys` (units/imprint-host-keys.service).
+pub const HOST_KEYS_UNIT: &str = "imprint-host-keys.service";
 
 /// Whether systemd has a start job (waiting or running) for one of
 /// [`FIRST_BOOT_UNITS`]: `systemctl list-jobs`, asked only on a host booted
 /// with systemd (the callers check [`booted`] and that the root is `/`).
 pub fn first_boot_jobs_pending() -> bool {
+    systemctl_stdout(
+        &["list-jobs", "--no-legend", "--no-pager"],
+        &FIRST_BOOT_UNITS,
+    )
+    .is_some_and(|out| FIRST_BOOT_UNITS.iter().any(|u| out.contains(u)))
+}
+
+/// `unit`'s `Result=` (`exit-code`, `timeout`, `signal`, ...) when systemd
+/// holds it in the failed state: `systemctl show -p ActiveState -p Result`,
+/// asked only on a host booted with systemd (as [`first_boot_jobs_pending`]).
+/// A unit that was never started, or was started again and succeeded, is
+/// not failed.
+pub fn failed_result(unit: &str) -> Option<String> {
+    let out = systemctl_stdout(&["show", "-p", "ActiveState", "-p", "Result"], &[unit])?;
+    let props = parse_show(&out);
+    (props.get("ActiveState").map(String::as_str) == Some("failed"))
+        .then(|| props.get("Result").cloned().unwrap_or_default())
+}
+
+/// The standard output of the host's systemctl, or `None` when it cannot
+/// be started. Its exit code is not looked at: callers read the output.
+fn systemctl_stdout(args: &[&str], units: &[&str]) -> Option<String> {
     let systemctl = ["/usr/bin/systemctl", "/bin/systemctl"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("/usr/bin/systemctl");
     std::process::Command::new(systemctl)
-        .args(["list-jobs", "--no-legend", "--no-pager"])
-        .args(FIRST_BOOT_UNITS)
+        .args(args)
+        .args(units)
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .output()
-        .map(|o| {
-            let out = String::from_utf8_lossy(&o.stdout);
-            FIRST_BOOT_UNITS.iter().any(|u| out.contains(u))
-        })
-        .unwrap_or(false)
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 // ------------------------------------------------------------ pure decisions

@@ -219,8 +219,10 @@ install_imprint() {
 # other distributions' sshd key makers and per-connection sshd, with a probe
 # of the latter (guest/sshd-shapes/README), and an early `cloud-init status
 # --wait` (guest/shim-probe.service), both started while
-# guest/e2e-slow-keys.service holds the host keys back. The probes and the
-# hold are skipped on perf boots (ConditionKernelCommandLine); the sshd
+# guest/e2e-slow-keys.service holds the host keys back, and
+# guest/e2e-keys-fail.service, which makes them fail in scenario keys-fail
+# only. The probes and the hold are skipped on perf boots
+# (ConditionKernelCommandLine); the sshd
 # shapes stay (on perf-imprint boots: two sshd-keygen@ units skipped by
 # their condition).
 install_probes() {
@@ -230,6 +232,8 @@ install_probes() {
   enable_unit /etc/systemd/system/shim-probe.service "$r"
   put_file 0644 "$VM_DIR/guest/e2e-slow-keys.service" "$r/etc/systemd/system/e2e-slow-keys.service"
   enable_unit /etc/systemd/system/e2e-slow-keys.service "$r"
+  put_file 0644 "$VM_DIR/guest/e2e-keys-fail.service" "$r/etc/systemd/system/e2e-keys-fail.service"
+  enable_unit /etc/systemd/system/e2e-keys-fail.service "$r"
   for u in sshd-keygen@.service sshd-keygen.target ssh.socket ssh@.service ssh-probe.service; do
     put_file 0644 "$g/$u" "$r/etc/systemd/system/$u"
   done

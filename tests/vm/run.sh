@@ -27,7 +27,7 @@ set -euo pipefail
 
 die() { log "ERROR: $*"; exit 2; }   # infrastructure/usage errors: exit 2, not 1
 
-ALL_SCENARIOS=(first fresh2 second newid bad-missing bad-yaml)
+ALL_SCENARIOS=(first fresh2 second newid bad-missing bad-yaml keys-fail)
 MEM=${IMPRINT_VM_MEM:-1024}
 SMP=${IMPRINT_VM_SMP:-2}
 BOOT_TIMEOUT=${IMPRINT_VM_BOOT_TIMEOUT:-240}
@@ -443,6 +443,45 @@ scn_bad_yaml() {
   image_for imprint; seed_badyaml
   boot bad-yaml "$RUN/disk-bad-yaml.qcow2" "$SEED"
   assert_bad 'yaml|syntax|pars|scan' "YAML syntax error" iid-e2e-bad2
+}
+
+# The run configures the instance, then making its host keys fails for real:
+# guest/e2e-keys-fail.service (enabled by imprint_e2e.keys_fail=1) makes
+# /etc/ssh immutable before imprint-host-keys.service. `imprint status` and
+# the shim must say so (cloud-init's status is "error" when its ssh module
+# fails), the early `--wait` callers included; the app is not held back.
+scn_keys_fail() {
+  image_for imprint; seed_good
+  IMPRINT_VM_APPEND="imprint_e2e.keys_fail=1 ${IMPRINT_VM_APPEND:-}" \
+    boot keys-fail "$RUN/disk-keys-fail.qcow2" "$SEED"
+  assert_booted || return
+  eq "imprint.service ExecMainStatus=0" 0 "$(prop imprint.service.ExecMainStatus)"
+  check "seal names instance iid-e2e-0001" grep -q 'iid-e2e-0001' "$RD/report/sealed"
+  assert_app_env "$VM_DIR/fixtures/expected/app-first.env"
+  eq "e2e-keys-fail.service made /etc/ssh immutable" success "$(prop e2e-keys-fail.service.Result)"
+  eq "imprint-host-keys.service Result=exit-code" exit-code "$(prop imprint-host-keys.service.Result)"
+  check "its journal says why (the refusal to create a key in /etc/ssh)" \
+    grep -aqE "/etc/ssh.*(Operation not permitted|Permission denied)" "$RD/report/host-keys-journal"
+  eq "no ssh host keys" "" "$(rep ssh-fingerprints)"
+  local out; out=$(rep imprint-status-out)
+  eq "imprint status exits 1" rc=1 "$(tail -1 <<<"$out")"
+  eq "imprint status: host-keys-failed" "status:        host-keys-failed" "$(grep '^status:' <<<"$out")"
+  check "imprint status names the failed unit and what to do" grep -qF \
+    "host keys:     failed: imprint-host-keys.service failed (exit-code): this instance's ssh host keys were not made" <<<"$out"
+  check "... and the journal to read and the restart" grep -qF \
+    "\`journalctl -b -u imprint-host-keys.service\` says why; fix that, then \`systemctl restart imprint-host-keys.service\`" <<<"$out"
+  out=$(rep shim-status)
+  eq "cloud-init status --wait (imprint's shim) exits 1" rc=1 "$(tail -1 <<<"$out")"
+  eq "... status: error" "status: error" "$(grep '^status:' <<<"$out")"
+  check "... its errors name imprint-host-keys.service" grep -qF -- "- imprint-host-keys.service failed (exit-code)" <<<"$out"
+  local probe; probe=$(rep shim-probe)
+  for w in shim imprint; do
+    eq "an early $w status --wait exits 1 once the keys failed" "$w-rc=1" "$(grep "^$w-rc=" <<<"$probe")"
+    eq "... with no ed25519 host key" "$w-key=none" "$(grep "^$w-key=" <<<"$probe")"
+  done
+  ne "... both called before imprint-host-keys.service was done" active \
+    "$(sed -n 's/^host-keys-before=//p' <<<"$probe")"
+  no_secret_leak
 }
 
 # --perf: same seed, fresh overlay per boot; report only ("booted" is the one

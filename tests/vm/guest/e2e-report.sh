@@ -47,8 +47,13 @@ shim_status() {
   ln -sf /usr/bin/imprint /var/lib/e2e-shim/cloud-init
   /var/lib/e2e-shim/cloud-init status --wait --long; echo "rc=$?"
 }
+# `imprint status` once the boot is done, and its exit code.
+imprint_status() {
+  [ -x /usr/bin/imprint ] || { echo "no imprint"; return 0; }
+  /usr/bin/imprint status; echo "rc=$?"
+}
 
-UNITS="imprint.service imprint-host-keys.service empty-oneshot.service early.service app.service ssh.service e2e-report.service
+UNITS="imprint.service imprint-host-keys.service e2e-keys-fail.service empty-oneshot.service early.service app.service ssh.service e2e-report.service
 sshd-keygen@ed25519.service sshd-keygen@ecdsa.service ssh.socket ssh-probe.service empty-plain.service
 cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service
 networking.service systemd-journald.service sysinit.target basic.target multi-user.target"
@@ -159,6 +164,7 @@ sh_env() {   # what POSIX sh's "." makes of the env file (must equal systemd's)
   sec imprint-status systemctl status --no-pager -l imprint.service
   sec host-keys-journal journalctl -b --no-pager -o cat -u imprint-host-keys.service
   sec shim-status shim_status
+  sec imprint-status-out imprint_status
   sec failed systemctl --failed --no-legend --plain --no-pager
   sec app-seen.env catf /run/app/seen.env
   sec app-sh.env sh_env
