@@ -288,6 +288,17 @@ fn unsealed_run(
     seal: Option<&crate::seal::Seal>,
 ) -> Result<Option<Unsealed>, crate::Error> {
     let Some(report) = crate::report::this_boot(root) else {
+        // This boot's run died before its report (killed, timed out,
+        // crashed: `report::run_died`, the booted host only): on a root no
+        // run sealed, keys all the same, for an instance-id it never
+        // learned. With a seal, as for a failed run that never learned
+        // its instance-id below: nothing says this is another instance.
+        if seal.is_none() && crate::report::run_died(root).is_some() {
+            return Ok(manifest_types(root)?.map(|types| Unsealed {
+                instance_id: String::new(),
+                types,
+            }));
+        }
         return Ok(None);
     };
     if matches!(report.status.as_str(), "done" | "sealed") {
@@ -298,13 +309,19 @@ fn unsealed_run(
         (None, Some(_)) => return Ok(None),
         _ => {}
     }
-    let types = crate::manifest::load(root, None)?
-        .map(|m| m.ssh_host_keys)
-        .unwrap_or_default();
-    Ok((!types.is_empty()).then(|| Unsealed {
+    Ok(manifest_types(root)?.map(|types| Unsealed {
         instance_id: report.instance_id.unwrap_or_default(),
         types,
     }))
+}
+
+/// The manifest's `ssh_host_keys`; `None` when it lists none (or there is
+/// no manifest).
+fn manifest_types(root: &Root) -> Result<Option<Vec<String>>, crate::Error> {
+    let types = crate::manifest::load(root, None)?
+        .map(|m| m.ssh_host_keys)
+        .unwrap_or_default();
+    Ok((!types.is_empty()).then_some(types))
 }
 
 /// What [`for_instance`] found and did.

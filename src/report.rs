@@ -82,6 +82,29 @@ pub fn this_boot(root: &Root) -> Option<Report> {
     (report.command == "run" && report.boot_id.as_deref() == Some(now.as_str())).then_some(report)
 }
 
+/// On the host booted with systemd: why this boot's run left no report,
+/// when imprint.service failed in this boot and report.json is not of this
+/// boot: the run was killed (a signal, its `TimeoutStartSec=`), crashed, or
+/// could not write the report. `None` under `--root`, where no unit runs,
+/// and when the failed run did write its report (which then says why).
+pub fn run_died(root: &Root) -> Option<String> {
+    if !root.is_host() || !crate::systemd::booted() {
+        return None;
+    }
+    let result = crate::systemd::failed_result(crate::systemd::IMPRINT_UNIT)?;
+    this_boot(root).is_none().then(|| run_died_message(&result))
+}
+
+/// What [`run_died`] says, from imprint.service's `Result=`.
+pub fn run_died_message(result: &str) -> String {
+    let unit = crate::systemd::IMPRINT_UNIT;
+    let result = if result.is_empty() { "failed" } else { result };
+    format!(
+        "{unit} failed ({result}) before its run wrote a report: it was killed (a signal, or its TimeoutStartSec=), crashed, or could not write {}; `journalctl -b -u {unit}` says which",
+        crate::state::dir(&Root::host()).join(FILE).display()
+    )
+}
+
 /// CLOCK_MONOTONIC at `main`'s entry, in ns; 0 until [`start_clock`].
 static MAIN_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -256,6 +279,10 @@ pub struct Status {
     /// (`hostkeys::describe`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_keys: Option<String>,
+    /// This boot's run failed without writing a report ([`run_died`]): why.
+    /// `report` is then an older run's, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Status {
@@ -271,7 +298,8 @@ impl Status {
     /// The human summary.
     pub fn human(&self) -> String {
         let mut o = String::new();
-        let r = self.report.as_ref();
+        // A run that died without a report: the last report is another's.
+        let r = self.report.as_ref().filter(|_| self.error.is_none());
         let s = self.seal.as_ref();
         kv(&mut o, "status:", &self.status);
         let id = r
@@ -296,6 +324,10 @@ impl Status {
         kv(&mut o, "sealed:", &sealed);
         if let Some(k) = &self.host_keys {
             kv(&mut o, "host keys:", k);
+        }
+        if let Some(e) = &self.error {
+            kv(&mut o, "error:", e);
+            return o;
         }
         let Some(r) = r else {
             if !self.running && s.is_none() {
@@ -379,6 +411,10 @@ pub fn status(root: &Root, wait: bool) -> Result<Status, StateError> {
         "not-run".to_string()
     };
     let mut host_keys = crate::hostkeys::describe(root, seal.as_ref());
+    let error = if running { None } else { run_died(root) };
+    if error.is_some() {
+        status = "failed".into();
+    }
     if !running {
         if let Some(why) = crate::hostkeys::failed(root, seal.as_ref()) {
             if status == "done" {
@@ -394,6 +430,7 @@ pub fn status(root: &Root, wait: bool) -> Result<Status, StateError> {
         host_keys,
         report,
         seal,
+        error,
     })
 }
 
@@ -475,6 +512,7 @@ mod tests {
             report: None,
             seal: None,
             host_keys: Some("failed: why".into()),
+            error: None,
         };
         assert_eq!(st.exit_code(), crate::error::ExitCode::Drift);
         let text = st.human();
@@ -485,6 +523,31 @@ mod tests {
             ..st
         };
         assert_eq!(done.exit_code(), crate::error::ExitCode::Ok);
+        // This boot's run died without a report: an older report is not
+        // shown as the last run.
+        let died = super::Status {
+            status: "failed".into(),
+            report: Some(super::Report {
+                instance_id: Some("i-old".into()),
+                started: "2026-11-22T00:35:29Z".into(),
+                ..Default::default()
+            }),
+            error: Some(super::run_died_message("timeout")),
+            host_keys: None,
+            ..done
+        };
+        assert_eq!(died.exit_code(), crate::error::ExitCode::Drift);
+        let text = died.human();
+        assert!(
+            !text.contains("i-old") && !text.contains("last run:"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "error:         imprint.service failed (timeout) before its run wrote a report"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -125,36 +125,47 @@ pub struct Observed {
     /// (`hostkeys::failed`): why. cloud-init's status is `error` when its
     /// ssh module fails.
     pub host_keys_failed: Option<String>,
+    /// This boot's run failed without writing a report
+    /// (`report::run_died`): why. `report` is then an older run's, if any.
+    pub run_died: Option<String>,
 }
 
 fn status(root: &Root) -> Observed {
     let report = crate::report::read(root).ok().flatten();
     let seal = crate::seal::read(root).ok().flatten();
     let running = crate::report::in_progress(root);
-    let host_keys_failed = if running {
-        None
+    let (host_keys_failed, run_died) = if running {
+        (None, None)
     } else {
-        crate::hostkeys::failed(root, seal.as_ref())
+        (
+            crate::hostkeys::failed(root, seal.as_ref()),
+            crate::report::run_died(root),
+        )
     };
+    // A run that died: the last report is another run's, not shown.
+    let report = report.filter(|_| run_died.is_none());
     Observed {
         running,
         sealed: report.is_none() && seal.is_some(),
         report,
         host_keys_failed,
+        run_died,
     }
 }
 
 /// cloud-init's status dictionary, from what imprint observed.
 pub fn details(st: &Observed) -> Value {
     let r = st.report.as_ref();
+    let died = st.run_died.as_deref().filter(|_| !st.running);
     let running = if st.running {
         "running"
-    } else if r.is_some() || st.sealed {
+    } else if r.is_some() || st.sealed || died.is_some() {
         "done"
     } else {
         "not started"
     };
-    let run_failed = r.is_some_and(|r| r.status != "done" && r.status != "sealed");
+    let run_failed =
+        died.is_some() || r.is_some_and(|r| r.status != "done" && r.status != "sealed");
     let keys_failed = st.host_keys_failed.as_deref().filter(|_| !st.running);
     let failed = run_failed || keys_failed.is_some();
     let warnings: Vec<String> = r.map(|r| r.warnings.clone()).unwrap_or_default();
@@ -166,7 +177,7 @@ pub fn details(st: &Observed) -> Value {
         (running.to_string(), running.to_string())
     };
     let mut errors: Vec<String> = r
-        .filter(|_| run_failed)
+        .filter(|_| run_failed && died.is_none())
         .map(|r| {
             vec![r
                 .error
@@ -174,6 +185,7 @@ pub fn details(st: &Observed) -> Value {
                 .unwrap_or_else(|| format!("imprint run ended with {}", r.status))]
         })
         .unwrap_or_default();
+    errors.extend(died.map(str::to_string));
     errors.extend(keys_failed.map(str::to_string));
     let keys = if keys_failed.is_some() && !run_failed {
         ", but its ssh host keys were not made"
@@ -182,6 +194,9 @@ pub fn details(st: &Observed) -> Value {
     };
     let detail = match r {
         _ if st.running => "imprint is running".to_string(),
+        _ if died.is_some() => {
+            "imprint failed (imprint.service ended without a report)".to_string()
+        }
         None if st.sealed => format!("imprint configured this instance (sealed){keys}"),
         None => "imprint has not run on this instance yet".to_string(),
         Some(r) if run_failed => format!(
@@ -205,7 +220,7 @@ pub fn details(st: &Observed) -> Value {
         json!({ "WARNING": warnings })
     };
     let mut v = json!({
-        "boot_status_code": if r.is_some() || st.running || st.sealed { "enabled-by-generator" } else { "unknown" },
+        "boot_status_code": if r.is_some() || st.running || st.sealed || died.is_some() { "enabled-by-generator" } else { "unknown" },
         "datasource": r.and_then(|r| r.datasource.clone()).unwrap_or_default(),
         "detail": detail,
         "errors": errors,
@@ -361,6 +376,7 @@ mod tests {
             report,
             sealed,
             host_keys_failed: keys.map(str::to_string),
+            run_died: None,
         };
         let d = details(&st(Some(done.clone()), false, false, Some(&why)));
         assert_eq!(d["status"], "error");
@@ -393,5 +409,42 @@ mod tests {
             (d["status"].as_str(), d["errors"].clone()),
             (Some("done"), json!([]))
         );
+    }
+
+    #[test]
+    fn a_run_that_died_without_a_report_is_an_error() {
+        let why = crate::report::run_died_message("signal");
+        assert!(why.starts_with("imprint.service failed (signal) before its run wrote a report"));
+        let st = Observed {
+            run_died: Some(why.clone()),
+            ..Default::default()
+        };
+        let d = details(&st);
+        assert_eq!(d["status"], "error");
+        assert_eq!(d["extended_status"], "error - done");
+        assert_eq!(d["errors"], json!([why]));
+        assert_eq!(d["boot_status_code"], "enabled-by-generator");
+        assert_eq!(
+            d["detail"],
+            "imprint failed (imprint.service ended without a report)"
+        );
+        // An older run's report beside it is not this run's: its error is
+        // not repeated.
+        let old = Report {
+            status: "failed".into(),
+            error: Some("an old failure".into()),
+            ..Default::default()
+        };
+        let d = details(&Observed {
+            report: Some(old),
+            ..st.clone()
+        });
+        assert_eq!(d["errors"], json!([why]));
+        // Still running: not an error yet.
+        let d = details(&Observed {
+            running: true,
+            ..st
+        });
+        assert_eq!(d["status"], "running");
     }
 }

@@ -221,7 +221,8 @@ install_imprint() {
 # --wait` (guest/shim-probe.service), both started while
 # guest/e2e-slow-keys.service holds the host keys back, and
 # guest/e2e-keys-fail.service, which makes them fail in scenario keys-fail
-# only. The probes and the hold are skipped on perf boots
+# only, and guest/e2e-kill-run.service, which kills the run in scenario
+# run-killed only (both by their kernel command line). The probes and the hold are skipped on perf boots
 # (ConditionKernelCommandLine); the sshd
 # shapes stay (on perf-imprint boots: two sshd-keygen@ units skipped by
 # their condition).
@@ -234,6 +235,9 @@ install_probes() {
   enable_unit /etc/systemd/system/e2e-slow-keys.service "$r"
   put_file 0644 "$VM_DIR/guest/e2e-keys-fail.service" "$r/etc/systemd/system/e2e-keys-fail.service"
   enable_unit /etc/systemd/system/e2e-keys-fail.service "$r"
+  put_file 0644 "$VM_DIR/guest/e2e-kill-run.service" "$r/etc/systemd/system/e2e-kill-run.service"
+  put_file 0755 "$VM_DIR/guest/e2e-kill-run.sh" "$r/usr/local/bin/e2e-kill-run.sh"
+  enable_unit /etc/systemd/system/e2e-kill-run.service "$r"
   for u in sshd-keygen@.service sshd-keygen.target ssh.socket ssh@.service ssh-probe.service; do
     put_file 0644 "$g/$u" "$r/etc/systemd/system/$u"
   done

@@ -27,7 +27,7 @@ set -euo pipefail
 
 die() { log "ERROR: $*"; exit 2; }   # infrastructure/usage errors: exit 2, not 1
 
-ALL_SCENARIOS=(first fresh2 second newid bad-missing bad-yaml keys-fail)
+ALL_SCENARIOS=(first fresh2 second newid bad-missing bad-yaml keys-fail run-killed)
 MEM=${IMPRINT_VM_MEM:-1024}
 SMP=${IMPRINT_VM_SMP:-2}
 BOOT_TIMEOUT=${IMPRINT_VM_BOOT_TIMEOUT:-240}
@@ -481,6 +481,40 @@ scn_keys_fail() {
   done
   ne "... both called before imprint-host-keys.service was done" active \
     "$(sed -n 's/^host-keys-before=//p' <<<"$probe")"
+  no_secret_leak
+}
+
+# The run is killed (-9) before it writes its report (guest/e2e-kill-run.service,
+# enabled by imprint_e2e.kill_run=1), as by its TimeoutStartSec=, the OOM
+# killer or a crash: the instance still gets host keys of its own (never the
+# image's), and `imprint status` and the shim say the run failed (without
+# the change both said "not run" and exited 0, and sshd had no keys).
+scn_run_killed() {
+  image_for imprint; seed_good
+  IMPRINT_VM_APPEND="imprint_e2e.kill_run=1 ${IMPRINT_VM_APPEND:-}" \
+    boot run-killed "$RUN/disk-run-killed.qcow2" "$SEED"
+  assert_booted || return
+  eq "e2e-kill-run.service killed the run" success "$(prop e2e-kill-run.service.Result)"
+  eq "imprint.service Result=signal" signal "$(prop imprint.service.Result)"
+  eq "no report.json (the run died before it)" "" "$(rep report.json)"
+  eq "not sealed" no "$(prop seal.exists)"
+  eq "imprint-host-keys.service succeeded after the killed run" success "$(prop imprint-host-keys.service.Result)"
+  check "host keys made for an instance-id the run never learned" grep -aqF \
+    "host keys made for this instance (its run never learned the instance-id), which this boot's run did not configure" \
+    "$RD/report/host-keys-journal"
+  eq "ssh host keys made: ECDSA and ED25519" "ECDSA ED25519" "$(rep ssh-fingerprints | awk '{print $1}' | xargs)"
+  eq "ssh.service active with them" active "$(prop ssh.service.ActiveState)"
+  local out; out=$(rep imprint-status-out)
+  eq "imprint status exits 1" rc=1 "$(tail -1 <<<"$out")"
+  eq "imprint status: failed" "status:        failed" "$(grep '^status:' <<<"$out")"
+  check "imprint status says the run died before its report, and where to look" grep -qF \
+    "error:         imprint.service failed (signal) before its run wrote a report: it was killed" <<<"$out"
+  out=$(rep shim-status)
+  eq "cloud-init status --wait (imprint's shim) exits 1" rc=1 "$(tail -1 <<<"$out")"
+  eq "... status: error" "status: error" "$(grep '^status:' <<<"$out")"
+  check "... its errors name imprint.service" grep -qF -- "- imprint.service failed (signal) before its run wrote a report" <<<"$out"
+  assert_sshd_shapes made
+  assert_shim_probe made 1
   no_secret_leak
 }
 

@@ -53,7 +53,7 @@ imprint_status() {
   /usr/bin/imprint status; echo "rc=$?"
 }
 
-UNITS="imprint.service imprint-host-keys.service e2e-keys-fail.service empty-oneshot.service early.service app.service ssh.service e2e-report.service
+UNITS="imprint.service imprint-host-keys.service e2e-keys-fail.service e2e-kill-run.service empty-oneshot.service early.service app.service ssh.service e2e-report.service
 sshd-keygen@ed25519.service sshd-keygen@ecdsa.service ssh.socket ssh-probe.service empty-plain.service
 cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service
 networking.service systemd-journald.service sysinit.target basic.target multi-user.target"
