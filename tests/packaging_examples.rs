@@ -94,16 +94,29 @@ fn packer_template_references_files_that_exist_and_ends_with_clean() {
     let packer_dir = Path::new(TOP).join("packaging/packer");
     let mut checked = 0;
     for line in hcl.lines() {
-        let Some(v) = line.trim().strip_prefix("default = \"../../") else {
+        let Some((_, v)) = line.split_once("\"../../") else {
             continue;
         };
-        let rel = v.trim_end_matches('"');
+        let rel = &v[..v.find('"').expect("a closing quote")];
         if rel.ends_with(".deb") {
+            // The package for `arch`, either of the two packaging/build.sh
+            // builds (`--arch all`).
             assert_eq!(
                 Path::new(rel).file_name().unwrap().to_str().unwrap(),
-                format!("imprint_{version}-1_amd64.deb"),
+                format!("imprint_{version}-1_${{var.arch}}.deb"),
                 "the Packer template names a package packaging/build.sh does not build"
             );
+            assert!(
+                hcl.contains("contains([\"amd64\", \"arm64\"], var.arch)"),
+                "the Packer template's arch must be one packaging/build.sh builds"
+            );
+            let build = read("packaging/build.sh");
+            for arch in ["amd64", "arm64"] {
+                assert!(
+                    build.contains(&format!("{arch}: imprint_VERSION-1_{arch}.deb")),
+                    "packaging/build.sh no longer says it builds the {arch} .deb"
+                );
+            }
         } else {
             let p = packer_dir.join("../..").join(rel);
             assert!(

@@ -4,6 +4,10 @@
 #   packaging/build.sh                           # the .deb, in target/packages/
 #   cd packaging/packer && packer init . && packer build -var version=1.2.3 .
 #
+# For an arm64 image (Graviton): `packaging/build.sh --arch arm64` (or
+# `all`), then `packer build -var arch=arm64 -var version=1.2.3 .`: the
+# package, the instance type and Debian's source image follow `arch`.
+#
 # The steps of the shell provisioner, on a sandbox instead of a VM, are
 # what tests/packaging.sh runs after a real `dpkg --root` install of the
 # package (install, manifest, validate, clean), and docs/lockout.md explains
@@ -23,10 +27,25 @@ variable "version" {
   default = "dev"
 }
 
-# The package built by packaging/build.sh.
+# amd64 or arm64 (packaging/build.sh --arch).
+variable "arch" {
+  type    = string
+  default = "amd64"
+  validation {
+    condition     = contains(["amd64", "arm64"], var.arch)
+    error_message = "The arch variable must be amd64 or arm64."
+  }
+}
+
+# The package built by packaging/build.sh; empty: the one for var.arch.
 variable "deb" {
   type    = string
-  default = "../../target/packages/imprint_0.1.0-1_amd64.deb"
+  default = ""
+}
+
+locals {
+  deb           = var.deb != "" ? var.deb : "../../target/packages/imprint_0.1.0-1_${var.arch}.deb"
+  instance_type = var.arch == "arm64" ? "t4g.small" : "t3.small"
 }
 
 # The image side of the contract: etc/imprint/imprint.yaml and templates/
@@ -43,12 +62,12 @@ variable "sample_user_data" {
 
 source "amazon-ebs" "app" {
   ami_name      = "app-${var.version}-{{timestamp}}"
-  instance_type = "t3.small"
+  instance_type = local.instance_type
   region        = "eu-west-1"
   ssh_username  = "admin"
   source_ami_filter {
     filters = {
-      name                = "debian-12-amd64-*"
+      name                = "debian-12-${var.arch}-*"
       virtualization-type = "hvm"
     }
     owners      = ["136693071363"] # Debian
@@ -60,7 +79,7 @@ build {
   sources = ["source.amazon-ebs.app"]
 
   provisioner "file" {
-    source      = var.deb
+    source      = local.deb
     destination = "/tmp/imprint.deb"
   }
 
@@ -91,13 +110,13 @@ build {
       "sudo install -d -m 0755 /etc/imprint",
       "sudo cp -R /tmp/imprint-files/. /etc/imprint/",
       # Check the manifest and every template against sample user-data now,
-      # at build time, rather than at first boot.
+      # at build time, rather than at first boot (validate renders every
+      # file too, in memory, and writes nothing).
       "sudo imprint validate --user-data /tmp/sample-user-data",
-      "sudo imprint render --user-data /tmp/sample-user-data >/dev/null",
       "rm -f /tmp/imprint.deb /tmp/sample-user-data",
       # With ssh_host_keys in the manifest, every instance gets keys of its
       # own; without the build VM's keys here, a boot where that could not
-      # happen (a run killed before its report) has none (sshd refuses to
+      # happen (a manifest that cannot be read) has none (sshd refuses to
       # start) rather than keys every clone shares (docs/lockout.md, step 5).
       "if grep -q '^ssh_host_keys:' /etc/imprint/imprint.yaml; then sudo rm -f /etc/ssh/ssh_host_*; fi",
       # Last: forget any seal and the machine-id, so that every instance
