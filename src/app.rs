@@ -157,7 +157,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Clean(a) => {
             let root = root_of(&a.root);
-            for line in crate::state::clean(&root, a.machine_id).map_err(fail)? {
+            for line in crate::state::clean(&root, a.machine_id, a.host_keys).map_err(fail)? {
                 let _ = writeln!(so, "{line}");
             }
             Ok(ExitCode::Ok)

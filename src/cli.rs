@@ -163,6 +163,10 @@ pub struct CleanArgs {
     /// Also empty /etc/machine-id, so clones get their own
     #[arg(long)]
     pub machine_id: bool,
+    /// Also remove /etc/ssh/ssh_host_*key* (refused unless the manifest
+    /// lists ssh_host_keys), so clones never share the build's keys
+    #[arg(long)]
+    pub host_keys: bool,
 }
 
 #[derive(Debug, Clone, Args)]

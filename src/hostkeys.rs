@@ -63,13 +63,19 @@ pub enum HostKeyError {
     },
     #[error("failed to use {path}: it leads outside the root {root}")]
     Escapes { path: PathBuf, root: PathBuf },
+    #[error("refusing to remove the image's ssh host keys: {why}, so nothing would give its instances keys of their own and sshd would not start there; list the key types under ssh_host_keys (docs/manifest.md), or keep the keys (drop --host-keys)")]
+    NotListed { why: String },
 }
 
 impl HostKeyError {
     /// Files are applied but the host keys are not: not sealed, the next
-    /// boot tries again (75).
+    /// boot tries again (75). `clean --host-keys` on an image whose
+    /// manifest makes no keys: 65, nothing removed.
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::TempFail
+        match self {
+            HostKeyError::NotListed { .. } => ExitCode::DataErr,
+            _ => ExitCode::TempFail,
+        }
     }
 }
 
@@ -142,27 +148,10 @@ pub fn ensure(root: &Root, types: &[String], new_instance: bool) -> Result<HostK
             .iter()
             .flat_map(|t| [format!("ssh_host_{t}_key"), format!("ssh_host_{t}_key.pub")])
             .collect();
-        let entries = std::fs::read_dir(&dir).map_err(|source| HostKeyError::Io {
-            what: "read",
-            path: dir.clone(),
-            source,
-        })?;
-        let mut stale: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("ssh_host_") && n.contains("key") && !keep.contains(n))
-            .collect();
-        stale.sort();
-        for n in stale {
-            let p = dir.join(&n);
-            std::fs::remove_file(&p).map_err(|source| HostKeyError::Io {
-                what: "remove",
-                path: p.clone(),
-                source,
-            })?;
+        for n in remove_keys(&dir, &keep)? {
             tracing::info!(
                 "removed ssh host key {} (left by another instance)",
-                p.display()
+                dir.join(&n).display()
             );
             done.removed.push(format!("/{SSH_DIR}/{n}"));
         }
@@ -172,6 +161,77 @@ pub fn ensure(root: &Root, types: &[String], new_instance: bool) -> Result<HostK
         done.restart = ssh_unit(root).into_iter().collect();
     }
     Ok(done)
+}
+
+/// Remove every `ssh_host_*key*` in `dir` (keys, public keys,
+/// certificates; links themselves, never their targets) but those named in
+/// `keep`, in name order; their names. No `dir`: nothing.
+fn remove_keys(dir: &Path, keep: &[String]) -> Result<Vec<String>, HostKeyError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(HostKeyError::Io {
+                what: "read",
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut stale: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ssh_host_") && n.contains("key") && !keep.contains(n))
+        .collect();
+    stale.sort();
+    for n in &stale {
+        let p = dir.join(n);
+        std::fs::remove_file(&p).map_err(|source| HostKeyError::Io {
+            what: "remove",
+            path: p.clone(),
+            source,
+        })?;
+    }
+    Ok(stale)
+}
+
+/// `imprint clean --host-keys`, at image build: remove every
+/// `/etc/ssh/ssh_host_*key*`, so that no instance can ever start sshd with
+/// the build machine's keys, shared by every clone (docs/lockout.md, step
+/// 5). Refused, before anything is removed, when the manifest lists no
+/// `ssh_host_keys` (or cannot be read): the instances would get no keys
+/// at all. Paths removed, as inside the root.
+pub fn check_removable(root: &Root) -> Result<(), crate::Error> {
+    let path = root.join(crate::root::MANIFEST);
+    match crate::manifest::load(root, None)? {
+        None => Err(HostKeyError::NotListed {
+            why: format!("there is no manifest at {}", path.display()),
+        }
+        .into()),
+        Some(m) if m.ssh_host_keys.is_empty() => Err(HostKeyError::NotListed {
+            why: format!("the manifest {} lists no ssh_host_keys", path.display()),
+        }
+        .into()),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Remove the root's host keys (after [`check_removable`]); the paths
+/// removed, as inside the root.
+pub fn remove_all(root: &Root) -> Result<Vec<String>, HostKeyError> {
+    let dir = root.join(SSH_DIR);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    confined(root, &dir)?;
+    let removed = remove_keys(&dir, &[])?;
+    if !removed.is_empty() {
+        sync_dir(&dir)?;
+    }
+    Ok(removed
+        .into_iter()
+        .map(|n| format!("/{SSH_DIR}/{n}"))
+        .collect())
 }
 
 /// The state file recording whose host keys /etc/ssh holds, in the state

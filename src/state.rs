@@ -205,8 +205,12 @@ pub fn remove_file(root: &Root, name: &str) -> Result<bool, StateError> {
 /// removes the seal and the report; with `machine_id`, truncates
 /// `/etc/machine-id` to 0 bytes, keeping the file, which is what systemd
 /// reads as "first boot, generate an id". Returns one line per thing done.
-pub fn clean(root: &Root, machine_id: bool) -> Result<Vec<String>, crate::Error> {
+pub fn clean(root: &Root, machine_id: bool, host_keys: bool) -> Result<Vec<String>, crate::Error> {
     let _lock = lock(root)?;
+    if host_keys {
+        // Before anything is removed: all or nothing.
+        crate::hostkeys::check_removable(root)?;
+    }
     let mut done = Vec::new();
     let restored = apply::recover(root)?;
     if !restored.is_empty() {
@@ -226,6 +230,18 @@ pub fn clean(root: &Root, machine_id: bool) -> Result<Vec<String>, crate::Error>
     }
     if machine_id {
         done.push(empty_machine_id(root)?);
+    }
+    if host_keys {
+        let removed = crate::hostkeys::remove_all(root)?;
+        if removed.is_empty() {
+            done.push(format!(
+                "no ssh host keys in /{} (instances make their own)",
+                crate::hostkeys::SSH_DIR
+            ));
+        }
+        for p in removed {
+            done.push(format!("removed {p} (each instance makes its own)"));
+        }
     }
     if done.is_empty() {
         done.push("nothing to clean: no seal, no report".into());
@@ -322,11 +338,11 @@ mod tests {
         write_file(&root, crate::report::FILE, b"{}").unwrap();
         {
             let _held = lock(&root).unwrap();
-            let e = clean(&root, true).unwrap_err();
+            let e = clean(&root, true, false).unwrap_err();
             assert_eq!(e.exit_code(), ExitCode::TempFail);
             assert!(read_file(&root, crate::seal::FILE).unwrap().is_some());
         }
-        let done = clean(&root, true).unwrap();
+        let done = clean(&root, true, false).unwrap();
         assert_eq!(done.len(), 3, "{done:?}");
         assert!(read_file(&root, crate::seal::FILE).unwrap().is_none());
         assert!(read_file(&root, crate::report::FILE).unwrap().is_none());
@@ -337,7 +353,7 @@ mod tests {
             0o444,
             "file kept as it was"
         );
-        let done = clean(&root, false).unwrap();
+        let done = clean(&root, false, false).unwrap();
         assert_eq!(
             done,
             vec!["nothing to clean: no seal, no report".to_string()]

@@ -345,7 +345,8 @@ ok "remove and purge take away the binary, the link and the enablement, nothing 
 # install (as Packer's provisioner does), add a manifest and templates,
 # validate, then boot-like runs through `--root`, answered by the
 # cloud-init name as Vagrant asks: a failed run is non-zero, a good one 0;
-# `imprint clean --machine-id` (Packer's last step) forgets it all.
+# `imprint clean --machine-id --host-keys` (Packer's last step) forgets it
+# all and removes the build machine's ssh host keys.
 r=$work/image
 mkdir -p "$r/var/lib/dpkg/info" "$r/var/lib/dpkg/updates" "$r/var/lib/dpkg/triggers" "$r/usr/sbin"
 touch "$r/var/lib/dpkg/status" "$r/var/lib/dpkg/available"
@@ -366,10 +367,15 @@ rc=0; ci --wait >/dev/null || rc=$?
 im run --root "$r" --user-data "$demo/user-data.b64" --instance-id i-pkg >/dev/null 2>&1 || fail "imprint run of the demo user-data"
 out=$(ci --wait) || fail "cloud-init status --wait after a good run exited non-zero: $out"
 case "$out" in *"status: done"*) ;; *) fail "cloud-init status --wait after a good run: $out" ;; esac
-im clean --root "$r" --machine-id >/dev/null || fail "imprint clean --machine-id"
+mkdir -p "$r/etc/ssh"
+for k in ssh_host_ed25519_key ssh_host_ed25519_key.pub ssh_host_rsa_key; do echo build >"$r/etc/ssh/$k"; done
+echo "Port 22" >"$r/etc/ssh/sshd_config"
+im clean --root "$r" --machine-id --host-keys >/dev/null || fail "imprint clean --machine-id --host-keys"
 [ ! -s "$r/etc/machine-id" ] || fail "clean --machine-id left /etc/machine-id non-empty"
+left=$(cd "$r/etc/ssh" && ls)
+[ "$left" = sshd_config ] || fail "clean --host-keys left in /etc/ssh: $left (expected sshd_config only)"
 [ "$(ci)" = "status: not started" ] || fail "cloud-init status after clean: $(ci)"
-ok "image flow: install, manifest, validate; cloud-init status 1 after a failed run, 0 after a good one; clean forgets"
+ok "image flow: install, manifest, validate; cloud-init status 1 after a failed run, 0 after a good one; clean forgets, and removes the host keys"
 r=$work/root
 
 # A real cloud-init first: imprint never takes the name, and its removal

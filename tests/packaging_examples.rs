@@ -3,7 +3,7 @@
 //! checked: the Vagrantfile's cloud_init user-data validates against the demo
 //! manifest and configures a sandbox root; the Packer template's files exist,
 //! its package name is the one packaging/build.sh produces, and its
-//! provisioner ends with `imprint clean --machine-id`.
+//! provisioner ends with `imprint clean --machine-id --host-keys`.
 
 mod common;
 
@@ -139,18 +139,24 @@ fn packer_template_references_files_that_exist_and_ends_with_clean() {
     for step in [
         "sudo apt-get install -y /tmp/imprint.deb",
         "sudo imprint validate --user-data /tmp/sample-user-data",
-        // the build VM's host keys, when the manifest makes new ones
-        // (docs/lockout.md, step 5)
-        "then sudo rm -f /etc/ssh/ssh_host_*; fi",
     ] {
         assert!(
             inline.iter().any(|l| l.contains(step)),
             "the Packer provisioner lost the step {step:?}"
         );
     }
+    // Last, and with the build VM's host keys (docs/lockout.md, step 5),
+    // which `clean --host-keys` removes only when the manifest makes new
+    // ones: the image's manifest must list ssh_host_keys.
     assert_eq!(
         inline.last().copied(),
-        Some("\"sudo imprint clean --machine-id\","),
-        "the Packer provisioner must end with imprint clean --machine-id"
+        Some("\"sudo imprint clean --machine-id --host-keys\","),
+        "the Packer provisioner must end with imprint clean --machine-id --host-keys"
+    );
+    let manifest = read("fixtures/demo/root/etc/imprint/imprint.yaml");
+    assert!(
+        hcl.contains("default = \"../../fixtures/demo/root/etc/imprint\"")
+            && manifest.lines().any(|l| l.starts_with("ssh_host_keys: [")),
+        "the Packer template's manifest must list ssh_host_keys, or its clean --host-keys fails the build"
     );
 }

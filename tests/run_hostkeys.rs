@@ -24,9 +24,24 @@ fn demo_root_with_host_keys() -> tempfile::TempDir {
     copy_tree(&demo().join("root"), t.path());
     // As the package leaves them in an image.
     std::fs::create_dir_all(t.path().join("var/lib/imprint")).unwrap();
+    let text = std::fs::read_to_string(t.path().join("etc/imprint/imprint.yaml")).unwrap();
+    assert!(
+        text.lines().any(|l| l == "ssh_host_keys: [ed25519, ecdsa]"),
+        "the demo manifest no longer asks for ed25519 and ecdsa keys"
+    );
+    t
+}
+
+/// The demo root, its manifest without `ssh_host_keys`.
+fn demo_root_without_host_keys() -> tempfile::TempDir {
+    let t = demo_root_with_host_keys();
     let m = t.path().join("etc/imprint/imprint.yaml");
-    let mut text = std::fs::read_to_string(&m).unwrap();
-    text.push_str("ssh_host_keys: [ed25519, ecdsa]\n");
+    let text = std::fs::read_to_string(&m).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("ssh_host_keys:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     std::fs::write(&m, text).unwrap();
     t
 }
@@ -369,8 +384,7 @@ fn without_a_seal_with_an_old_one_or_without_types_etc_ssh_is_left_alone() {
 
     // A manifest without ssh_host_keys: /etc/ssh untouched, the instance
     // recorded as done.
-    let r = tempfile::tempdir().unwrap();
-    copy_tree(&demo().join("root"), r.path());
+    let r = demo_root_without_host_keys();
     baked(r.path(), "rsa");
     assert_eq!(code(&run_as(r.path(), "i-none")), 0);
     assert_eq!(seal(r.path())["host_keys"], serde_json::json!([]));

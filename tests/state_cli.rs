@@ -310,3 +310,79 @@ fn clean_forgets_the_instance() {
     let o = status(&root, &[]);
     assert!(stdout(&o).contains("not-run"), "{}", stdout(&o));
 }
+
+#[test]
+fn clean_host_keys_removes_the_builds_keys_only_when_instances_make_their_own() {
+    let root = TempRoot::new();
+    let keys = [
+        "/etc/ssh/ssh_host_ed25519_key",
+        "/etc/ssh/ssh_host_ed25519_key.pub",
+        "/etc/ssh/ssh_host_rsa_key",
+        "/etc/ssh/ssh_host_rsa_key-cert.pub",
+    ];
+    for k in keys {
+        root.write(k, "a key of the build machine\n");
+    }
+    root.write("/etc/ssh/sshd_config", "PermitRootLogin no\n");
+    root.write("/etc/ssh/moduli", "moduli\n");
+    let clean = || {
+        run(imprint()
+            .arg("clean")
+            .arg("--host-keys")
+            .arg("--root")
+            .arg(root.path()))
+    };
+
+    // No manifest, then one without ssh_host_keys: refused (65), nothing
+    // removed, the report kept too (all or nothing; the run lock under
+    // /run aside).
+    let r = Root::at(root.path());
+    imprint::report::write(&r, &report("done", 0)).unwrap();
+    let before = tree_hash(root.path(), &["run"]);
+    let o = clean();
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    assert!(
+        stderr(&o)
+            .contains("refusing to remove the image's ssh host keys: there is no manifest at"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(tree_hash(root.path(), &["run"]), before);
+    root.write("/etc/imprint/imprint.yaml", "values: {}\nfiles: []\n");
+    let before = tree_hash(root.path(), &["run"]);
+    let o = clean();
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("lists no ssh_host_keys, so nothing would give its instances keys of their own and sshd would not start there; list the key types under ssh_host_keys (docs/manifest.md), or keep the keys (drop --host-keys)"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(tree_hash(root.path(), &["run"]), before);
+
+    // With ssh_host_keys: every ssh_host_*key* goes, the rest of /etc/ssh
+    // stays.
+    root.write(
+        "/etc/imprint/imprint.yaml",
+        "values: {}\nfiles: []\nssh_host_keys: [ed25519]\n",
+    );
+    let o = clean();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for k in keys {
+        assert!(!root.join(k).exists(), "{k} left");
+        assert!(
+            stdout(&o).contains(&format!("removed {k} (each instance makes its own)")),
+            "{}",
+            stdout(&o)
+        );
+    }
+    assert!(stdout(&o).contains("removed /var/lib/imprint/report.json"));
+    assert_eq!(root.read("/etc/ssh/sshd_config"), "PermitRootLogin no\n");
+    assert_eq!(root.read("/etc/ssh/moduli"), "moduli\n");
+    let o = clean();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("no ssh host keys in /etc/ssh (instances make their own)"),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -114,15 +114,14 @@ build {
       # file too, in memory, and writes nothing).
       "sudo imprint validate --user-data /tmp/sample-user-data",
       "rm -f /tmp/imprint.deb /tmp/sample-user-data",
-      # With ssh_host_keys in the manifest, every instance gets keys of its
-      # own; without the build VM's keys here, a boot where that could not
-      # happen (a manifest that cannot be read) has none (sshd refuses to
-      # start) rather than keys every clone shares (docs/lockout.md, step 5).
-      "if grep -q '^ssh_host_keys:' /etc/imprint/imprint.yaml; then sudo rm -f /etc/ssh/ssh_host_*; fi",
       # Last: forget any seal and the machine-id, so that every instance
       # launched from the image is configured at its first boot and gets a
-      # machine-id of its own.
-      "sudo imprint clean --machine-id",
+      # machine-id of its own; and remove the build VM's ssh host keys: the
+      # manifest's ssh_host_keys gives every instance keys of its own (clean
+      # refuses --host-keys when it lists none), and a boot where that could
+      # not happen has none (sshd refuses to start) rather than keys every
+      # clone shares (docs/lockout.md, step 5).
+      "sudo imprint clean --machine-id --host-keys",
     ]
   }
 }
