@@ -385,6 +385,11 @@ pub fn in_progress(root: &Root) -> bool {
 /// 100 ms) until no run is [in progress](in_progress).
 pub fn status(root: &Root, wait: bool) -> Result<Status, StateError> {
     let mut running = in_progress(root);
+    if wait && running && root.is_host() && crate::systemd::booted() {
+        if let Some(unit) = crate::systemd::wait_would_deadlock() {
+            return Err(StateError::WaitDeadlock { unit });
+        }
+    }
     while wait && running {
         std::thread::sleep(std::time::Duration::from_millis(100));
         running = in_progress(root);

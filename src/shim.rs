@@ -87,6 +87,15 @@ pub fn main(root: &Root, args: &[String]) -> i32 {
     let stdout = std::io::stdout();
     let mut so = stdout.lock();
     let mut st = status(root);
+    if a.wait && st.running && root.is_host() && crate::systemd::booted() {
+        if let Some(unit) = crate::systemd::wait_would_deadlock() {
+            eprintln!(
+                "cloud-init status --wait (imprint's shim): {}",
+                crate::systemd::wait_deadlock_message(&unit)
+            );
+            return 1;
+        }
+    }
     if a.wait {
         while st.running {
             if a.format == Format::Tabular {

@@ -37,6 +37,10 @@ pub enum StateError {
     },
     #[error("{path} is not valid: {message}")]
     Corrupt { path: PathBuf, message: String },
+    /// `status --wait` from a unit the first boot's units wait for
+    /// (`systemd::wait_would_deadlock`).
+    #[error("{}", crate::systemd::wait_deadlock_message(unit))]
+    WaitDeadlock { unit: String },
 }
 
 impl StateError {
@@ -45,6 +49,7 @@ impl StateError {
             StateError::Locked { .. } => ExitCode::TempFail,
             StateError::Io { .. } => ExitCode::CantCreate,
             StateError::Corrupt { .. } => ExitCode::DataErr,
+            StateError::WaitDeadlock { .. } => ExitCode::Usage,
         }
     }
 }

@@ -213,6 +213,109 @@ pub fn failed_result(unit: &str) -> Option<String> {
         .then(|| props.get("Result").cloned().unwrap_or_default())
 }
 
+/// When the calling process runs in a unit whose start job the start job
+/// of imprint.service or imprint-host-keys.service waits for, directly or
+/// through other jobs (they are ordered after it): that unit. A `status
+/// --wait` there would wait for a job that waits for it, and the boot would
+/// hang (cloud-init's `status --wait` has the same trap). Asked over PID
+/// 1's private socket (root only); `None` when it cannot be asked, when
+/// the caller runs in no service (a login session) or its unit has no job.
+pub fn wait_would_deadlock() -> Option<String> {
+    let me = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| unit_of_cgroup(&t))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut b = bus::Bus::connect(Path::new(bus::PRIVATE_SOCKET), Duration::from_secs(5)).ok()?;
+    let mut units = vec![(bus::unit_path(&me), bus::UNIT_IFACE, &["Job"][..])];
+    for u in FIRST_BOOT_UNITS {
+        units.push((bus::unit_path(u), bus::UNIT_IFACE, &["Job"][..]));
+    }
+    let jobs: Vec<Option<String>> = b
+        .get(&units, deadline)
+        .ok()?
+        .iter()
+        .map(|props| job_of(props.get("Job")?))
+        .collect();
+    let (mine, firsts) = jobs.split_first()?;
+    let mine = mine.as_deref()?;
+    let starts: Vec<String> = firsts.iter().flatten().cloned().collect();
+    // `Job.GetBefore()`: the pending jobs that must finish before this one
+    // (`GetAfter()` is the other way round: the jobs waiting for it).
+    let mut before = |job: &str| -> Vec<String> {
+        b.call(job, JOB_IFACE, "GetBefore", &[], deadline)
+            .ok()
+            .and_then(|m| m.body.into_iter().next())
+            .map(|v| job_paths(&v))
+            .unwrap_or_default()
+    };
+    waits_for(&starts, mine, &mut before).then_some(me)
+}
+
+const JOB_IFACE: &str = "org.freedesktop.systemd1.Job";
+
+/// Why a `status --wait` called from `unit` does not wait
+/// ([`wait_would_deadlock`]).
+pub fn wait_deadlock_message(unit: &str) -> String {
+    format!(
+        "not waiting: this process runs in {unit}, and the start of {IMPRINT_UNIT} or {HOST_KEYS_UNIT} waits for {unit}'s (they are ordered after it), so waiting here would hang the boot; order {unit} after {HOST_KEYS_UNIT} instead, or do not use --wait there"
+    )
+}
+
+/// The job path in a unit's `Job` property (`(uo)`: id 0 is no job).
+fn job_of(v: &bus::Value) -> Option<String> {
+    let bus::Value::Struct(f) = (match v {
+        bus::Value::Variant(inner) => inner.as_ref(),
+        other => other,
+    }) else {
+        return None;
+    };
+    match f.as_slice() {
+        [bus::Value::Uint(id), bus::Value::Str(path)] if *id != 0 => Some(path.clone()),
+        _ => None,
+    }
+}
+
+/// The job paths in `Job.GetBefore()`'s answer (`a(usssoo)`: id, unit,
+/// type, state, job path, unit path).
+fn job_paths(v: &bus::Value) -> Vec<String> {
+    let bus::Value::Array(items) = v else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|i| match i {
+            bus::Value::Struct(f) => f.get(4).and_then(bus::Value::as_str).map(str::to_string),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether one of the jobs `starts` waits for `target`, directly or through
+/// the jobs they wait for (`before`: the jobs a job waits for). At most
+/// 1000 jobs are looked at.
+pub fn waits_for(
+    starts: &[String],
+    target: &str,
+    before: &mut dyn FnMut(&str) -> Vec<String>,
+) -> bool {
+    let mut seen: std::collections::BTreeSet<String> = starts.iter().cloned().collect();
+    let mut queue: std::collections::VecDeque<String> = starts.iter().cloned().collect();
+    while let Some(job) = queue.pop_front() {
+        if seen.len() > 1000 {
+            return false;
+        }
+        for next in before(&job) {
+            if next == target {
+                return true;
+            }
+            if seen.insert(next.clone()) {
+                queue.push_back(next);
+            }
+        }
+    }
+    false
+}
+
 /// The standard output of the host's systemctl, or `None` when it cannot
 /// be started. Its exit code is not looked at: callers read the output.
 fn systemctl_stdout(args: &[&str], units: &[&str]) -> Option<String> {
@@ -1294,6 +1397,58 @@ impl ServiceManager for Systemctl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_deadlocks_only_when_a_first_boot_job_waits_for_the_callers() {
+        // imprint (job 1) waits for 2 and 3; 3 waits for 4; 5 waits for
+        // nothing; 4 waits for 1 (a cycle must not loop).
+        let graph: BTreeMap<&str, Vec<&str>> = BTreeMap::from([
+            ("/j/1", vec!["/j/2", "/j/3"]),
+            ("/j/3", vec!["/j/4"]),
+            ("/j/4", vec!["/j/1"]),
+        ]);
+        let asked = std::cell::RefCell::new(Vec::new());
+        let mut after = |j: &str| {
+            asked.borrow_mut().push(j.to_string());
+            graph
+                .get(j)
+                .map(|v| v.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default()
+        };
+        let starts = ["/j/1".to_string()];
+        assert!(waits_for(&starts, "/j/4", &mut after));
+        assert!(waits_for(&starts, "/j/2", &mut after));
+        assert!(!waits_for(&starts, "/j/5", &mut after));
+        assert!(!waits_for(&[], "/j/4", &mut after));
+        // Each job asked once per search, the cycle included.
+        asked.borrow_mut().clear();
+        assert!(!waits_for(&starts, "/j/9", &mut after));
+        assert_eq!(*asked.borrow(), ["/j/1", "/j/2", "/j/3", "/j/4"]);
+    }
+
+    #[test]
+    fn jobs_from_systemds_answers() {
+        use bus::Value::{Array, Str, Struct, Uint, Variant};
+        let job = Variant(Box::new(Struct(vec![
+            Uint(17),
+            Str("/org/freedesktop/systemd1/job/17".into()),
+        ])));
+        assert_eq!(
+            job_of(&job).as_deref(),
+            Some("/org/freedesktop/systemd1/job/17")
+        );
+        let none = Variant(Box::new(Struct(vec![Uint(0), Str("/".into())])));
+        assert_eq!(job_of(&none), None);
+        let after = Array(vec![Struct(vec![
+            Uint(12),
+            Str("early.service".into()),
+            Str("start".into()),
+            Str("running".into()),
+            Str("/org/freedesktop/systemd1/job/12".into()),
+            Str("/org/freedesktop/systemd1/unit/early_2eservice".into()),
+        ])]);
+        assert_eq!(job_paths(&after), ["/org/freedesktop/systemd1/job/12"]);
+    }
 
     fn state(load: &str, active: &str) -> UnitState {
         UnitState {

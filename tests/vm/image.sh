@@ -221,8 +221,10 @@ install_imprint() {
 # --wait` (guest/shim-probe.service), both started while
 # guest/e2e-slow-keys.service holds the host keys back, and
 # guest/e2e-keys-fail.service, which makes them fail in scenario keys-fail
-# only, and guest/e2e-kill-run.service, which kills the run in scenario
-# run-killed only (both by their kernel command line). The probes and the hold are skipped on perf boots
+# only, guest/e2e-kill-run.service, which kills the run in scenario
+# run-killed only, and guest/e2e-wait-deadlock.service, which calls `status
+# --wait` from a unit imprint.service waits for in scenario wait-deadlock
+# only (each by its kernel command line). The probes and the hold are skipped on perf boots
 # (ConditionKernelCommandLine); the sshd
 # shapes stay (on perf-imprint boots: two sshd-keygen@ units skipped by
 # their condition).
@@ -238,6 +240,9 @@ install_probes() {
   put_file 0644 "$VM_DIR/guest/e2e-kill-run.service" "$r/etc/systemd/system/e2e-kill-run.service"
   put_file 0755 "$VM_DIR/guest/e2e-kill-run.sh" "$r/usr/local/bin/e2e-kill-run.sh"
   enable_unit /etc/systemd/system/e2e-kill-run.service "$r"
+  put_file 0644 "$VM_DIR/guest/e2e-wait-deadlock.service" "$r/etc/systemd/system/e2e-wait-deadlock.service"
+  put_file 0755 "$VM_DIR/guest/e2e-wait-deadlock.sh" "$r/usr/local/bin/e2e-wait-deadlock.sh"
+  enable_unit /etc/systemd/system/e2e-wait-deadlock.service "$r"
   for u in sshd-keygen@.service sshd-keygen.target ssh.socket ssh@.service ssh-probe.service; do
     put_file 0644 "$g/$u" "$r/etc/systemd/system/$u"
   done

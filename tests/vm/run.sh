@@ -27,7 +27,7 @@ set -euo pipefail
 
 die() { log "ERROR: $*"; exit 2; }   # infrastructure/usage errors: exit 2, not 1
 
-ALL_SCENARIOS=(first fresh2 second newid bad-missing bad-yaml keys-fail run-killed)
+ALL_SCENARIOS=(first fresh2 second newid bad-missing bad-yaml keys-fail run-killed wait-deadlock)
 MEM=${IMPRINT_VM_MEM:-1024}
 SMP=${IMPRINT_VM_SMP:-2}
 BOOT_TIMEOUT=${IMPRINT_VM_BOOT_TIMEOUT:-240}
@@ -516,6 +516,33 @@ scn_run_killed() {
   assert_sshd_shapes made
   assert_shim_probe made 1
   no_secret_leak
+}
+
+# `imprint status --wait` and the shim's, called from a unit imprint.service
+# is ordered after (guest/e2e-wait-deadlock.service, enabled by
+# imprint_e2e.wait_deadlock=1): waiting would wait for a job that waits for
+# the caller, and hold the boot for ever (cloud-init's has the same trap).
+# Both must refuse at once, naming the unit, and the boot go on.
+scn_wait_deadlock() {
+  image_for imprint; seed_good
+  IMPRINT_VM_APPEND="imprint_e2e.wait_deadlock=1 ${IMPRINT_VM_APPEND:-}" \
+    boot wait-deadlock "$RUN/disk-wait-deadlock.qcow2" "$SEED"
+  assert_booted || return
+  local out; out=$(rep wait-deadlock)
+  eq "e2e-wait-deadlock.service ran" success "$(prop e2e-wait-deadlock.service.Result)"
+  eq "imprint status --wait there exits 64 (not 124: timed out waiting)" imprint-rc=64 "$(grep '^imprint-rc=' <<<"$out")"
+  eq "the shim's status --wait there exits 1" shim-rc=1 "$(grep '^shim-rc=' <<<"$out")"
+  local w
+  for w in imprint shim; do
+    le "$w refused within 10 s" "$(sed -n "s/^$w-secs=//p" <<<"$out")" 10
+  done
+  check "both say why, naming the unit and what to do" test "$(grep -cF \
+    "not waiting: this process runs in e2e-wait-deadlock.service, and the start of imprint.service or imprint-host-keys.service waits for e2e-wait-deadlock.service's (they are ordered after it), so waiting here would hang the boot; order e2e-wait-deadlock.service after imprint-host-keys.service instead" \
+    <<<"$out")" = 2
+  eq "imprint.service ran after it: ExecMainStatus=0" 0 "$(prop imprint.service.ExecMainStatus)"
+  check "seal names instance iid-e2e-0001" grep -q 'iid-e2e-0001' "$RD/report/sealed"
+  assert_app_env "$VM_DIR/fixtures/expected/app-first.env"
+  eq "cloud-init status --wait (imprint's shim) after the boot exits 0" rc=0 "$(rep shim-status | tail -1)"
 }
 
 # --perf: same seed, fresh overlay per boot; report only ("booted" is the one
