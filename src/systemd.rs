@@ -191,9 +191,17 @@ pub const FIRST_BOOT_UNITS: [&str; 2] = [IMPRINT_UNIT, HOST_KEYS_UNIT];
 pub const HOST_KEYS_UNIT: &str = "imprint-host-keys.service";
 
 /// Whether systemd has a start job (waiting or running) for one of
-/// [`FIRST_BOOT_UNITS`]: `systemctl list-jobs`, asked only on a host booted
-/// with systemd (the callers check [`booted`] and that the root is `/`).
+/// [`FIRST_BOOT_UNITS`], asked only on a host booted with systemd (the
+/// callers check [`booted`] and that the root is `/`): each unit's `Job`
+/// over PID 1's private socket (root), else `systemctl list-jobs`. The
+/// `--wait`s poll it every 100-250 ms while the boot they wait for runs:
+/// a systemctl process per poll cost each 0.28-0.60 s of CPU over the
+/// ~4 s of a VM first boot's wait under emulation, the socket 0.04-0.11 s
+/// (docs/state.md).
 pub fn first_boot_jobs_pending() -> bool {
+    if let Some(pending) = first_boot_jobs_over_bus() {
+        return pending;
+    }
     systemctl_stdout(
         &["list-jobs", "--no-legend", "--no-pager"],
         &FIRST_BOOT_UNITS,
@@ -201,16 +209,64 @@ pub fn first_boot_jobs_pending() -> bool {
     .is_some_and(|out| FIRST_BOOT_UNITS.iter().any(|u| out.contains(u)))
 }
 
+fn first_boot_jobs_over_bus() -> Option<bool> {
+    let mut b = private_bus()?;
+    let units: Vec<_> = FIRST_BOOT_UNITS
+        .iter()
+        .map(|u| (bus::unit_path(u), bus::UNIT_IFACE, &["Job"][..]))
+        .collect();
+    let props = b.get(&units, Instant::now() + BUS_QUERY).ok()?;
+    Some(
+        props
+            .iter()
+            .any(|p| p.get("Job").and_then(job_of).is_some()),
+    )
+}
+
+/// How long a status query over the private socket may take.
+const BUS_QUERY: Duration = Duration::from_secs(5);
+
+/// A connection to PID 1's private socket (root only), or `None`.
+fn private_bus() -> Option<bus::Bus> {
+    bus::Bus::connect(Path::new(bus::PRIVATE_SOCKET), BUS_QUERY).ok()
+}
+
 /// `unit`'s `Result=` (`exit-code`, `timeout`, `signal`, ...) when systemd
-/// holds it in the failed state: `systemctl show -p ActiveState -p Result`,
-/// asked only on a host booted with systemd (as [`first_boot_jobs_pending`]).
-/// A unit that was never started, or was started again and succeeded, is
-/// not failed.
+/// holds it in the failed state, asked only on a host booted with systemd
+/// (as [`first_boot_jobs_pending`]): its `ActiveState` and `Result` over
+/// PID 1's private socket (root), else `systemctl show -p ActiveState -p
+/// Result`. A unit that was never started, or was started again and
+/// succeeded, is not failed.
 pub fn failed_result(unit: &str) -> Option<String> {
-    let out = systemctl_stdout(&["show", "-p", "ActiveState", "-p", "Result"], &[unit])?;
-    let props = parse_show(&out);
-    (props.get("ActiveState").map(String::as_str) == Some("failed"))
-        .then(|| props.get("Result").cloned().unwrap_or_default())
+    let (active, result) = match private_bus() {
+        Some(mut b) => {
+            let path = bus::unit_path(unit);
+            let props = b
+                .get(
+                    &[
+                        (path.clone(), bus::UNIT_IFACE, &["ActiveState"][..]),
+                        (path, bus::SERVICE_IFACE, &["Result"][..]),
+                    ],
+                    Instant::now() + BUS_QUERY,
+                )
+                .ok()?;
+            let text = |i: usize, k: &str| {
+                props
+                    .get(i)
+                    .and_then(|p| p.get(k))
+                    .and_then(bus::Value::to_text)
+                    .unwrap_or_default()
+            };
+            (text(0, "ActiveState"), text(1, "Result"))
+        }
+        None => {
+            let out = systemctl_stdout(&["show", "-p", "ActiveState", "-p", "Result"], &[unit])?;
+            let props = parse_show(&out);
+            let get = |k: &str| props.get(k).cloned().unwrap_or_default();
+            (get("ActiveState"), get("Result"))
+        }
+    };
+    (active == "failed").then_some(result)
 }
 
 /// When the calling process runs in a unit whose start job the start job
@@ -224,8 +280,8 @@ pub fn wait_would_deadlock() -> Option<String> {
     let me = std::fs::read_to_string("/proc/self/cgroup")
         .ok()
         .and_then(|t| unit_of_cgroup(&t))?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut b = bus::Bus::connect(Path::new(bus::PRIVATE_SOCKET), Duration::from_secs(5)).ok()?;
+    let deadline = Instant::now() + BUS_QUERY;
+    let mut b = private_bus()?;
     let mut units = vec![(bus::unit_path(&me), bus::UNIT_IFACE, &["Job"][..])];
     for u in FIRST_BOOT_UNITS {
         units.push((bus::unit_path(u), bus::UNIT_IFACE, &["Job"][..]));
