@@ -210,17 +210,22 @@ pub fn first_boot_jobs_pending() -> bool {
 }
 
 fn first_boot_jobs_over_bus() -> Option<bool> {
-    let mut b = private_bus()?;
-    let units: Vec<_> = FIRST_BOOT_UNITS
+    let jobs = unit_jobs(
+        &mut private_bus()?,
+        &FIRST_BOOT_UNITS,
+        Instant::now() + BUS_QUERY,
+    )?;
+    Some(jobs.iter().any(Option::is_some))
+}
+
+/// Each unit's job (its path), from the units' `Job` properties.
+fn unit_jobs(b: &mut bus::Bus, units: &[&str], deadline: Instant) -> Option<Vec<Option<String>>> {
+    let objects: Vec<_> = units
         .iter()
         .map(|u| (bus::unit_path(u), bus::UNIT_IFACE, &["Job"][..]))
         .collect();
-    let props = b.get(&units, Instant::now() + BUS_QUERY).ok()?;
-    Some(
-        props
-            .iter()
-            .any(|p| p.get("Job").and_then(job_of).is_some()),
-    )
+    let props = b.get(&objects, deadline).ok()?;
+    Some(props.iter().map(|p| job_of(p.get("Job")?)).collect())
 }
 
 /// How long a status query over the private socket may take.
@@ -282,16 +287,9 @@ pub fn wait_would_deadlock() -> Option<String> {
         .and_then(|t| unit_of_cgroup(&t))?;
     let deadline = Instant::now() + BUS_QUERY;
     let mut b = private_bus()?;
-    let mut units = vec![(bus::unit_path(&me), bus::UNIT_IFACE, &["Job"][..])];
-    for u in FIRST_BOOT_UNITS {
-        units.push((bus::unit_path(u), bus::UNIT_IFACE, &["Job"][..]));
-    }
-    let jobs: Vec<Option<String>> = b
-        .get(&units, deadline)
-        .ok()?
-        .iter()
-        .map(|props| job_of(props.get("Job")?))
-        .collect();
+    let mut units = vec![me.as_str()];
+    units.extend(FIRST_BOOT_UNITS);
+    let jobs = unit_jobs(&mut b, &units, deadline)?;
     let (mine, firsts) = jobs.split_first()?;
     let mine = mine.as_deref()?;
     let starts: Vec<String> = firsts.iter().flatten().cloned().collect();
