@@ -294,6 +294,19 @@ assert_shim_probe() {
       "$(sed -n 's/^host-keys-before=//p' <<<"$probe")"
   fi
 }
+# After the boot: `imprint status` exits 1 with status STATUS and LINE (WHAT
+# it says), and the shim's `status --wait --long` exits 1, `status: error`,
+# with SHIM_ERROR in its errors.
+assert_failed_status() {   # assert_failed_status STATUS WHAT LINE SHIM_ERROR
+  local out; out=$(rep imprint-status-out)
+  eq "imprint status exits 1" rc=1 "$(tail -1 <<<"$out")"
+  eq "imprint status: $1" "status:        $1" "$(grep '^status:' <<<"$out")"
+  check "imprint status $2" grep -qF -- "$3" <<<"$out"
+  out=$(rep shim-status)
+  eq "cloud-init status --wait (imprint's shim) exits 1" rc=1 "$(tail -1 <<<"$out")"
+  eq "... status: error" "status: error" "$(grep '^status:' <<<"$out")"
+  check "... its errors say: $4" grep -qF -- "- $4" <<<"$out"
+}
 no_secret_leak() {
   local f leaks=""
   for f in imprint-journal sealed report.json imprint-status; do
@@ -463,17 +476,12 @@ scn_keys_fail() {
   check "its journal says why (the refusal to create a key in /etc/ssh)" \
     grep -aqE "/etc/ssh.*(Operation not permitted|Permission denied)" "$RD/report/host-keys-journal"
   eq "no ssh host keys" "" "$(rep ssh-fingerprints)"
-  local out; out=$(rep imprint-status-out)
-  eq "imprint status exits 1" rc=1 "$(tail -1 <<<"$out")"
-  eq "imprint status: host-keys-failed" "status:        host-keys-failed" "$(grep '^status:' <<<"$out")"
-  check "imprint status names the failed unit and what to do" grep -qF \
-    "host keys:     failed: imprint-host-keys.service failed (exit-code): this instance's ssh host keys were not made" <<<"$out"
+  assert_failed_status host-keys-failed "names the failed unit" \
+    "host keys:     failed: imprint-host-keys.service failed (exit-code): this instance's ssh host keys were not made" \
+    "imprint-host-keys.service failed (exit-code)"
   check "... and the journal to read and the restart" grep -qF \
-    "\`journalctl -b -u imprint-host-keys.service\` says why; fix that, then \`systemctl restart imprint-host-keys.service\`" <<<"$out"
-  out=$(rep shim-status)
-  eq "cloud-init status --wait (imprint's shim) exits 1" rc=1 "$(tail -1 <<<"$out")"
-  eq "... status: error" "status: error" "$(grep '^status:' <<<"$out")"
-  check "... its errors name imprint-host-keys.service" grep -qF -- "- imprint-host-keys.service failed (exit-code)" <<<"$out"
+    "\`journalctl -b -u imprint-host-keys.service\` says why; fix that, then \`systemctl restart imprint-host-keys.service\`" \
+    "$RD/report/imprint-status-out"
   local probe; probe=$(rep shim-probe)
   for w in shim imprint; do
     eq "an early $w status --wait exits 1 once the keys failed" "$w-rc=1" "$(grep "^$w-rc=" <<<"$probe")"
@@ -504,15 +512,9 @@ scn_run_killed() {
     "$RD/report/host-keys-journal"
   eq "ssh host keys made: ECDSA and ED25519" "ECDSA ED25519" "$(rep ssh-fingerprints | awk '{print $1}' | xargs)"
   eq "ssh.service active with them" active "$(prop ssh.service.ActiveState)"
-  local out; out=$(rep imprint-status-out)
-  eq "imprint status exits 1" rc=1 "$(tail -1 <<<"$out")"
-  eq "imprint status: failed" "status:        failed" "$(grep '^status:' <<<"$out")"
-  check "imprint status says the run died before its report, and where to look" grep -qF \
-    "error:         imprint.service failed (signal) before its run wrote a report: it was killed" <<<"$out"
-  out=$(rep shim-status)
-  eq "cloud-init status --wait (imprint's shim) exits 1" rc=1 "$(tail -1 <<<"$out")"
-  eq "... status: error" "status: error" "$(grep '^status:' <<<"$out")"
-  check "... its errors name imprint.service" grep -qF -- "- imprint.service failed (signal) before its run wrote a report" <<<"$out"
+  assert_failed_status failed "says the run died before its report" \
+    "error:         imprint.service failed (signal) before its run wrote a report: it was killed" \
+    "imprint.service failed (signal) before its run wrote a report"
   assert_sshd_shapes made
   assert_shim_probe made 1
   no_secret_leak
