@@ -186,13 +186,20 @@ pub fn run(
     // env quoting: when a file's escape depends on them (render's
     // `needs_environment_files`), they are read on a thread from here, beside
     // fetch, decode, merge and validate, so that render itself stays pure.
-    let image_units = (until >= Until::Validate && render::needs_environment_files(&manifest))
-        .then(|| {
-            let root = root.clone();
-            std::thread::Builder::new()
-                .stack_size(128 << 10)
-                .spawn(move || render::environment_files(&root))
-        });
+    let units_decide = until >= Until::Validate && render::needs_environment_files(&manifest);
+    if units_decide && until < Until::Run && inputs.config.is_some() && root.is_host() {
+        // `validate --config FILE` in CI, away from the image's tree: the
+        // units read below are this machine's, not the image's.
+        tracing::warn!(
+            "the default quoting of some of the manifest's files (templates without escape: whose name does not end in .env) depends on the image's unit files (a path named by EnvironmentFile= is quoted as env), and without --root they were read from this machine's /etc/systemd/system and /usr/lib/systemd/system; pass --root with the image's tree, or set escape: on those files, for the verdict the instance will reach"
+        );
+    }
+    let image_units = units_decide.then(|| {
+        let root = root.clone();
+        std::thread::Builder::new()
+            .stack_size(128 << 10)
+            .spawn(move || render::environment_files(&root))
+    });
     let options = fetch::Options {
         timeout: manifest.datasource_timeout,
         ..fetch::Options::default()

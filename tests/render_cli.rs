@@ -270,3 +270,44 @@ fn env_files_written_by_a_run_read_back_byte_for_byte_in_dash() {
         format!("{DEMO_GREETING}\n{DEMO_PASSWORD}\n4\ndb.prod.internal\n")
     );
 }
+
+#[test]
+fn validate_with_config_away_from_the_image_says_the_units_were_this_machines() {
+    const WARNING: &str = "depends on the image's unit files (a path named by EnvironmentFile= is quoted as env), and without --root they were read from this machine's";
+    let (root, ud) = demo();
+    let config = root.join("/etc/imprint/imprint.yaml");
+    let validate = |with_root: bool, config: &Path| {
+        let mut c = imprint();
+        c.arg("validate")
+            .arg("--user-data")
+            .arg(&ud)
+            .arg("--config")
+            .arg(config);
+        if with_root {
+            c.arg("--root").arg(root.path());
+        }
+        run(&mut c)
+    };
+    // The demo's papertrail.conf and app.service drop-in take their
+    // default quoting from the units: without --root, from the host's.
+    let o = validate(false, &config);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains(WARNING), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("pass --root with the image's tree"),
+        "{}",
+        stderr(&o)
+    );
+    // With the image's tree, or when no file's quoting depends on units.
+    let o = validate(true, &config);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stderr(&o).contains(WARNING), "{}", stderr(&o));
+    let (only_env, _ud) = image(
+        "files:\n  - path: /etc/app.env\n    template: app.env.hbs\n  - path: /etc/app.conf\n    template: app.conf.hbs\n    escape: none\n",
+        &[("app.env.hbs", "A=1\n"), ("app.conf.hbs", "a=1\n")],
+        "{}",
+    );
+    let o = validate(false, &only_env.join("/etc/imprint/imprint.yaml"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stderr(&o).contains(WARNING), "{}", stderr(&o));
+}
