@@ -35,6 +35,9 @@
 #            install both. (GCC's aarch64 libgcc_eh.a is no substitute: it
 #            calls glibc's _dl_find_object, which musl lacks.) The check runs
 #            the binary under qemu-aarch64 (qemu-user) when that is there.
+#            A static-pie, as the x86_64 one: rustc's own aarch64 musl target
+#            does not make one, so it is built for that target's spec with
+#            static-pie asked for (pie_target below).
 #   --deps   apt-get install what --musl needs first; with --aarch64, what
 #            --aarch64 needs instead (adds the arm64 architecture, runs
 #            apt-get update, fetches libunwind-14-dev:arm64).
@@ -127,10 +130,35 @@ int __fprintf_chk(FILE *f, int flag, const char *fmt, ...) {
 EOF
 }
 
+# pie_target DIR TRIPLE: prints what to give cargo's --target for a static
+# position-independent executable. rustc's aarch64-unknown-linux-musl has
+# the objects for one (rcrt1.o, crtbeginS.o) but does not ask for it
+# (static-position-independent-executables is false; x86_64's is true), so
+# the binary's own image would not be randomised. This writes that
+# compiler's own spec of TRIPLE, with that one field set, as DIR/TRIPLE.json
+# (the file's name keeps the triple: cargo's output path and the linker's
+# environment variable stay those of TRIPLE), and prints its path. Needs
+# -Zjson-target-spec (RUSTC_BOOTSTRAP, as for -Zbuild-std).
+pie_target() {
+  local dir=$1 triple=$2 spec
+  spec=$(RUSTC_BOOTSTRAP=1 "$DEB_RUSTC" -Z unstable-options --print target-spec-json --target "$triple")
+  if grep -q '"static-position-independent-executables": true' <<<"$spec"; then
+    echo "$triple"; return
+  fi
+  grep -q '^{$' <<<"$spec" || { echo "build-static.sh: unexpected target spec of $triple from $DEB_RUSTC" >&2; exit 70; }
+  mkdir -p "$dir"
+  sed '1a\  "static-position-independent-executables": true,' <<<"$spec" \
+    | grep -v '"is-builtin"' > "$dir/$triple.json"
+  echo "$dir/$triple.json"
+}
+
 # build_musl DIR TRIPLE LIBC_DIR GCC UNWIND_A CC [LINKER]: the musl route,
-# into DIR (the binary's path in $bin).
+# into DIR (the binary's path in $bin). TRIPLE is a target name, or the
+# path of a DIR/NAME.json spec (pie_target).
 build_musl() {
-  local dir=$1 triple=$2 libc=$3 gcc=$4 unwind=$5 cc=$6 linker=${7:-} f
+  local dir=$1 target=$2 libc=$3 gcc=$4 unwind=$5 cc=$6 linker=${7:-} f triple json=()
+  triple=$(basename "$target" .json)
+  [ "$target" = "$triple" ] || json=(-Zjson-target-spec)
   # rustc's self-contained musl linking finds the C runtime objects on -L
   # paths: give it the target's musl, GCC's crtbegin/crtend and LLVM's
   # libunwind in one directory.
@@ -152,7 +180,7 @@ build_musl() {
   # and location) nor `panic-unwind` (the binary aborts on panic).
   env "${linker_env[@]}" RUSTC="$DEB_RUSTC" RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$dir" \
     RUSTFLAGS="-C link-self-contained=yes -L native=$link -C link-arg=$link/fortify.o" \
-    cargo build --release --locked --target "$triple" \
+    cargo build --release --locked --target "$target" "${json[@]}" \
     -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size >&2
   bin="$dir/$triple/release/imprint"
 }
@@ -165,8 +193,8 @@ case "$MODE" in
   aarch64)
     aarch64_ready || { echo "build-static.sh: --aarch64 needs arm64 as a dpkg architecture, apt-get install $ARM_PKGS and libunwind-14-dev:arm64 unpacked in $ARM_DEPS (--aarch64 --deps does all three)" >&2; exit 69; }
     # Debian's arm64 musl, the cross gcc's crtbegin/crtend, LLVM's arm64
-    # libunwind; the cross gcc links.
-    build_musl "$top/target/aarch64" aarch64-unknown-linux-musl "$ARM_MUSL_LIB" \
+    # libunwind; the cross gcc links; a static-pie, as the x86_64 one.
+    build_musl "$top/target/aarch64" "$(pie_target "$top/target/aarch64" aarch64-unknown-linux-musl)" "$ARM_MUSL_LIB" \
       aarch64-linux-gnu-gcc "$ARM_UNWIND" aarch64-linux-musl-gcc aarch64-linux-gnu-gcc
     ;;
   glibc)
@@ -184,5 +212,8 @@ if [ "$MODE" = aarch64 ]; then
   fi
 else
   check_static "$bin"
+fi
+if [ "$MODE" != glibc ] && ! readelf -hW "$bin" | grep -q 'Type:.*DYN'; then
+  echo "build-static.sh: $bin is not position-independent (a static-pie): its image would not be randomised" >&2; exit 70
 fi
 echo "$bin"

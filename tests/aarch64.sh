@@ -3,7 +3,7 @@
 #
 # Issue 6 asks for a static aarch64 build where rust-lld can link it;
 # `scripts/build-static.sh --aarch64` makes it (docs/benchmarks.md, "Build").
-# This builds it, checks that it is a static AArch64 executable within the
+# This builds it, checks that it is a static-pie AArch64 executable within the
 # 2.5 MiB budget, then gives it and the x86_64 musl binary the same commands
 # on copies of the demo's root: the arm64 one under qemu-aarch64 (qemu-user:
 # the only arm64 CPU this machine kind has). Every step must exit with the
@@ -40,6 +40,7 @@ x86=$(scripts/build-static.sh --musl)
 readelf -hW "$arm" | grep -q 'Machine:.*AArch64' || fail "$arm is not an AArch64 binary"
 readelf -lW "$arm" | grep -q INTERP && fail "$arm asks for a program interpreter"
 readelf -dW "$arm" 2>/dev/null | grep -q NEEDED && fail "$arm needs shared libraries"
+readelf -hW "$arm" | grep -q 'Type:.*DYN' || fail "$arm is not a static-pie (its image would not be randomised)"
 size=$(stat -c %s "$arm")
 echo "static arm64 binary: $size bytes (budget 2,621,440)"
 [ "$size" -le 2621440 ] || fail "$arm is $size bytes, over the 2.5 MiB budget"
