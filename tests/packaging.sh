@@ -95,7 +95,7 @@ expected() {
 		echo "-rw-r--r-- /usr/lib/systemd/system/imprint-verify.service"
 		echo "-rw-r--r-- /usr/lib/systemd/system/imprint-verify.timer"
 		echo "-rw-r--r-- /usr/lib/systemd/system-preset/80-imprint.preset"
-		for u in sshd-keygen@ sshd@ ssh@; do
+		for u in sshd-keygen@ sshdgenkeys sshd@ ssh@; do
 			echo "-rw-r--r-- /usr/lib/systemd/system/$u.service.d/50-imprint-host-keys.conf"
 		done
 		echo "-rw-r--r-- /usr/share/man/man1/imprint.1.gz"

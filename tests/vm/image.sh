@@ -200,6 +200,8 @@ install_imprint() {
       || die "the .deb did not enable imprint-host-keys.service (multi-user.target.wants)"
     [ -f "$r/usr/lib/systemd/system/sshd-keygen@.service.d/50-imprint-host-keys.conf" ] \
       || die "the .deb did not install the sshd-keygen@.service drop-in"
+    [ -f "$r/usr/lib/systemd/system/sshdgenkeys.service.d/50-imprint-host-keys.conf" ] \
+      || die "the .deb did not install the sshdgenkeys.service drop-in"
     return
   fi
   put_file 0755 "$bin" "$r/usr/bin/imprint"
@@ -209,7 +211,7 @@ install_imprint() {
   enable_unit /usr/lib/systemd/system/imprint-host-keys.service "$r"
   link /usr/bin/imprint "$r/usr/lib/systemd/system-generators/imprint-generator"
   local u
-  for u in sshd-keygen@ sshd@ ssh@; do
+  for u in sshd-keygen@ sshdgenkeys sshd@ ssh@; do
     put_file 0644 "$REPO_ROOT/units/50-imprint-host-keys.conf" \
       "$r/usr/lib/systemd/system/$u.service.d/50-imprint-host-keys.conf"
   done
@@ -243,7 +245,7 @@ install_probes() {
   put_file 0644 "$VM_DIR/guest/e2e-wait-deadlock.service" "$r/etc/systemd/system/e2e-wait-deadlock.service"
   put_file 0755 "$VM_DIR/guest/e2e-wait-deadlock.sh" "$r/usr/local/bin/e2e-wait-deadlock.sh"
   enable_unit /etc/systemd/system/e2e-wait-deadlock.service "$r"
-  for u in sshd-keygen@.service sshd-keygen.target ssh.socket ssh@.service ssh-probe.service; do
+  for u in sshd-keygen@.service sshd-keygen.target sshdgenkeys.service ssh.socket ssh@.service ssh-probe.service; do
     put_file 0644 "$g/$u" "$r/etc/systemd/system/$u"
   done
   put_file 0755 "$g/sshd-keygen" "$r/usr/local/libexec/sshd-keygen"

@@ -254,7 +254,8 @@ assert_common_good() {   # on every boot where imprint should have succeeded
 }
 # Other distributions' sshd, rebuilt in the imprint image (guest/sshd-shapes):
 # imprint's drop-ins order them after imprint-host-keys.service. Fedora's key
-# makers found imprint's keys in place and made none; sshd started per
+# makers found imprint's keys in place and made none; Arch's made only the
+# type imprint does not (rsa); sshd started per
 # connection (Accept=yes) answered with the instance's final key. "made":
 # this boot made the keys, and the probe connected before they were done.
 assert_sshd_shapes() {
@@ -267,6 +268,26 @@ assert_sshd_shapes() {
     eq "... and made no key (ConditionResult=no: imprint's $t key was there)" no \
       "$(prop "sshd-keygen@$t.service.ConditionResult")"
   done
+  check "Arch's sshdgenkeys.service (ssh-keygen -A) checked its condition after imprint-host-keys.service finished" \
+    test "$(prop sshdgenkeys.service.ConditionTimestampMonotonic)" -ge \
+      "$(prop imprint-host-keys.service.ActiveEnterTimestampMonotonic)" -a \
+      "$(prop imprint-host-keys.service.ActiveEnterTimestampMonotonic)" -gt 0
+  if [ "$1" = made ]; then
+    eq "... and ran (ConditionResult=yes: no rsa key, a type the manifest does not list)" yes \
+      "$(prop sshdgenkeys.service.ConditionResult)"
+    check "... and made the rsa key, which the instance keeps beside imprint's" \
+      grep -q "^RSA SHA256:" "$RD/report/ssh-fingerprints"
+    for t in ED25519 ECDSA; do
+      eq "the $t key in place is the one imprint-host-keys.service generated (its journal's fingerprint)" \
+        "$(sed -n "s|^generated ssh host key /etc/ssh/ssh_host_${t,,}_key (\(SHA256:[^)]*\)).*|\1|p" "$RD/report/host-keys-journal" | tail -n1)" \
+        "$(awk -v t="$t" '$1==t{print $2}' "$RD/report/ssh-fingerprints")"
+    done
+    eq "imprint-host-keys.service removed no key another unit was writing" "" \
+      "$(grep -a '^removed ssh host key .*_key\.' "$RD/report/host-keys-journal")"
+  else
+    eq "... and made no key (ConditionResult=no: every key was there)" no \
+      "$(prop sshdgenkeys.service.ConditionResult)"
+  fi
   probe=$(rep ssh-probe)
   key=$(sed -n 's/^key=//p' <<<"$probe"); pub=$(sed -n 's/^pub=//p' <<<"$probe")
   check "the instance has an ed25519 host key" test -n "$pub"
@@ -440,7 +461,8 @@ assert_bad() {   # assert_bad PATTERN WHAT INSTANCE-ID
   eq "imprint-host-keys.service succeeded after the failed run" success "$(prop imprint-host-keys.service.Result)"
   check "host keys made for $3, which its run did not configure" \
     grep -aqF "host keys made for $3, which this boot's run did not configure" "$RD/report/host-keys-journal"
-  eq "ssh host keys made: ECDSA and ED25519" "ECDSA ED25519" "$(rep ssh-fingerprints | awk '{print $1}' | xargs)"
+  eq "ssh host keys made: ECDSA and ED25519 (and RSA, by Arch's sshdgenkeys after them)" "ECDSA ED25519 RSA" \
+    "$(rep ssh-fingerprints | awk '{print $1}' | xargs)"
   eq "ssh.service active with them" active "$(prop ssh.service.ActiveState)"
   assert_sshd_shapes made
   assert_shim_probe made 1
@@ -510,7 +532,8 @@ scn_run_killed() {
   check "host keys made for an instance-id the run never learned" grep -aqF \
     "host keys made for this instance (its run never learned the instance-id), which this boot's run did not configure" \
     "$RD/report/host-keys-journal"
-  eq "ssh host keys made: ECDSA and ED25519" "ECDSA ED25519" "$(rep ssh-fingerprints | awk '{print $1}' | xargs)"
+  eq "ssh host keys made: ECDSA and ED25519 (and RSA, by Arch's sshdgenkeys after them)" "ECDSA ED25519 RSA" \
+    "$(rep ssh-fingerprints | awk '{print $1}' | xargs)"
   eq "ssh.service active with them" active "$(prop ssh.service.ActiveState)"
   assert_failed_status failed "says the run died before its report" \
     "error:         imprint.service failed (signal) before its run wrote a report: it was killed" \

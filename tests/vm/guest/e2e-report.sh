@@ -54,7 +54,7 @@ imprint_status() {
 }
 
 UNITS="imprint.service imprint-host-keys.service e2e-keys-fail.service e2e-kill-run.service e2e-wait-deadlock.service empty-oneshot.service early.service app.service ssh.service e2e-report.service
-sshd-keygen@ed25519.service sshd-keygen@ecdsa.service ssh.socket ssh-probe.service empty-plain.service
+sshd-keygen@ed25519.service sshd-keygen@ecdsa.service sshdgenkeys.service ssh.socket ssh-probe.service empty-plain.service
 cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service
 networking.service systemd-journald.service sysinit.target basic.target multi-user.target"
 PROPS="Result ExecMainStatus ExecMainCode ActiveState SubState NRestarts LoadState ConditionResult ConditionTimestampMonotonic
