@@ -103,9 +103,10 @@ pub fn render_with(
 
     // write_files first: their unit files may name EnvironmentFile= paths.
     let mut extra: Vec<RenderedFile> = Vec::new();
-    // Index of each path in `extra`: thousands of entries must not cost a
-    // scan each (16 MiB of write_files took 70x the time of 1 MiB).
-    let mut at: std::collections::HashMap<String, usize> = Default::default();
+    // Index of each path in `extra`, and whether its mode was given:
+    // thousands of entries must not cost a scan each (16 MiB of write_files
+    // took 70x the time of 1 MiB).
+    let mut at: std::collections::HashMap<String, (usize, bool)> = Default::default();
     if manifest.write_files {
         let (plain, deferred): (Vec<_>, Vec<_>) =
             validated.write_files.iter().partition(|w| !w.defer);
@@ -204,7 +205,31 @@ pub fn render_with(
             content,
         });
     }
+    // A value the `secret` helper marked is secret in every file, not only
+    // in those rendered after the template that marked it: files rendered
+    // (or decoded) before are looked at again with the final secrets, so
+    // that one holding such a value, without a mode of its own, is 0600
+    // whatever the order of `files:` (SPEC §6).
+    let marked = st.secrets.len() > secrets.len();
     secrets.merge(&st.secrets);
+    if marked {
+        let manifest_files = out
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, f)| f.as_mut().map(|f| (f, manifest.files[i].mode.is_some())));
+        let write_files = extra.iter_mut().map(|f| {
+            let explicit = at.get(&f.path).is_some_and(|&(_, explicit)| explicit);
+            (f, explicit)
+        });
+        for (f, explicit) in manifest_files.chain(write_files) {
+            if !f.holds_secret && secrets.contains_any(&f.content) {
+                f.holds_secret = true;
+                if !explicit {
+                    f.mode = Mode(0o600);
+                }
+            }
+        }
+    }
 
     let mut files: Vec<RenderedFile> = out.into_iter().flatten().collect();
     let mut seen: BTreeMap<String, Origin> = BTreeMap::new();
@@ -443,12 +468,14 @@ fn write_file(w: &WriteFile, secrets: &Secrets) -> Result<RenderedFile, RenderEr
 /// secret is 0600.
 fn fold(
     files: &mut Vec<RenderedFile>,
-    at: &mut std::collections::HashMap<String, usize>,
+    at: &mut std::collections::HashMap<String, (usize, bool)>,
     f: RenderedFile,
     explicit: Option<Mode>,
 ) {
     let default = |holds: bool| explicit.unwrap_or(if holds { Mode(0o600) } else { Mode(0o644) });
-    if let Some(e) = at.get(&f.path).map(|&i| &mut files[i]) {
+    if let Some(&mut (i, ref mut given)) = at.get_mut(&f.path) {
+        *given = explicit.is_some();
+        let e = &mut files[i];
         if f.append {
             e.content.extend_from_slice(&f.content);
             e.holds_secret |= f.holds_secret;
@@ -463,7 +490,7 @@ fn fold(
     } else {
         let mut f = f;
         f.mode = default(f.holds_secret);
-        at.insert(f.path.clone(), files.len());
+        at.insert(f.path.clone(), (files.len(), explicit.is_some()));
         files.push(f);
     }
 }

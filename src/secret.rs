@@ -70,6 +70,11 @@ impl Secrets {
         self.values.is_empty()
     }
 
+    /// How many distinct secret strings.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
     /// Whether `text` holds any secret.
     pub fn contains_any(&self, text: &[u8]) -> bool {
         self.values

@@ -288,6 +288,41 @@ fn secret_helper_marks_value_and_file() {
     assert_eq!(b.mode, Mode(0o644));
 }
 
+/// A value the helper marks in a later file is secret in the earlier ones
+/// too: their default mode does not depend on the order of `files:`, and
+/// neither does a `write_files` entry's (decoded before any template).
+#[test]
+fn secret_helper_marks_files_rendered_before_it() {
+    let mut v = validated(json!({"app": {"license": "LIC-42", "name": "n"}}));
+    let mut given = wf(1, "/etc/given", "LIC-42", None);
+    given.permissions = Some(Mode(0o640));
+    v.write_files = vec![wf(0, "/etc/wf", "license LIC-42\n", None), given];
+    let mut with_mode = spec("/etc/c.conf", "license {{app.license}}\n");
+    with_mode.mode = Some(Mode(0o644));
+    let r = render::render(
+        &v,
+        &manifest(vec![
+            spec("/etc/a.conf", "license {{app.license}}\n"),
+            spec("/etc/plain.conf", "name {{app.name}}\n"),
+            with_mode,
+            spec("/etc/b.conf", "lic {{secret app.license}}\n"),
+        ]),
+    )
+    .unwrap();
+    let file = |p: &str| r.files.iter().find(|f| f.path == p).unwrap();
+    for p in ["/etc/a.conf", "/etc/b.conf", "/etc/wf"] {
+        assert!(file(p).holds_secret, "{p}");
+        assert_eq!(file(p).mode, Mode(0o600), "{p}");
+    }
+    // A mode given stays; a file without the value stays 0644.
+    assert!(file("/etc/c.conf").holds_secret);
+    assert_eq!(file("/etc/c.conf").mode, Mode(0o644));
+    assert!(file("/etc/given").holds_secret);
+    assert_eq!(file("/etc/given").mode, Mode(0o640));
+    assert!(!file("/etc/plain.conf").holds_secret);
+    assert_eq!(file("/etc/plain.conf").mode, Mode(0o644));
+}
+
 #[test]
 fn declared_secrets_make_files_0600_unless_mode_given() {
     let mut v = validated(json!({"db": {"password": "pw-9", "host": "h"}}));
