@@ -193,49 +193,28 @@ pub struct Units {
 /// Empty assignments (which reset a list) are ignored: keeping more edges
 /// only makes the generator more careful.
 pub fn parse_unit(text: &str, deps: &mut UnitDeps) {
-    let mut in_unit = false;
-    let mut logical = String::new();
-    for raw in text.lines() {
-        let line = raw.trim();
-        if logical.is_empty() && (line.starts_with('#') || line.starts_with(';')) {
-            continue;
+    crate::unitfile::for_each_entry(text, |section, k, v| {
+        if section != "Unit" {
+            return;
         }
-        if let Some(cont) = line.strip_suffix('\\') {
-            logical.push_str(cont);
-            logical.push(' ');
-            continue;
-        }
-        logical.push_str(line);
-        let l = std::mem::take(&mut logical);
-        let l = l.trim();
-        if l.starts_with('[') {
-            in_unit = l == "[Unit]";
-            continue;
-        }
-        if !in_unit {
-            continue;
-        }
-        let Some((k, v)) = l.split_once('=') else {
-            continue;
-        };
         let names = || {
             v.split_whitespace()
                 .filter(|n| !n.contains('%'))
                 .map(str::to_string)
         };
-        match k.trim() {
+        match k {
             "After" => deps.after.extend(names()),
             "Before" => deps.before.extend(names()),
             "Wants" | "Requires" | "Requisite" | "BindsTo" => deps.pulls.extend(names()),
             "DefaultDependencies" => {
                 deps.default_dependencies = !matches!(
-                    v.trim().to_ascii_lowercase().as_str(),
+                    v.to_ascii_lowercase().as_str(),
                     "no" | "false" | "0" | "off"
                 )
             }
             _ => {}
         }
-    }
+    });
 }
 
 fn unit_type(name: &str) -> &str {

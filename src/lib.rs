@@ -44,5 +44,6 @@ pub mod shim;
 pub mod state;
 pub mod systemd;
 pub mod template;
+pub mod unitfile;
 
 pub use error::{Error, ExitCode};

@@ -495,17 +495,26 @@ fn fold(
     }
 }
 
-/// The absolute paths named by `EnvironmentFile=` lines of a unit file or
-/// drop-in (a leading `-` allowed; paths with specifiers such as `%i` are
-/// skipped: they are only known at run time).
+/// The absolute paths named by `EnvironmentFile=` in the `[Service]` (or
+/// `[Socket]`, `[Mount]`, `[Swap]`) section of a unit file or drop-in, read as systemd reads it
+/// ([`crate::unitfile`]: spaces around `=`, continued lines; a leading `-`
+/// allowed; paths with specifiers such as `%i` are skipped: they are only
+/// known at run time).
 pub fn environment_file_paths(unit_text: &str) -> Vec<String> {
-    unit_text
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("EnvironmentFile="))
-        .map(|v| v.trim().trim_start_matches('-').trim())
-        .filter(|v| v.starts_with('/') && !v.contains('%') && Root::rel(v).is_some())
-        .map(normal)
-        .collect()
+    let mut paths = Vec::new();
+    crate::unitfile::for_each_entry(unit_text, |section, k, v| {
+        let v = v.trim_start_matches('-').trim();
+        // systemd.exec(5)'s sections: where EnvironmentFile= means something.
+        if matches!(section, "Service" | "Socket" | "Mount" | "Swap")
+            && k == "EnvironmentFile"
+            && v.starts_with('/')
+            && !v.contains('%')
+            && Root::rel(v).is_some()
+        {
+            paths.push(normal(v));
+        }
+    });
+    paths
 }
 
 /// Where unit files and drop-ins live (system units).

@@ -491,10 +491,23 @@ fn environment_files_reads_the_roots_units() {
         "[Service]\nEnvironmentFile=-/etc/db//env\n",
     );
     w("etc/systemd/system/notes.txt", "EnvironmentFile=/nope\n");
+    // As systemd reads it: spaces around `=`, a comment, a line continued;
+    // not in [Unit] or [Install], where it means nothing.
+    w(
+        "etc/systemd/system/web.service",
+        "[Unit]\nEnvironmentFile=/not/unit\n[Service]\n# EnvironmentFile=/commented\n\
+         EnvironmentFile = /etc/web/env\nEnvironmentFile=\\\n  -/etc/web/more\n\
+         [Install]\nEnvironmentFile=/not/install\n",
+    );
     let set = render::environment_files(&imprint::root::Root::at(dir.path()));
     assert_eq!(
         set.into_iter().collect::<Vec<_>>(),
-        vec!["/etc/db/env".to_string(), "/etc/default/app".to_string()]
+        vec![
+            "/etc/db/env".to_string(),
+            "/etc/default/app".to_string(),
+            "/etc/web/env".to_string(),
+            "/etc/web/more".to_string()
+        ]
     );
 }
 
