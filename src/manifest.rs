@@ -368,6 +368,22 @@ pub fn parse(path: &Path, text: &str, templates: &Path) -> Result<Manifest, Mani
                 ));
             }
         }
+        // A key `if:` names that no declaration covers can never be set
+        // when user-data's undeclared keys are refused (`unsupported:
+        // error`, the default), so the file would be skipped for ever,
+        // silently: a typo. (Under `warn` such a key can be set.)
+        if let Some(k) = &f.when {
+            let refused = raw.unsupported.unwrap_or_default() == UnsupportedPolicy::Error;
+            if refused && !raw.values.is_empty() && !covers(&raw.values, k) {
+                return Err(invalid(
+                    key("if"),
+                    format!(
+                        "{k} is not declared under values:, so it would never be set and the file never written; name {}",
+                        undeclared_hint(&raw.values, k)
+                    ),
+                ));
+            }
+        }
         files.push(FileSpec {
             path: p,
             source,
@@ -469,4 +485,62 @@ pub fn is_unit_name(s: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// Whether a leaf is declared, or under a declared map/any.
+pub fn covers(values: &BTreeMap<String, ValueDecl>, leaf: &str) -> bool {
+    if values.contains_key(leaf) {
+        return true;
+    }
+    let mut at = leaf;
+    while let Some((parent, _)) = at.rsplit_once('.') {
+        if values.contains_key(parent) {
+            return true;
+        }
+        at = parent;
+    }
+    // An empty map given for a key whose children are declared.
+    let prefix = format!("{leaf}.");
+    values.keys().any(|k| k.starts_with(&prefix))
+}
+
+/// What a key that no declaration covers should have been, in words: the
+/// nearest declared key when one is close ("did you mean"), else a few.
+pub fn undeclared_hint(values: &BTreeMap<String, ValueDecl>, leaf: &str) -> String {
+    let best = values
+        .keys()
+        .map(|k| (distance(k, leaf), k))
+        .min()
+        .filter(|(d, k)| *d <= (k.len() / 2).clamp(1, 3));
+    match best {
+        Some((_, k)) => format!("a key the manifest declares (did you mean {k}?)"),
+        None => {
+            let keys: Vec<&str> = values.keys().map(String::as_str).collect();
+            let more = keys.len().saturating_sub(8);
+            format!(
+                "a key the manifest declares ({}{})",
+                keys[..keys.len().min(8)].join(", "),
+                if more > 0 {
+                    format!(", and {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean".
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }

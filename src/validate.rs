@@ -16,7 +16,7 @@
 //!   in [`Validated::secrets`]; a problem about a secret says its type,
 //!   never its value.
 
-use crate::manifest::{Manifest, UnsupportedPolicy, ValueDecl, ValueType};
+use crate::manifest::{self, Manifest, UnsupportedPolicy, ValueDecl, ValueType};
 use crate::merge::{Merged, Notice, WriteFile};
 use crate::model::Values;
 use crate::secret::{self, Secrets};
@@ -120,13 +120,13 @@ pub fn validate(merged: Merged, manifest: &Manifest) -> Result<Validated, Valida
         let mut leaves = Vec::new();
         crate::merge::leaf_keys(&values, "", &mut leaves);
         for leaf in leaves {
-            if covered(manifest, &leaf) {
+            if manifest::covers(&manifest.values, &leaf) {
                 continue;
             }
             match manifest.unsupported {
                 UnsupportedPolicy::Error => problems.push(Problem {
                     key: leaf.clone(),
-                    expected: undeclared_hint(manifest, &leaf),
+                    expected: manifest::undeclared_hint(&manifest.values, &leaf),
                     found: describe(
                         get_path(&values, &leaf).unwrap_or(&Value::Null),
                         secret::is_secret_key(&leaf),
@@ -137,7 +137,7 @@ pub fn validate(merged: Merged, manifest: &Manifest) -> Result<Validated, Valida
                     what: format!("value `{leaf}`"),
                     hint: format!(
                         "the manifest does not declare it; {}",
-                        undeclared_hint(manifest, &leaf)
+                        manifest::undeclared_hint(&manifest.values, &leaf)
                     ),
                 }),
             }
@@ -261,63 +261,6 @@ fn walk_secrets(values: &Values, prefix: &str, s: &mut Secrets) {
             walk_secrets(m, &format!("{key}."), s);
         }
     }
-}
-
-/// Whether a leaf is declared, or under a declared map/any.
-fn covered(manifest: &Manifest, leaf: &str) -> bool {
-    if manifest.values.contains_key(leaf) {
-        return true;
-    }
-    let mut at = leaf;
-    while let Some((parent, _)) = at.rsplit_once('.') {
-        if manifest.values.contains_key(parent) {
-            return true;
-        }
-        at = parent;
-    }
-    // An empty map given for a key whose children are declared.
-    let prefix = format!("{leaf}.");
-    manifest.values.keys().any(|k| k.starts_with(&prefix))
-}
-
-fn undeclared_hint(manifest: &Manifest, leaf: &str) -> String {
-    let best = manifest
-        .values
-        .keys()
-        .map(|k| (distance(k, leaf), k))
-        .min()
-        .filter(|(d, k)| *d <= (k.len() / 2).clamp(1, 3));
-    match best {
-        Some((_, k)) => format!("a key the manifest declares (did you mean {k}?)"),
-        None => {
-            let keys: Vec<&str> = manifest.values.keys().map(String::as_str).collect();
-            let more = keys.len().saturating_sub(8);
-            format!(
-                "a key the manifest declares ({}{})",
-                keys[..keys.len().min(8)].join(", "),
-                if more > 0 {
-                    format!(", and {more} more")
-                } else {
-                    String::new()
-                }
-            )
-        }
-    }
-}
-
-/// Levenshtein distance, for "did you mean".
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// What a declaration expects, in words.

@@ -311,3 +311,36 @@ fn validate_with_config_away_from_the_image_says_the_units_were_this_machines() 
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(!stderr(&o).contains(WARNING), "{}", stderr(&o));
 }
+
+/// `if:` naming a key no `values:` declaration covers: with undeclared keys
+/// refused (the default), it could never be set and the file would be
+/// skipped for ever; the manifest is refused instead, naming the entry and
+/// the nearest declared key. Under `unsupported: warn` such a key can be
+/// set, and is accepted.
+#[test]
+fn if_naming_an_undeclared_key_is_a_manifest_error() {
+    let manifest = |policy: &str| {
+        format!(
+            "{policy}values:\n  papertrail.url: {{type: string}}\nfiles:\n  - path: /etc/pt.conf\n    template: pt.hbs\n    escape: none\n    if: papertrail.urll\n"
+        )
+    };
+    let (root, ud) = image(&manifest(""), &[("pt.hbs", "{{papertrail.url}}\n")], "{}");
+    let before = tree_hash(root.path(), &[]);
+    let o = cmd("validate", &root, &ud.path().join("user-data"));
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "files[0].if: papertrail.urll is not declared under values:, so it would never be set and the file never written; name a key the manifest declares (did you mean papertrail.url?)"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(tree_hash(root.path(), &[]), before);
+    let (root, ud) = image(
+        &manifest("unsupported: warn\n"),
+        &[("pt.hbs", "{{papertrail.url}}\n")],
+        "{}",
+    );
+    let o = cmd("validate", &root, &ud.path().join("user-data"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
