@@ -223,25 +223,56 @@ pub const SSH_KEY_TYPES: &[&str] = &["rsa", "ecdsa", "ed25519"];
 /// Load the manifest: `config` if given (a host path), else the root's
 /// `/etc/imprint/imprint.yaml`. `Ok(None)` when the default path is absent.
 /// Templates are read from `templates/` beside the manifest.
+///
+/// The root's manifest and templates are read as the booted image will see
+/// them ([`Root::read`]): under `--root DIR` a symlink in the image resolves
+/// inside DIR, never on the machine running `imprint --root`. `--config`
+/// names a file of that machine, and its `templates/` are read as they are.
 pub fn load(root: &Root, config: Option<&Path>) -> Result<Option<Manifest>, ManifestError> {
-    let path = match config {
-        Some(p) => p.to_path_buf(),
-        None => root.join(root::MANIFEST),
+    let (path, in_root) = match config {
+        Some(p) => (p.to_path_buf(), false),
+        None => (root.join(root::MANIFEST), true),
     };
-    let text = match std::fs::read_to_string(&path) {
+    let read = |p: &Path| -> std::io::Result<String> {
+        let bytes = match p.strip_prefix(root.dir()) {
+            Ok(rel) if in_root => root.read(rel)?,
+            _ => std::fs::read(p)?,
+        };
+        String::from_utf8(bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()))
+    };
+    let text = match read(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && config.is_none() => return Ok(None),
+        // No manifest: write_files only. A symlink there whose target the
+        // image lacks is a broken image, not "no manifest".
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && config.is_none()
+                && std::fs::symlink_metadata(&path).is_err() =>
+        {
+            return Ok(None)
+        }
         Err(source) => return Err(ManifestError::Read { path, source }),
     };
     let templates = path
         .parent()
         .map(|d| d.join("templates"))
         .unwrap_or_else(|| root.join(root::TEMPLATES));
-    parse(&path, &text, &templates).map(Some)
+    parse_with(&path, &text, &templates, &read).map(Some)
 }
 
 /// Parse and resolve manifest text. `templates` is the template directory.
 pub fn parse(path: &Path, text: &str, templates: &Path) -> Result<Manifest, ManifestError> {
+    parse_with(path, text, templates, &|p| std::fs::read_to_string(p))
+}
+
+/// [`parse`], reading each template with `read`.
+fn parse_with(
+    path: &Path,
+    text: &str,
+    templates: &Path,
+    read: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Result<Manifest, ManifestError> {
     let raw: RawManifest = if text.trim().is_empty() {
         RawManifest::default()
     } else {
@@ -309,13 +340,12 @@ pub fn parse(path: &Path, text: &str, templates: &Path) -> Result<Manifest, Mani
                     ));
                 }
                 let tpath = templates.join(&name);
-                let text =
-                    std::fs::read_to_string(&tpath).map_err(|source| ManifestError::Template {
-                        manifest: path.to_path_buf(),
-                        key: key("template"),
-                        path: tpath.clone(),
-                        source,
-                    })?;
+                let text = read(&tpath).map_err(|source| ManifestError::Template {
+                    manifest: path.to_path_buf(),
+                    key: key("template"),
+                    path: tpath.clone(),
+                    source,
+                })?;
                 Source::Template { name, text }
             }
             (None, Some(env)) => {

@@ -11,7 +11,7 @@ use crate::manifest::{Manifest, Source};
 use crate::merge::WriteFile;
 use crate::model::{Mode, Origin, OwnerSpec, Values};
 use crate::plan::is_unit_path;
-use crate::root::Root;
+use crate::root::{Confined, Root};
 use crate::secret::Secrets;
 use crate::template::{self, Reason, Template};
 use crate::validate::Validated;
@@ -540,14 +540,9 @@ pub const UNIT_DIRS: &[&str] = &[
 /// sandboxes) cap-std opens them instead, which refuses what would leave
 /// the root, absolute symlinks included: such files are then skipped.
 pub fn environment_files(root: &Root) -> BTreeSet<String> {
-    match InRoot::open(root.dir()) {
-        Some(opener) => scan_units(&opener),
-        None => {
-            match cap_std::fs::Dir::open_ambient_dir(root.dir(), cap_std::ambient_authority()) {
-                Ok(dir) => scan_units(&Beneath(dir)),
-                Err(_) => BTreeSet::new(),
-            }
-        }
+    match root.confined() {
+        Some(opener) => scan_units(opener.as_ref()),
+        None => BTreeSet::new(),
     }
 }
 
@@ -566,106 +561,6 @@ pub fn needs_environment_files(manifest: &Manifest) -> bool {
     })
 }
 
-/// Opens paths relative to a root without leaving it.
-trait Confined {
-    /// A directory's identity (device, inode) and the names in it.
-    fn list(&self, rel: &std::path::Path) -> Option<((u64, u64), Vec<String>)>;
-    /// A regular file of at most 1 MiB, and its size.
-    fn small_file(&self, rel: &std::path::Path) -> Option<(std::fs::File, u64)>;
-}
-
-/// `openat2(RESOLVE_IN_ROOT)`: symlinks, absolute ones too, resolve inside
-/// the root (a chroot's view, without chroot).
-struct InRoot(std::os::fd::OwnedFd);
-
-impl InRoot {
-    const RESOLVE: rustix::fs::ResolveFlags =
-        rustix::fs::ResolveFlags::IN_ROOT.union(rustix::fs::ResolveFlags::NO_MAGICLINKS);
-
-    fn open(dir: &std::path::Path) -> Option<InRoot> {
-        use rustix::fs::{Mode, OFlags};
-        let fd = rustix::fs::open(
-            dir,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()?;
-        // Probe: openat2 exists and is allowed here.
-        rustix::fs::openat2(
-            &fd,
-            ".",
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            Self::RESOLVE,
-        )
-        .ok()?;
-        Some(InRoot(fd))
-    }
-
-    fn at(&self, rel: &std::path::Path, flags: rustix::fs::OFlags) -> Option<std::os::fd::OwnedFd> {
-        use rustix::fs::{Mode, OFlags};
-        rustix::fs::openat2(
-            &self.0,
-            rel,
-            flags | OFlags::CLOEXEC | OFlags::NOCTTY,
-            Mode::empty(),
-            Self::RESOLVE,
-        )
-        .ok()
-    }
-}
-
-impl Confined for InRoot {
-    fn list(&self, rel: &std::path::Path) -> Option<((u64, u64), Vec<String>)> {
-        use rustix::fs::OFlags;
-        let fd = self.at(rel, OFlags::RDONLY | OFlags::DIRECTORY)?;
-        let st = rustix::fs::fstat(&fd).ok()?;
-        let names = rustix::fs::Dir::new(fd)
-            .ok()?
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().ok().map(str::to_string))
-            .filter(|n| n != "." && n != "..")
-            .collect();
-        Some(((st.st_dev, st.st_ino), names))
-    }
-
-    fn small_file(&self, rel: &std::path::Path) -> Option<(std::fs::File, u64)> {
-        use rustix::fs::OFlags;
-        // NONBLOCK: a FIFO in a unit directory must not hang the run.
-        let fd = self.at(rel, OFlags::RDONLY | OFlags::NONBLOCK)?;
-        let st = rustix::fs::fstat(&fd).ok()?;
-        let regular = rustix::fs::FileType::from_raw_mode(st.st_mode).is_file();
-        let size = u64::try_from(st.st_size).ok()?;
-        (regular && size <= 1 << 20).then(|| (std::fs::File::from(fd), size))
-    }
-}
-
-/// The fallback: cap-std's confined opens (absolute symlinks refused).
-struct Beneath(cap_std::fs::Dir);
-
-impl Confined for Beneath {
-    fn list(&self, rel: &std::path::Path) -> Option<((u64, u64), Vec<String>)> {
-        use cap_std::fs::MetadataExt as _;
-        let d = self.0.open_dir(rel).ok()?;
-        let md = d.dir_metadata().ok()?;
-        let names = d
-            .entries()
-            .ok()?
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        Some(((md.dev(), md.ino()), names))
-    }
-
-    fn small_file(&self, rel: &std::path::Path) -> Option<(std::fs::File, u64)> {
-        let md = self.0.metadata(rel).ok()?;
-        if !(md.is_file() && md.len() <= 1 << 20) {
-            return None;
-        }
-        Some((self.0.open(rel).ok()?.into_std(), md.len()))
-    }
-}
-
 /// Read every unit file and drop-in of [`UNIT_DIRS`] through `open`; each
 /// directory once (with a merged /usr, /lib/systemd/system is
 /// /usr/lib/systemd/system: half the reads of a real image).
@@ -677,7 +572,9 @@ fn scan_units(open: &dyn Confined) -> BTreeSet<String> {
     // Plain reads into one buffer, sized by the fstat already made:
     // `read_to_string` would add an fstat and an lseek per file.
     let mut read = |rel: &Path| {
-        let Some((mut f, size)) = open.small_file(rel) else {
+        // A regular file of at most 1 MiB (a FIFO must not hang the run).
+        let Some((mut f, size)) = open.regular(rel).ok().filter(|&(_, size)| size <= 1 << 20)
+        else {
             return;
         };
         buf.clear();
@@ -807,7 +704,7 @@ mod tests {
         .unwrap();
         let dir =
             cap_std::fs::Dir::open_ambient_dir(root.path(), cap_std::ambient_authority()).unwrap();
-        let got: Vec<String> = scan_units(&Beneath(dir)).into_iter().collect();
+        let got: Vec<String> = scan_units(&crate::root::Beneath(dir)).into_iter().collect();
         assert_eq!(got, vec!["/etc/db/env", "/etc/default/app"]);
         // The main path gives the same here.
         let got: Vec<String> = environment_files(&Root::at(root.path()))
