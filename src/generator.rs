@@ -659,7 +659,10 @@ fn none_can_precede(wanted: &Wanted, few: &Units) -> bool {
 /// decided (the caller logs skips and warnings).
 pub fn run(root: &Root, normal_dir: &Path) -> std::io::Result<Dropins> {
     let t = std::time::Instant::now();
-    let manifest = match std::fs::read_to_string(root.join(root::MANIFEST)) {
+    // As the run reads it (`Root::read`: under --root, inside the root).
+    let manifest = match root.read(root::MANIFEST).and_then(|b| {
+        String::from_utf8(b).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
