@@ -71,18 +71,19 @@ pub const HELPERS: &[&str] = &[
 ];
 
 impl Host for FileState {
-    fn escape(&mut self, text: &str) -> String {
+    fn escape(&mut self, v: &Value, _key: Option<&str>) -> Result<String, Reason> {
         let esc = self.escape.unwrap_or(Escape::None);
-        match escape::quote(esc, text) {
+        let text = text(v);
+        match escape::quote(esc, &text) {
             Ok(q) => {
-                self.derived(&Value::String(text.to_string()), &q);
-                q
+                self.derived(&Value::String(text), &q);
+                Ok(q)
             }
             Err(e) => {
                 if self.escape_error.is_none() {
-                    self.escape_error = Some((e, text.to_string()));
+                    self.escape_error = Some((e, text));
                 }
-                String::new()
+                Ok(String::new())
             }
         }
     }

@@ -56,6 +56,9 @@ pub enum Reason {
     BadIndex(String),
     /// A host helper refused its input.
     Helper(String),
+    /// The host cannot write a value into the file: a list or map where
+    /// the file's syntax needs text.
+    NoText(String),
 }
 
 impl fmt::Display for Reason {
@@ -66,7 +69,7 @@ impl fmt::Display for Reason {
             Reason::UnknownHelper(h) => write!(f, "unknown helper {h}"),
             Reason::NoParam(h, i) => write!(f, "helper {h} needs a parameter {}", i + 1),
             Reason::BadIndex(s) => write!(f, "{s} is not a list index (lists take 0, 1, ...)"),
-            Reason::Helper(m) => f.write_str(m),
+            Reason::Helper(m) | Reason::NoText(m) => f.write_str(m),
         }
     }
 }
@@ -114,8 +117,17 @@ impl Arg<'_> {
 
 /// What rendering needs from its caller.
 pub trait Host {
-    /// Quote the text of a value substitution (`{{x}}`) for the file.
-    fn escape(&mut self, text: &str) -> String;
+    /// Write a value substitution (`{{x}}`, or the value a helper gives)
+    /// quoted for the file. `key` names the value for error messages: the
+    /// path it was written as, or the first parameter's path of the helper
+    /// that gave it. A value the file cannot hold is an error, not a guess.
+    fn escape(&mut self, value: &Value, key: Option<&str>) -> Result<String, Reason>;
+    /// Write a raw substitution (`{{{x}}}`): the value's text, unquoted.
+    /// By default [`text`], as handlebars-rust writes it.
+    fn raw(&mut self, value: &Value, key: Option<&str>) -> Result<String, Reason> {
+        let _ = key;
+        Ok(text(value))
+    }
     /// Whether `name` is one of the host's helpers.
     fn has(&self, name: &str) -> bool;
     /// Call the host's helper `name`.
@@ -1173,7 +1185,9 @@ impl<'a> Val<'a> {
 }
 
 /// JSON as text: strings as they are, `null` empty, lists `[a, b]`, maps
-/// `[object]` (handlebars-rust's rendering).
+/// `[object]` (handlebars-rust's rendering). imprint's host never writes a
+/// list or map this way: it refuses them, or writes JSON in a JSON file
+/// (src/helpers.rs).
 pub fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -1279,10 +1293,14 @@ impl<'a> Renderer<'a, '_> {
         self.host.has(name) || BUILTINS.contains(&name)
     }
 
-    fn write_value(&mut self, v: &Value) {
-        let t = text(v);
-        let t = if self.raw { t } else { self.host.escape(&t) };
+    fn write_value(&mut self, v: &Value, key: Option<&str>) -> Result<(), Reason> {
+        let t = if self.raw {
+            self.host.raw(v, key)?
+        } else {
+            self.host.escape(v, key)?
+        };
         self.out.push_str(&t);
+        Ok(())
     }
 
     fn expr(&mut self, exp: &'a Exp, raw: bool) -> Result<(), RenderError> {
@@ -1296,14 +1314,14 @@ impl<'a> Renderer<'a, '_> {
                 } else {
                     match self.path(p)? {
                         Val::Missing => Err(Reason::Missing(Some(p.raw.clone())).into()),
-                        v => {
-                            self.write_value(v.get());
-                            Ok(())
-                        }
+                        v => Ok(self.write_value(v.get(), Some(&p.raw))?),
                     }
                 }
             }
-            Callee::Sub(sub) => self.sub(sub).map(|v| self.write_value(v.get())),
+            Callee::Sub(sub) => match self.sub(sub) {
+                Ok(v) => Ok(self.write_value(v.get(), None)?),
+                Err(e) => Err(e),
+            },
             _ => self.call(exp, None),
         };
         if raw {
@@ -1492,7 +1510,7 @@ impl<'a> Renderer<'a, '_> {
         if self.host.has(name) {
             // Host helpers give a value; as a block, the body is not used.
             match self.host.call(name, &params)? {
-                Out::Value(v) => self.write_value(&v),
+                Out::Value(v) => self.write_value(&v, params.first().and_then(|p| p.path))?,
                 Out::Quoted(s) => self.out.push_str(&s),
             }
             return Ok(());
@@ -1566,8 +1584,12 @@ impl<'a> Renderer<'a, '_> {
             }
             _ => {
                 let v = self.value_helper(name, &params)?;
-                self.write_value(&v);
-                Ok(())
+                // The key, for the host's messages: `m.[k]` for `lookup m "k"`.
+                let key = match (name, params.first().and_then(|p| p.path), params.get(1)) {
+                    ("lookup", Some(p), Some(k)) => Some(format!("{p}.[{}]", text(k.value()))),
+                    (_, p, _) => p.map(str::to_string),
+                };
+                Ok(self.write_value(&v, key.as_deref())?)
             }
         }
     }
@@ -1689,5 +1711,62 @@ fn compare(x: &Value, y: &Value) -> Option<std::cmp::Ordering> {
         (Value::Number(a), Value::String(b)) => num_str(a, b),
         (Value::String(a), Value::Number(b)) => num_str(b, a).map(Ordering::reverse),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Writes what the engine hands it: the value (typed) and its key;
+    /// refuses maps.
+    struct Typed;
+
+    impl Host for Typed {
+        fn escape(&mut self, v: &Value, key: Option<&str>) -> Result<String, Reason> {
+            if v.is_object() {
+                return Err(Reason::NoText(format!("{key:?} is a map")));
+            }
+            Ok(format!("<{v}@{}>", key.unwrap_or("-")))
+        }
+        fn raw(&mut self, v: &Value, key: Option<&str>) -> Result<String, Reason> {
+            Ok(format!("raw:{v}@{}", key.unwrap_or("-")))
+        }
+        fn has(&self, name: &str) -> bool {
+            name == "same"
+        }
+        fn call(&mut self, _: &str, params: &[Arg<'_>]) -> Result<Out, Reason> {
+            Ok(Out::Value(params[0].value().clone()))
+        }
+    }
+
+    fn render(src: &str) -> Result<String, RenderError> {
+        let data = json!({"n": 5, "l": ["a", true], "m": {"k": 1}});
+        Template::parse(src).unwrap().render(&data, &mut Typed)
+    }
+
+    /// The host gets each substitution's value as it is (not its text) and
+    /// its key, so that it can quote numbers, lists and maps for the file.
+    #[test]
+    fn the_host_gets_typed_values_and_their_keys() {
+        assert_eq!(
+            render("{{n}} {{l}} {{l.[1]}} {{same n}} {{(same l)}} {{len l}} {{{l}}}").unwrap(),
+            r#"<5@n> <["a",true]@l> <true@l.[1]> <5@n> <["a",true]@-> <2@l> raw:["a",true]@l"#
+        );
+        // Blocks over lists and maps write only what their bodies write.
+        assert_eq!(
+            render("{{#each m}}{{@key}}{{/each}}{{#if l}}y{{/if}}{{#with m}}{{k}}{{/with}}")
+                .unwrap(),
+            r#"<"k"@@key>y<1@k>"#
+        );
+    }
+
+    /// A value the host refuses is an error at its tag's line and column.
+    #[test]
+    fn a_refused_value_is_an_error_at_its_tag() {
+        let e = render("a\n{{#each l}}\n  x {{../m}}\n{{/each}}").unwrap_err();
+        assert_eq!(e.pos, Some(Pos { line: 3, column: 5 }));
+        assert_eq!(e.reason, Reason::NoText("Some(\"../m\") is a map".into()));
     }
 }

@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 struct Plain;
 
 impl Host for Plain {
-    fn escape(&mut self, text: &str) -> String {
-        format!("<{text}>")
+    fn escape(&mut self, v: &Value, _: Option<&str>) -> Result<String, Reason> {
+        Ok(format!("<{}>", template::text(v)))
     }
     fn has(&self, _: &str) -> bool {
         false
