@@ -71,21 +71,35 @@ pub const HELPERS: &[&str] = &[
 ];
 
 impl Host for FileState {
-    fn escape(&mut self, v: &Value, _key: Option<&str>) -> Result<String, Reason> {
+    /// `{{x}}`: in a `json` file, the value as JSON (`5`, `true`, `null`,
+    /// `"s"`, `["a"]`, `{"k":"v"}`, as `{{json x}}` writes it); elsewhere a
+    /// scalar's text quoted for the file, and a list or map an error (it has
+    /// no text).
+    fn escape(&mut self, v: &Value, key: Option<&str>) -> Result<String, Reason> {
         let esc = self.escape.unwrap_or(Escape::None);
-        let text = text(v);
-        match escape::quote(esc, &text) {
+        if esc == Escape::Json {
+            let q = v.to_string();
+            self.derived(v, &q);
+            return Ok(q);
+        }
+        let t = text_of(v, key, Some(esc))?;
+        match escape::quote(esc, &t) {
             Ok(q) => {
-                self.derived(&Value::String(text), &q);
+                self.derived(&Value::String(t), &q);
                 Ok(q)
             }
             Err(e) => {
                 if self.escape_error.is_none() {
-                    self.escape_error = Some((e, text));
+                    self.escape_error = Some((e, t));
                 }
                 Ok(String::new())
             }
         }
+    }
+
+    /// `{{{x}}}`: a scalar's text, unquoted; a list or map has none.
+    fn raw(&mut self, v: &Value, key: Option<&str>) -> Result<String, Reason> {
+        text_of(v, key, None)
     }
 
     fn has(&self, name: &str) -> bool {
@@ -257,4 +271,50 @@ fn scalar_text(helper: &str, p: &Arg<'_>) -> Result<String, Reason> {
         ))),
         v => Ok(text(v)),
     }
+}
+
+/// The text of a scalar substituted into a file quoted by `esc` (`None`:
+/// raw, `{{{x}}}`). A list or map has no text: an error naming the key and
+/// what to write instead.
+fn text_of(v: &Value, key: Option<&str>, esc: Option<Escape>) -> Result<String, Reason> {
+    let kind = match v {
+        Value::Array(_) => "list",
+        Value::Object(_) => "map",
+        v => return Ok(text(v)),
+    };
+    let (who, k) = match key {
+        Some(k) => (format!("value {k}"), k),
+        None => ("the value".to_string(), "x"),
+    };
+    let (file, as_json) = match esc {
+        Some(Escape::Env) => ("an env file".to_string(), format!("{{{{env (json {k})}}}}")),
+        Some(Escape::Shell) => (
+            "a shell file".to_string(),
+            format!("{{{{shell (json {k})}}}}"),
+        ),
+        Some(e) => (
+            format!("a file with escape: {}", escape::name(e)),
+            format!("{{{{json {k}}}}}"),
+        ),
+        None => (
+            "a raw {{{ }}} substitution".to_string(),
+            format!("{{{{json {k}}}}}"),
+        ),
+    };
+    let instead = if kind == "list" {
+        let each = if esc == Some(Escape::Shell) {
+            format!(", one word each ({{{{#each {k}}}}} {{{{this}}}}{{{{/each}}}})")
+        } else {
+            String::new()
+        };
+        format!(
+            "pick one element ({{{{{k}.[0]}}}}), join them ({{{{join {k} \" \"}}}}){each}, \
+             or write it as JSON ({as_json})"
+        )
+    } else {
+        format!("pick one of its keys ({{{{{k}.NAME}}}}), or write it as JSON ({as_json})")
+    };
+    Err(Reason::NoText(format!(
+        "{who} is a {kind}, which has no text to write in {file}: {instead}"
+    )))
 }

@@ -130,6 +130,208 @@ fn json_files_default_to_json_strings() {
     );
 }
 
+/// In a json file `{{x}}` writes the value as JSON, typed, as `{{json x}}`
+/// does: numbers and booleans as literals, null as `null`, lists and maps as
+/// JSON (not `"5"`, `"[a, b]"` or `"[object]"`).
+#[test]
+fn json_files_write_values_typed() {
+    let v = json!({
+        "port": 5, "ratio": 1.5, "on": true, "nul": null, "s": "5",
+        "flags": ["a", "b\"c"], "api": {"url": "https://x", "tags": [1, false]},
+    });
+    let out = one(
+        v.clone(),
+        "/etc/app/config.json",
+        r#"{"port": {{port}}, "ratio": {{ratio}}, "on": {{on}}, "nul": {{nul}},
+"s": {{s}}, "flags": {{flags}}, "api": {{api}}, "first": {{flags.[0]}},
+"d": {{default nope 7}}, "n": {{len flags}}, "each": [{{#each flags}}{{#if @index}}, {{/if}}{{this}}{{/each}}]}"#,
+    )
+    .unwrap();
+    assert!(
+        out.starts_with(r#"{"port": 5, "ratio": 1.5, "on": true, "nul": null,"#),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#""flags": ["a","b\"c"], "api": {"tags":[1,false],"url":"https://x"}"#),
+        "{out}"
+    );
+    let got: serde_json::Value = serde_json::from_str(&out).expect(&out);
+    assert_eq!(
+        got,
+        json!({
+            "port": 5, "ratio": 1.5, "on": true, "nul": null, "s": "5",
+            "flags": ["a", "b\"c"], "api": {"url": "https://x", "tags": [1, false]},
+            "first": "a", "d": 7, "n": 2, "each": ["a", "b\"c"],
+        })
+    );
+    // A map holding a secret: written, and the file holds a secret (0600).
+    let mut v = validated(json!({"db": {"password": "pw-9", "host": "h"}}));
+    v.secrets.add("pw-9");
+    let r = render::render(&v, &manifest(vec![spec("/etc/db.json", "{{db}}\n")])).unwrap();
+    assert_eq!(
+        text(&r, "/etc/db.json"),
+        "{\"host\":\"h\",\"password\":\"pw-9\"}\n"
+    );
+    assert!(r.files[0].holds_secret);
+    assert_eq!(r.files[0].mode, Mode(0o600));
+}
+
+/// Outside json files a list or map has no text: `{{x}}` (and `{{{x}}}`,
+/// and a helper giving one) is an error naming the file, template, line
+/// and key, saying what to write instead, never `[a, b]` or `[object]`. The
+/// forms it suggests work, and blocks over lists and maps still do.
+#[test]
+fn lists_and_maps_have_no_text_outside_json_files() {
+    let v = json!({"flags": ["a", "b c"], "api": {"url": "u"}, "port": 5, "on": true, "hosts": {"web": ["w"]}});
+    let with = |path: &str, escape: Option<Escape>, template: &str| {
+        let mut s = spec(path, template);
+        s.escape = escape;
+        render::render(&validated(v.clone()), &manifest(vec![s])).map(|r| text(&r, path))
+    };
+    // (path, escape, the substitution, key, what, a suggested form)
+    let cases = [
+        (
+            "/etc/app.env",
+            None,
+            "{{flags}}",
+            "flags",
+            "list",
+            "{{env (json flags)}}",
+        ),
+        (
+            "/etc/app.env",
+            None,
+            "{{api}}",
+            "api",
+            "map",
+            "{{api.NAME}}",
+        ),
+        (
+            "/etc/app.env",
+            None,
+            "{{default flags \"x\"}}",
+            "flags",
+            "list",
+            "{{join flags \" \"}}",
+        ),
+        (
+            "/bin/start",
+            Some(Escape::Shell),
+            "{{flags}}",
+            "flags",
+            "list",
+            "{{#each flags}} {{this}}{{/each}}",
+        ),
+        (
+            "/bin/start",
+            Some(Escape::Shell),
+            "{{api}}",
+            "api",
+            "map",
+            "{{shell (json api)}}",
+        ),
+        (
+            "/etc/app.conf",
+            None,
+            "{{flags}}",
+            "flags",
+            "list",
+            "{{flags.[0]}}",
+        ),
+        (
+            "/etc/app.conf",
+            None,
+            "{{#with api}}{{this}}{{/with}}",
+            "this",
+            "map",
+            "{{json this}}",
+        ),
+        (
+            "/etc/app.conf",
+            None,
+            "{{lookup hosts \"web\"}}",
+            "hosts.[web]",
+            "list",
+            "{{hosts.[web].[0]}}",
+        ),
+        (
+            "/etc/app.conf",
+            None,
+            "{{{api}}}",
+            "api",
+            "map",
+            "{{json api}}",
+        ),
+        (
+            "/etc/app/config.json",
+            None,
+            "{{{flags}}}",
+            "flags",
+            "list",
+            "{{json flags}}",
+        ),
+    ];
+    for (path, escape, subst, key, what, suggested) in cases {
+        let err = with(path, escape, &format!("A=1\nB={subst}\n")).unwrap_err();
+        match &err {
+            RenderError::Template {
+                path: p,
+                template,
+                line,
+                column,
+                message,
+            } => {
+                // The innermost tag: `{{this}}` inside `{{#with}}`.
+                let at = 3 + subst.rfind("{{this}}").unwrap_or(0);
+                assert_eq!(
+                    (p.as_str(), *line, *column),
+                    (path, 2, at),
+                    "{subst}: {err}"
+                );
+                assert!(template.ends_with(".hbs"), "{err}");
+                assert!(
+                    message.contains(&format!("value {key} is a {what}")),
+                    "{subst}: {message}"
+                );
+                assert!(message.contains(suggested), "{subst}: {message}");
+            }
+            e => panic!("{subst}: {e:?}"),
+        }
+        assert!(
+            !err.to_string().contains("[object]") && !err.to_string().contains("b c"),
+            "{err}"
+        );
+    }
+    // What the messages suggest renders, quoted for the file.
+    assert_eq!(
+        with(
+            "/etc/app.env",
+            None,
+            "F={{flags.[0]}}\nJ={{join flags \" \"}}\nA={{env (json api)}}\nU={{api.url}}\nP={{port}}\nO={{on}}\n"
+        )
+        .unwrap(),
+        "F=\"a\"\nJ=\"a b c\"\nA=\"{\\\"url\\\":\\\"u\\\"}\"\nU=\"u\"\nP=\"5\"\nO=\"true\"\n"
+    );
+    assert_eq!(
+        with(
+            "/bin/start",
+            Some(Escape::Shell),
+            "exec app{{#each flags}} {{this}}{{/each}} {{shell (json api)}}"
+        )
+        .unwrap(),
+        r#"exec app 'a' 'b c' '{"url":"u"}'"#
+    );
+    assert_eq!(
+        with(
+            "/etc/app.conf",
+            None,
+            "{{#if flags}}{{#each api}}{{@key}}={{this}}{{/each}} {{json flags}} {{{port}}}{{/if}}"
+        )
+        .unwrap(),
+        r#"url=u ["a","b c"] 5"#
+    );
+}
+
 #[test]
 fn missing_value_names_file_template_line_and_key() {
     let err = one(

@@ -113,6 +113,56 @@ fn render_refuses_a_value_env_cannot_carry_without_showing_it() {
     );
 }
 
+/// The operator's report: a number and a list in `config.json` came out as
+/// `"5"` and `"[a, b]"`, a map in an env file as `API="[object]"`. Now the
+/// json file gets JSON, and the env file is refused (65, before anything is
+/// written) with the file, template, line, key and what to write instead.
+#[test]
+fn lists_maps_and_numbers_are_json_in_json_files_and_refused_in_env_files() {
+    let manifest = "files:\n  - path: /etc/app/config.json\n    template: config.json.hbs\n";
+    let json_t = (
+        "config.json.hbs",
+        "{\"port\": {{port}}, \"flags\": {{flags}}}\n",
+    );
+    let user_data = r#"{"port": 5, "flags": ["a", "b"], "api": {"url": "https://api"}}"#;
+    let (root, ud) = image(manifest, &[json_t], user_data);
+    let o = cmd("render", &root, &ud.path().join("user-data"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("{\"port\": 5, \"flags\": [\"a\",\"b\"]}\n"),
+        "{}",
+        stdout(&o)
+    );
+
+    let manifest = format!("{manifest}  - path: /etc/app/api.env\n    template: api.env.hbs\n");
+    let env_t = ("api.env.hbs", "# the API\nAPI={{api}}\n");
+    let (root, ud) = image(&manifest, &[json_t, env_t], user_data);
+    let state = ["var", "run"];
+    let before = tree_hash(root.path(), &state);
+    for what in ["render", "plan", "run"] {
+        let o = cmd(what, &root, &ud.path().join("user-data"));
+        assert_eq!(code(&o), 65, "{what}: {}", stderr(&o));
+        let err = stderr(&o);
+        for needle in [
+            "/etc/app/api.env",
+            "api.env.hbs",
+            "line 2",
+            "value api is a map",
+            "{{api.NAME}}",
+            "{{env (json api)}}",
+        ] {
+            assert!(err.contains(needle), "{what}: {needle} missing from: {err}");
+        }
+        assert!(!err.contains("https://api"), "{err}");
+        assert!(!stdout(&o).contains("[object]"), "{}", stdout(&o));
+    }
+    assert!(
+        !root.join("/etc/app/config.json").exists(),
+        "nothing written"
+    );
+    assert_eq!(tree_hash(root.path(), &state), before);
+}
+
 /// `validate` renders too (in memory): user-data whose values pass the
 /// manifest's declarations but that the run would reject at render time is
 /// invalid (65) with the same message, and the root is left as it was.
