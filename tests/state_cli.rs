@@ -261,7 +261,7 @@ fn clean_forgets_the_instance() {
     imprint::seal::write(&r, &seal_of(&root, &["/etc/machine-id"])).unwrap();
 
     // A run in progress: exit 75, nothing removed.
-    let lock = imprint::state::lock(&r).unwrap();
+    let lock = hold_run_lock(root.path());
     let before = tree_hash(root.path(), &[]);
     let o = run(imprint()
         .arg("clean")

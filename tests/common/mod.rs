@@ -138,3 +138,41 @@ pub fn tree_hash(dir: &Path, skip: &[&str]) -> String {
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The run lock of `root` (`/run/imprint/lock`) held by another process,
+/// flock(1), as by a concurrent run; released when dropped. Not an
+/// in-process lock: every child another test thread spawns shares this
+/// process's open files from its fork to its exec (close-on-exec acts only
+/// then), so a lock dropped here can stay held for that instant, and a run
+/// started right after the drop could find it still taken.
+pub struct HeldLock(std::process::Child);
+
+pub fn hold_run_lock(root: &Path) -> HeldLock {
+    use std::io::BufRead as _;
+    let path = root.join("run/imprint/lock");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    // -o: the lock's descriptor is flock's own, not the shell's; the shell
+    // waits on stdin, which Drop closes.
+    let mut child = Command::new("flock")
+        .arg("-o")
+        .arg(&path)
+        .arg("-c")
+        .arg("echo held; read _")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock(1) (util-linux)");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "held\n", "flock did not take {}", path.display());
+    HeldLock(child)
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
