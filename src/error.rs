@@ -113,7 +113,10 @@ impl Error {
             // Oversized user-data is invalid user-data (65), not an
             // unavailable datasource: retrying will not help.
             Error::Fetch(crate::fetch::FetchError::TooLarge { .. }) => ExitCode::DataErr,
-            Error::Identify(_) | Error::Fetch(_) => ExitCode::Unavailable,
+            // A mistake in imprint's own flags is usage (64); a datasource
+            // that nothing names or that does not answer is 69.
+            Error::Identify(e) => e.exit_code(),
+            Error::Fetch(_) => ExitCode::Unavailable,
             Error::Apply(_) => ExitCode::CantCreate,
             Error::Units(_) => ExitCode::TempFail,
             Error::HostKeys(e) => e.exit_code(),

@@ -132,14 +132,58 @@ pub struct Identified {
     pub rules: Vec<Rule>,
 }
 
+/// Where a datasource was named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedBy {
+    /// `--datasource NAME` (the command line: a mistake there is usage, 64).
+    Flag,
+    /// The kernel command line; the key as written (`imprint.datasource`,
+    /// `ds`).
+    Cmdline(&'static str),
+    /// The manifest's `datasource.order` (checked when the manifest is
+    /// loaded; here only for callers that pass an order of their own).
+    Manifest,
+}
+
+impl fmt::Display for NamedBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NamedBy::Flag => f.write_str("--datasource"),
+            NamedBy::Cmdline(key) => write!(f, "the kernel command line's {key}= (/proc/cmdline)"),
+            NamedBy::Manifest => f.write_str("the manifest's datasource.order"),
+        }
+    }
+}
+
+impl NamedBy {
+    /// What to do about a datasource named here that cannot be used.
+    fn fix(self) -> String {
+        match self {
+            NamedBy::Flag => format!("pass --datasource with one of: {KNOWN}, or --user-data FILE|- for the file datasource"),
+            NamedBy::Cmdline(_) => format!(
+                "correct it in the boot loader's configuration (one of: {KNOWN}), or override it with --datasource NAME"
+            ),
+            NamedBy::Manifest => format!("list only known datasources: {KNOWN}"),
+        }
+    }
+}
+
+/// The names [`Datasource::parse`] knows, for messages.
+const KNOWN: &str = "file, nocloud, ec2, gce, digitalocean, azure, openstack";
+
 #[derive(Debug, thiserror::Error)]
 pub enum IdentifyError {
-    #[error("unknown datasource {name:?} (from {from}); known: file, nocloud, ec2, gce, digitalocean, azure, openstack")]
-    Unknown { name: String, from: String },
-    #[error("--user-data reads the file datasource, but --datasource names {datasource}; drop one of them")]
+    #[error("unknown datasource {name:?} (from {from}); {fix}", fix = from.fix())]
+    Unknown { name: String, from: NamedBy },
+    #[error("--user-data reads the file datasource, but --datasource names {datasource}; drop one of them (--datasource {datasource} alone fetches from {datasource}; --user-data alone reads the file)")]
     Conflict { datasource: String },
-    #[error("the file datasource needs --user-data FILE|- (it was named by {from})")]
-    FileWithoutUserData { from: String },
+    #[error("the file datasource needs --user-data FILE|- (it was named by {from}); {fix}", fix = match from {
+        NamedBy::Flag => "pass --user-data FILE|-, or name another datasource with --datasource".to_string(),
+        _ => "pass --user-data FILE|-, or name a datasource that this machine can read there".to_string(),
+    })]
+    FileWithoutUserData { from: NamedBy },
+    #[error("--metadata-url (or IMPRINT_METADATA_URL) {url:?} {message}; pass a base URL like http://127.0.0.1:8080, or unset it to use the provider's own address")]
+    MetadataUrl { url: String, message: String },
     #[error("no datasource identified: nothing names one and no NoCloud seed or known platform was found (run `imprint identify --explain` for the evidence; pass --datasource or --user-data)")]
     Nothing { rules: Vec<Rule> },
 }
@@ -150,6 +194,29 @@ impl IdentifyError {
         match self {
             IdentifyError::Nothing { rules } => rules,
             _ => &[],
+        }
+    }
+
+    /// 64 for a mistake on imprint's own command line (its flags, and
+    /// `IMPRINT_METADATA_URL`, which stands for `--metadata-url`); 69 for
+    /// everything else: no usable datasource was identified (a bad name on
+    /// the kernel command line included: it is the machine's boot
+    /// configuration, not this invocation; docs/state.md, "Exit codes").
+    pub fn exit_code(&self) -> crate::error::ExitCode {
+        use crate::error::ExitCode;
+        match self {
+            IdentifyError::Unknown {
+                from: NamedBy::Flag,
+                ..
+            }
+            | IdentifyError::FileWithoutUserData {
+                from: NamedBy::Flag,
+            }
+            | IdentifyError::Conflict { .. }
+            | IdentifyError::MetadataUrl { .. } => ExitCode::Usage,
+            IdentifyError::Unknown { .. }
+            | IdentifyError::FileWithoutUserData { .. }
+            | IdentifyError::Nothing { .. } => ExitCode::Unavailable,
         }
     }
 }
@@ -485,10 +552,10 @@ impl Explain {
     }
 }
 
-fn parse_named(name: &str, from: &str) -> Result<Datasource, IdentifyError> {
+fn parse_named(name: &str, from: NamedBy) -> Result<Datasource, IdentifyError> {
     Datasource::parse(name).ok_or_else(|| IdentifyError::Unknown {
         name: name.to_string(),
-        from: from.to_string(),
+        from,
     })
 }
 
@@ -499,6 +566,12 @@ pub fn identify(
     request: &Request,
     manifest_order: &[String],
 ) -> Result<Identified, IdentifyError> {
+    if let Some(url) = &request.metadata_url {
+        crate::fetch::http::check_base_url(url).map_err(|message| IdentifyError::MetadataUrl {
+            url: url.clone(),
+            message,
+        })?;
+    }
     let mut ex = Explain { rules: Vec::new() };
     let done = |ds: Datasource, seed: Option<String>, device: Option<PathBuf>, ex: Explain| {
         Ok(Identified {
@@ -512,7 +585,7 @@ pub fn identify(
     // 1. Flags.
     match (&request.datasource, &request.user_data) {
         (Some(name), ud) => {
-            let ds = parse_named(name, "--datasource")?;
+            let ds = parse_named(name, NamedBy::Flag)?;
             if ud.is_some() && ds != Datasource::File {
                 return Err(IdentifyError::Conflict {
                     datasource: ds.name().into(),
@@ -520,7 +593,7 @@ pub fn identify(
             }
             if ds == Datasource::File && ud.is_none() {
                 return Err(IdentifyError::FileWithoutUserData {
-                    from: "--datasource".into(),
+                    from: NamedBy::Flag,
                 });
             }
             ex.yes("flags", format!("--datasource {name}"), ds);
@@ -553,8 +626,8 @@ pub fn identify(
                 _ => None,
             };
             if let Some(name) = &c.imprint {
-                let ds = parse_named(name, "the kernel command line imprint.datasource=")?;
-                file_needs_user_data(ds, "the kernel command line")?;
+                let ds = parse_named(name, NamedBy::Cmdline("imprint.datasource"))?;
+                file_needs_user_data(ds, NamedBy::Cmdline("imprint.datasource"))?;
                 ex.yes(
                     "kernel command line",
                     format!("imprint.datasource={name}"),
@@ -568,8 +641,8 @@ pub fn identify(
                 return done(ds, seed, device_for(root, ds), ex);
             }
             if let Some(name) = &c.ds {
-                let ds = parse_named(name, "the kernel command line ds=")?;
-                file_needs_user_data(ds, "the kernel command line")?;
+                let ds = parse_named(name, NamedBy::Cmdline("ds"))?;
+                file_needs_user_data(ds, NamedBy::Cmdline("ds"))?;
                 let ev = match &c.seed {
                     Some(s) => format!("ds={name} with seed {s}"),
                     None => format!("ds={name}"),
@@ -587,7 +660,7 @@ pub fn identify(
     // 3. The manifest's order.
     let order = manifest_order
         .iter()
-        .map(|n| parse_named(n, "the manifest's datasource.order"))
+        .map(|n| parse_named(n, NamedBy::Manifest))
         .collect::<Result<Vec<_>, _>>()?;
     let seeds = Seeds::probe(root);
     let dmi = Dmi::read(root);
@@ -598,7 +671,7 @@ pub fn identify(
             "not set: every datasource may be detected",
         ),
         [only] => {
-            file_needs_user_data(*only, "the manifest's datasource.order")?;
+            file_needs_user_data(*only, NamedBy::Manifest)?;
             ex.yes(
                 "manifest datasource.order",
                 format!("names only {only}"),
@@ -690,9 +763,9 @@ pub fn identify(
     }
 }
 
-fn file_needs_user_data(ds: Datasource, from: &str) -> Result<(), IdentifyError> {
+fn file_needs_user_data(ds: Datasource, from: NamedBy) -> Result<(), IdentifyError> {
     if ds == Datasource::File {
-        return Err(IdentifyError::FileWithoutUserData { from: from.into() });
+        return Err(IdentifyError::FileWithoutUserData { from });
     }
     Ok(())
 }

@@ -305,6 +305,24 @@ fn parse_with(
             )
         })?,
     };
+    // A name identify would not know is the image's mistake: refused here,
+    // so that `imprint validate` catches it at build time (65), not the
+    // first boot.
+    for (i, name) in ds.order.iter().flatten().enumerate() {
+        if crate::identify::Datasource::parse(name).is_none() {
+            let known: Vec<&str> = crate::identify::Datasource::ALL
+                .iter()
+                .map(|d| d.name())
+                .collect();
+            return Err(invalid(
+                format!("datasource.order[{i}]"),
+                format!(
+                    "unknown datasource {name:?}; list only known ones: {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
     for (k, d) in &raw.values {
         if k.is_empty() || k.split('.').any(str::is_empty) {
             return Err(invalid(

@@ -170,13 +170,28 @@ fn next_endpoint_when_one_does_not_answer() {
     assert_eq!(st.issued(), 1);
 }
 
+/// An override that is not plain `http://` is the caller's mistake: refused
+/// by identify, before anything is read, as a usage error (64); fetch
+/// refuses it too, for a caller that did not identify first.
 #[test]
 fn https_override_is_refused() {
-    let e = fetch_from(
-        "ec2",
-        "https://127.0.0.1:1",
-        &options(Duration::from_secs(1)),
-    )
-    .unwrap_err();
+    use imprint::identify::{Datasource, Identified, Request};
+    let dir = tempfile::tempdir().unwrap();
+    let root = imprint::root::Root::at(dir.path());
+    let req = Request {
+        datasource: Some("ec2".into()),
+        metadata_url: Some("https://127.0.0.1:1".into()),
+        ..Request::default()
+    };
+    let e = imprint::identify::identify(&root, &req, &[]).unwrap_err();
+    assert_eq!(e.exit_code(), imprint::ExitCode::Usage);
+    assert!(e.to_string().contains("must be an http:// URL"), "{e}");
+    let id = Identified {
+        datasource: Datasource::Ec2,
+        seed: None,
+        device: None,
+        rules: Vec::new(),
+    };
+    let e = imprint::fetch::fetch(&root, &id, &req, &options(Duration::from_secs(1))).unwrap_err();
     assert!(e.to_string().contains("must be an http:// URL"), "{e}");
 }

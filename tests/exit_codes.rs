@@ -27,6 +27,72 @@ fn usage_errors_exit_64_help_and_version_0() {
     assert!(stdout(&o).contains(env!("CARGO_PKG_VERSION")));
 }
 
+/// Mistakes in the datasource flags (and `IMPRINT_METADATA_URL`, which
+/// stands for `--metadata-url`) are usage, 64, each naming the flag and
+/// what to do, before anything is read or written; 69 stays for a
+/// datasource that nothing names or that does not answer.
+#[test]
+fn datasource_flag_mistakes_are_64_and_change_nothing() {
+    let root = image_root();
+    let ud = root.join("/ud");
+    std::fs::write(&ud, "#cloud-config\n").unwrap();
+    let ud = ud.to_str().unwrap().to_string();
+    let before = tree_hash(root.path(), STATE);
+    for (args, env, says) in [
+        (
+            vec!["--user-data", &ud, "--datasource", "ec2"],
+            None,
+            "--user-data reads the file datasource, but --datasource names ec2; drop one of them",
+        ),
+        (
+            vec!["--datasource", "bogus"],
+            None,
+            "unknown datasource \"bogus\" (from --datasource); pass --datasource with one of: file, nocloud,",
+        ),
+        (
+            vec!["--datasource", "file"],
+            None,
+            "the file datasource needs --user-data FILE|- (it was named by --datasource); pass --user-data",
+        ),
+        (
+            vec!["--metadata-url", "notaurl", "--datasource", "ec2"],
+            None,
+            "--metadata-url (or IMPRINT_METADATA_URL) \"notaurl\" must be an http:// URL",
+        ),
+        (
+            vec!["--datasource", "gce"],
+            Some("https://127.0.0.1:1"),
+            "--metadata-url (or IMPRINT_METADATA_URL) \"https://127.0.0.1:1\" must be an http:// URL",
+        ),
+    ] {
+        for cmd in ["plan", "run", "fetch", "identify"] {
+            let mut c = imprint();
+            c.arg(cmd).arg("--root").arg(root.path()).args(&args);
+            if let Some(url) = env {
+                c.env("IMPRINT_METADATA_URL", url);
+            }
+            let o = run(&mut c);
+            assert_eq!(code(&o), 64, "{cmd} {args:?}: {}", stderr(&o));
+            assert!(stderr(&o).contains(says), "{cmd} {args:?}: {}", stderr(&o));
+        }
+        // `run` left its report (a failed run's), nothing else.
+        only_report_left(&root);
+        assert_eq!(tree_hash(root.path(), STATE), before, "{args:?}");
+    }
+    // Still 69: the flags are fine, but the datasource does not answer
+    // (nothing listens on port 1).
+    let mut c = imprint();
+    c.args(["plan", "--root"]).arg(root.path()).args([
+        "--datasource",
+        "ec2",
+        "--metadata-url",
+        "http://127.0.0.1:1",
+    ]);
+    root.write("/etc/imprint/imprint.yaml", "datasource:\n  timeout: 1s\n");
+    let o = run(&mut c);
+    assert_eq!(code(&o), 69, "{}", stderr(&o));
+}
+
 /// imprint's own bookkeeping, the one exception to "nothing changed": a
 /// failed run leaves report.json (checked: and nothing else) and the lock.
 const STATE: &[&str] = &["var/lib/imprint", "run/imprint"];

@@ -138,8 +138,9 @@ fn flags_beat_everything() {
     std::fs::write(&ud, "#cloud-config\n").unwrap();
     let (c, out, _) = identify_out(&t, &["--user-data", ud.to_str().unwrap()]);
     assert_eq!((c, out.as_str()), (0, "file\n"));
+    // Mistakes in the flags are usage errors (64), not "unavailable".
     let (c, _, err) = identify_out(&t, &["--datasource", "vmware"]);
-    assert_eq!(c, 69);
+    assert_eq!(c, 64);
     assert!(
         err.contains("unknown datasource \"vmware\" (from --datasource)"),
         "{err}"
@@ -148,7 +149,7 @@ fn flags_beat_everything() {
         &t,
         &["--datasource", "ec2", "--user-data", ud.to_str().unwrap()],
     );
-    assert_eq!(c, 69);
+    assert_eq!(c, 64);
     assert!(err.contains("drop one of them"), "{err}");
 }
 
@@ -179,10 +180,24 @@ fn cmdline_beats_manifest_seed_and_dmi() {
     // imprint.datasource= wins over ds= on the same line.
     t.write("/proc/cmdline", "ds=nocloud imprint.datasource=openstack\n");
     assert_eq!(identify_out(&t, &[]).1, "openstack\n");
+    // A bad name there is the machine's boot configuration, not this
+    // command line: no datasource identified (69), saying where and what to
+    // do; the flag still overrides it.
     t.write("/proc/cmdline", "imprint.datasource=bogus\n");
     let (c, _, err) = identify_out(&t, &[]);
     assert_eq!(c, 69);
-    assert!(err.contains("from the kernel command line"), "{err}");
+    assert!(
+        err.contains(
+            "\"bogus\" (from the kernel command line's imprint.datasource= (/proc/cmdline))"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("override it with --datasource NAME"), "{err}");
+    assert_eq!(identify_out(&t, &["--datasource", "gce"]).1, "gce\n");
+    t.write("/proc/cmdline", "ds=file\n");
+    let (c, _, err) = identify_out(&t, &[]);
+    assert_eq!(c, 69);
+    assert!(err.contains("needs --user-data"), "{err}");
 }
 
 #[test]
@@ -232,10 +247,12 @@ fn manifest_order_several_are_candidates_on_local_evidence() {
         "/etc/imprint/imprint.yaml",
         "datasource:\n  order: [gce, smartos]\n",
     );
+    // An unknown name is an invalid manifest (65), refused when it is
+    // loaded (so `imprint validate` finds it at image build).
     let (c, _, err) = identify_out(&t, &[]);
-    assert_eq!(c, 69);
+    assert_eq!(c, 65);
     assert!(
-        err.contains("\"smartos\" (from the manifest's datasource.order)"),
+        err.contains("datasource.order[1]: unknown datasource \"smartos\""),
         "{err}"
     );
 }

@@ -384,8 +384,9 @@ fn jitter(d: Duration) -> Duration {
 }
 
 /// The base URLs to try: the override (`--metadata-url`), else the
-/// provider's defaults. An override must be `http://` (no TLS here) and
-/// loses any trailing `/`.
+/// provider's defaults. An override must pass [`check_base_url`] (identify
+/// already refused one that does not, as a usage error) and loses any
+/// trailing `/`.
 pub fn bases(
     datasource: Datasource,
     override_url: Option<&str>,
@@ -393,19 +394,33 @@ pub fn bases(
 ) -> Result<Vec<String>, FetchError> {
     match override_url {
         None => Ok(defaults.iter().map(|s| s.to_string()).collect()),
-        Some(u) => {
-            let u = u.trim();
-            if !u.starts_with("http://") || u.len() <= "http://".len() {
-                return Err(FetchError::Unavailable {
-                    datasource,
-                    message: format!(
-                        "--metadata-url {u:?} must be an http:// URL (metadata services are \
-                         plain HTTP; this build has no TLS)"
-                    ),
-                });
-            }
-            Ok(vec![u.trim_end_matches('/').to_string()])
+        Some(u) => check_base_url(u)
+            .map(|u| vec![u])
+            .map_err(|message| FetchError::Unavailable {
+                datasource,
+                message: format!("--metadata-url {:?} {message}", u.trim()),
+            }),
+    }
+}
+
+/// A metadata base URL override as given (`--metadata-url`,
+/// `IMPRINT_METADATA_URL`), trimmed and without a trailing `/`; `Err` says
+/// what is wrong with it (completing "--metadata-url URL ...").
+pub fn check_base_url(u: &str) -> Result<String, String> {
+    let u = u.trim();
+    let plain = "must be an http:// URL with a host (metadata services are plain HTTP; this build has no TLS)";
+    let Some(rest) = u.strip_prefix("http://") else {
+        return Err(plain.into());
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(plain.into());
+    }
+    match u.parse::<ureq::http::Uri>() {
+        Ok(uri) if uri.host().is_some_and(|h| !h.is_empty()) => {
+            Ok(u.trim_end_matches('/').to_string())
         }
+        Ok(_) => Err(plain.into()),
+        Err(e) => Err(format!("is not a valid URL ({e})")),
     }
 }
 
@@ -468,6 +483,19 @@ mod tests {
         assert_eq!(b, vec!["http://127.0.0.1:8080".to_string()]);
         assert!(bases(Datasource::Ec2, Some("https://127.0.0.1"), &["x"]).is_err());
         assert!(bases(Datasource::Ec2, Some("http://"), &["x"]).is_err());
+        for bad in [
+            "notaurl",
+            "http:///latest",
+            "http://a b",
+            "127.0.0.1:80",
+            "",
+        ] {
+            assert!(check_base_url(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            check_base_url(" http://[::1]:8080/base/ ").as_deref(),
+            Ok("http://[::1]:8080/base")
+        );
         assert_eq!(bases(Datasource::Ec2, None, &["a", "b"]).unwrap().len(), 2);
     }
 }
