@@ -337,6 +337,18 @@ fn parse_with(
             ));
         }
     }
+    // How each integer mode was written (the parsed number no longer says):
+    // read again only when there is one, which a manifest that quotes its
+    // modes never pays for.
+    let modes_written = if raw
+        .files
+        .iter()
+        .any(|f| matches!(f.mode, Some(serde_json::Value::Number(_))))
+    {
+        yaml::item_fields_written(text, "files", "mode")
+    } else {
+        Vec::new()
+    };
     let mut files = Vec::with_capacity(raw.files.len());
     for (i, f) in raw.files.into_iter().enumerate() {
         let key = |k: &str| format!("files[{i}].{k}");
@@ -390,6 +402,12 @@ fn parse_with(
                 ))
             }
         };
+        if let Some(serde_json::Value::Number(n)) = &f.mode {
+            let written = modes_written.iter().find(|(j, _)| *j == i).map(|(_, w)| w);
+            if let Some(w) = written.filter(|w| !written_octal(&w.text)) {
+                return Err(invalid(key("mode"), not_octal(&p, n, w)));
+            }
+        }
         let mode = match f.mode {
             None => None,
             Some(v) => Some(parse_mode(&v).ok_or_else(|| {
@@ -502,6 +520,46 @@ pub fn parse_mode(v: &serde_json::Value) -> Option<Mode> {
     }
 }
 
+/// Whether an integer was written as octal, as YAML 1.1 reads it: a leading
+/// `0` (`0640`, also `0_640`), or `0o640`; `0` alone is the same in every
+/// base. Decimal (`640`), hex and binary are not.
+fn written_octal(text: &str) -> bool {
+    let t: String = text
+        .trim()
+        .trim_start_matches('+')
+        .chars()
+        .filter(|c| *c != '_')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let digits = t.strip_prefix("0o").or_else(|| t.strip_prefix('0'));
+    digits.is_some_and(|d| d.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+}
+
+/// The error for an integer mode not written as octal (`mode: 640`, which
+/// YAML reads as the decimal 640, mode 1200): what was found, what it would
+/// mean, what to write.
+fn not_octal(path: &str, n: &serde_json::Number, w: &yaml::Written) -> String {
+    let meant = match n.as_u64().filter(|m| *m <= 0o7777) {
+        Some(m) => format!("mode {m:04o}"),
+        None => "no mode at all (past 7777 in octal)".into(),
+    };
+    let t = w.text.trim();
+    // `640` meant 0640: say so; anything else gets the usual example.
+    let meant_octal = (3..=4).contains(&t.len()) && t.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    let (fix, not) = if meant_octal {
+        let fix = format!("{t:0>4}");
+        let not = format!(", not {fix}");
+        (fix, not)
+    } else {
+        ("0640".into(), String::new())
+    };
+    format!(
+        "line {}: the file {path} has mode: {t}, an integer not written in octal: YAML reads \
+         it as {n}, which is {meant}{not}; write the mode as a quoted octal string: mode: \"{fix}\"",
+        w.line
+    )
+}
+
 fn is_env_name(s: &str) -> bool {
     let mut b = s.bytes();
     matches!(b.next(), Some(c) if c == b'_' || c.is_ascii_alphabetic())
@@ -591,4 +649,61 @@ fn distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_mode(mode: &str) -> Result<Manifest, ManifestError> {
+        let text = format!("files:\n  - path: /etc/x\n    env: {{X: x}}\n    mode: {mode}\n");
+        parse(Path::new("/m.yaml"), &text, Path::new("/nonexistent"))
+    }
+
+    /// Octal as YAML 1.1 writes it, or a quoted string: accepted. A decimal
+    /// (or hex, binary) integer is an error naming the file, the key, what
+    /// was found and what to write.
+    #[test]
+    fn integer_modes_must_be_written_in_octal() {
+        for (written, mode) in [
+            ("0640", 0o640),
+            ("00640", 0o640),
+            ("0_640", 0o640),
+            ("0o640", 0o640),
+            ("+0640", 0o640),
+            ("\"0640\"", 0o640),
+            ("'640'", 0o640),
+            ("0", 0),
+            ("!!int 0755", 0o755),
+        ] {
+            let m = with_mode(written).unwrap_or_else(|e| panic!("{written}: {e}"));
+            assert_eq!(m.files[0].mode, Some(Mode(mode)), "{written}");
+        }
+        for (written, says) in [
+            ("640", "has mode: 640, an integer not written in octal: YAML reads it as 640, which is mode 1200, not 0640; write the mode as a quoted octal string: mode: \"0640\""),
+            ("6_40", "YAML reads it as 640, which is mode 1200; write"),
+            ("0x1a0", "has mode: 0x1a0, an integer not written in octal: YAML reads it as 416, which is mode 0640; write the mode as a quoted octal string: mode: \"0640\""),
+            ("0b101", "YAML reads it as 5, which is mode 0005;"),
+            ("10000", "which is no mode at all (past 7777 in octal); write the mode as a quoted octal string: mode: \"0640\""),
+            ("!!int 644", "not 0644; write the mode as a quoted octal string: mode: \"0644\""),
+        ] {
+            let e = with_mode(written).unwrap_err().to_string();
+            assert!(
+                e.starts_with("invalid manifest /m.yaml: files[0].mode: line 4: the file /etc/x has mode: "),
+                "{written}: {e}"
+            );
+            assert!(e.contains(says), "{written}: {e}");
+        }
+        // Past 7777 in octal is refused as before.
+        let e = with_mode("017777").unwrap_err().to_string();
+        assert!(e.contains("expected an octal mode like \"0640\""), "{e}");
+        // Through an anchor too.
+        let text = "values: {a: {default: &m 644}}\nfiles:\n  - path: /etc/x\n    env: {X: x}\n    mode: *m\n";
+        let e = parse(Path::new("/m.yaml"), text, Path::new("/n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("line 1: the file /etc/x has mode: 644"),
+            "{e}"
+        );
+    }
 }

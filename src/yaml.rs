@@ -243,6 +243,133 @@ fn plain_scalar(t: &str) -> Option<serde_json::Value> {
     Some(Value::String(t.to_string()))
 }
 
+/// A scalar as its author wrote it: the text (without quotes or tag), its
+/// 1-based line, and whether it was plain (unquoted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub text: String,
+    pub line: u64,
+    pub plain: bool,
+}
+
+/// How each scalar at `KEY[i].FIELD` of the top-level mapping (say
+/// `files[3].mode`) was written, by index `i`: what the parsed value no
+/// longer says (`0640` and `416` both parse to 416). An alias gives its
+/// anchor's scalar. Only the first document; nothing when the text does not
+/// parse (the caller has parsed it already) or the shape differs.
+pub fn item_fields_written(text: &str, key: &str, field: &str) -> Vec<(usize, Written)> {
+    use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
+    // Where a node sits: under a mapping key (None: a complex key) or at an
+    // index of a sequence.
+    #[derive(Clone)]
+    enum Seg {
+        Key(Option<String>),
+        Index(usize),
+    }
+    enum Frame {
+        /// `key`: the pending key once read; `None` while a key is expected.
+        Map(Option<Option<String>>),
+        Seq(usize),
+    }
+    let mut out = Vec::new();
+    let mut anchors: std::collections::HashMap<usize, Written> = Default::default();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut path: Vec<Seg> = Vec::new();
+    let wanted = |path: &[Seg], seg: &Seg| -> Option<usize> {
+        match (path, seg) {
+            ([_, Seg::Key(Some(k)), Seg::Index(i)], Seg::Key(Some(f)))
+                if k == key && f == field =>
+            {
+                Some(*i)
+            }
+            _ => None,
+        }
+    };
+    // The segment of the node starting now, or `None` when it is a key
+    // (which then becomes the pending key).
+    fn position(stack: &mut [Frame]) -> Option<Seg> {
+        match stack.last_mut() {
+            None => Some(Seg::Index(0)),
+            Some(Frame::Seq(i)) => Some(Seg::Index(*i)),
+            Some(Frame::Map(Some(k))) => Some(Seg::Key(k.clone())),
+            Some(Frame::Map(None)) => None,
+        }
+    }
+    // A value is complete: the parent moves on.
+    fn advance(stack: &mut [Frame]) {
+        match stack.last_mut() {
+            Some(Frame::Seq(i)) => *i += 1,
+            Some(Frame::Map(k)) => *k = None,
+            None => {}
+        }
+    }
+    for ev in Parser::new_from_str(text) {
+        let Ok((ev, span)) = ev else {
+            return Vec::new();
+        };
+        match ev {
+            Event::DocumentEnd => break,
+            Event::Scalar(t, style, anchor, _) => {
+                let w = Written {
+                    text: t.into_owned(),
+                    line: span.start.line() as u64,
+                    plain: matches!(style, ScalarStyle::Plain),
+                };
+                if anchor > 0 {
+                    anchors.insert(anchor, w.clone());
+                }
+                match position(&mut stack) {
+                    None => {
+                        if let Some(Frame::Map(k)) = stack.last_mut() {
+                            *k = Some(Some(w.text));
+                        }
+                    }
+                    Some(seg) => {
+                        if let Some(i) = wanted(&path, &seg) {
+                            out.push((i, w));
+                        }
+                        advance(&mut stack);
+                    }
+                }
+            }
+            Event::Alias(id) => match position(&mut stack) {
+                None => {
+                    if let Some(Frame::Map(k)) = stack.last_mut() {
+                        *k = Some(anchors.get(&id).map(|w| w.text.clone()));
+                    }
+                }
+                Some(seg) => {
+                    if let (Some(i), Some(w)) = (wanted(&path, &seg), anchors.get(&id)) {
+                        out.push((i, w.clone()));
+                    }
+                    advance(&mut stack);
+                }
+            },
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                // A collection as a key: its path is nothing we look for.
+                let seg = position(&mut stack).unwrap_or(Seg::Key(None));
+                path.push(seg);
+                stack.push(if matches!(ev, Event::MappingStart(..)) {
+                    Frame::Map(None)
+                } else {
+                    Frame::Seq(0)
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                stack.pop();
+                path.pop();
+                // A collection that was a key: its value comes next.
+                match stack.last_mut() {
+                    Some(Frame::Map(k @ None)) => *k = Some(None),
+                    _ => advance(&mut stack),
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 // ------------------------------------------------------------ user-data YAML
 
 /// How deep collections may nest (serde_json's own limit is 128).
@@ -837,6 +964,26 @@ fn resolve_float(t: &str) -> Option<Result<serde_json::Value, String>> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn item_fields_as_written() {
+        let text = "files:\n  - path: /a\n    mode: 0640\n  - {path: /b, mode: 640}\n  - path: /c\n    mode: &m \"0600\"\n  - path: /d\n    ? [complex]\n    : {mode: 1}\n    mode: *m\n  - path: /e\n    env: {mode: 2}\nother:\n  - mode: 3\n";
+        let written = item_fields_written(text, "files", "mode");
+        let got: Vec<(usize, &str, u64, bool)> = written
+            .iter()
+            .map(|(i, w)| (*i, w.text.as_str(), w.line, w.plain))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, "0640", 3, true),
+                (1, "640", 4, true),
+                (2, "0600", 6, false),
+                (3, "0600", 6, false),
+            ]
+        );
+        assert!(item_fields_written("files: [", "files", "mode").is_empty());
+    }
 
     fn v(t: &str) -> serde_json::Value {
         parse_value(t).unwrap().value

@@ -394,3 +394,42 @@ fn if_naming_an_undeclared_key_is_a_manifest_error() {
     let o = cmd("validate", &root, &ud.path().join("user-data"));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
+
+/// An unquoted decimal mode (`mode: 640`, the decimal number 640, mode
+/// 1200) is an invalid manifest, found by `validate` at image build; YAML
+/// 1.1 octal (`mode: 0640`) and the quoted string are the mode they say.
+#[test]
+fn decimal_mode_in_the_manifest_is_refused_octal_is_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let manifest = |mode: &str| {
+        format!("version: 1\nfiles:\n  - path: /etc/x.env\n    env: {{X: x}}\n    mode: {mode}\n")
+    };
+    let (root, ud) = image(&manifest("640"), &[], "{\"x\": \"1\"}\n");
+    // A failed run leaves its report: where it goes is made beforehand.
+    std::fs::create_dir_all(root.join("/var/lib")).unwrap();
+    std::fs::create_dir_all(root.join("/run")).unwrap();
+    let before = tree_hash(root.path(), &["var/lib/imprint", "run"]);
+    for what in ["validate", "run"] {
+        let o = cmd(what, &root, &ud.path().join("user-data"));
+        assert_eq!(code(&o), 65, "{what}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(
+                "files[0].mode: line 5: the file /etc/x.env has mode: 640, an integer not written in octal: YAML reads it as 640, which is mode 1200, not 0640; write the mode as a quoted octal string: mode: \"0640\""
+            ),
+            "{what}: {}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(
+        tree_hash(root.path(), &["var/lib/imprint", "run"]),
+        before,
+        "nothing written"
+    );
+    for mode in ["0640", "\"0640\""] {
+        let (root, ud) = image(&manifest(mode), &[], "{\"x\": \"1\"}\n");
+        let o = cmd("run", &root, &ud.path().join("user-data"));
+        assert_eq!(code(&o), 0, "{mode}: {}", stderr(&o));
+        let m = std::fs::metadata(root.join("/etc/x.env")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o640, "{mode}");
+    }
+}
