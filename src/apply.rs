@@ -480,7 +480,39 @@ fn on_ram_fs<T: AsFd>(f: &T) -> bool {
 /// Create `var/lib/imprint` (0700; missing parents 0755) and open it.
 pub(crate) fn state_dir(root: &Root) -> io::Result<Dir> {
     let rdir = open_root(root)?;
-    ensure_dirs(&rdir, Path::new(root::STATE_DIR), 0o700)
+    state_dir_created(&rdir, &mut Vec::new())
+}
+
+/// [`state_dir`] from an open root, pushing what it created to `created`.
+/// A state directory that was already there (made by a package or an
+/// image build, say) is brought to 0700, owned by root when imprint runs
+/// as root (SPEC §5): [`secure_dir`].
+fn state_dir_created(rdir: &Dir, created: &mut Vec<PathBuf>) -> io::Result<Dir> {
+    let sd = ensure_dirs_created(rdir, Path::new(root::STATE_DIR), 0o700, created)?;
+    secure_dir(&sd, 0o700).map_err(|e| step("make it private (0700, root's)", e))?;
+    Ok(sd)
+}
+
+/// Give an open directory exactly `mode`, and root's ownership when running
+/// as root, through its descriptor: the directory was opened inside the
+/// root (cap-std: a symlink out of it is refused), and nothing is looked
+/// up again by name. A no-op when it already is so.
+fn secure_dir(dir: &Dir, mode: u32) -> io::Result<()> {
+    let fd = open_for_sync(dir)?;
+    let st = rustix::fs::fstat(&fd)?;
+    let chown = rustix::process::geteuid().is_root() && (st.st_uid != 0 || st.st_gid != 0);
+    if chown {
+        rustix::fs::fchown(
+            &fd,
+            Some(rustix::fs::Uid::ROOT),
+            Some(rustix::fs::Gid::ROOT),
+        )?;
+    }
+    // After a chown, which may clear set-id bits.
+    if chown || st.st_mode & 0o7777 != mode {
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    }
+    Ok(())
 }
 
 /// Create every missing directory of `rel` (the last one with `last_mode`,
@@ -945,7 +977,7 @@ fn begin_journal(root: &Root, j: &Journal, extra: &[(String, &std::fs::File)]) -
     let rdir = open_root(root)?;
     let mut created = Vec::new();
     let state = Path::new(root::STATE_DIR);
-    let sd = ensure_dirs_created(&rdir, state, 0o700, &mut created)?;
+    let sd = state_dir_created(&rdir, &mut created)?;
     let bytes = encode_journal(j)?;
     let name = OsStr::new("journal.json");
     let fd = rustix::fs::openat(
@@ -1389,10 +1421,9 @@ pub fn finish(
             None => ApplyError::Write { path, message }.into(),
         }
     };
-    let state = Path::new(root::STATE_DIR);
     let mut created = Vec::new();
-    let sd = ensure_dirs_created(&rdir, state, 0o700, &mut created)
-        .map_err(state_err("create", state_path.clone()))?;
+    let sd =
+        state_dir_created(&rdir, &mut created).map_err(state_err("create", state_path.clone()))?;
 
     // The run's round 2 (module docs, "Few barriers").
     let mut fds = open_dirs(&rdir, &pending.dirs).map_err(files_failed)?;

@@ -224,3 +224,56 @@ fn report_places_the_run_and_each_stage_on_the_monotonic_clock() {
         "last stage ends {end} ms, report {report_ms} ms"
     );
 }
+
+/// SPEC §5: the state directory is 0700. One that was already there, made
+/// 0755 by a package or an image build (and, when imprint runs as root,
+/// owned by someone else), is brought to 0700, root's, by the run that
+/// seals; a state directory that is a symlink out of the root is refused
+/// and what it points to is left alone.
+#[test]
+fn an_existing_state_directory_is_made_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let as_root = rustix::process::geteuid().is_root();
+    let root = image_root();
+    let state = root.join("/var/lib/imprint");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if as_root {
+        std::os::unix::fs::chown(&state, Some(1234), Some(1234)).unwrap();
+    }
+    let o = run_ud(&root, &user_data("db1.internal"), "i-1");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(root.join("/var/lib/imprint/sealed").is_file());
+    let (mode, uid, gid) = meta(&root, "/var/lib/imprint");
+    assert_eq!(mode, 0o700);
+    if as_root {
+        assert_eq!((uid, gid), (0, 0));
+    }
+
+    // A symlink out of the root: nothing is written there, its mode stays.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for target in [
+        outside.path().to_path_buf(),
+        std::path::Path::new("../../../../../../../../..")
+            .join(outside.path().strip_prefix("/").unwrap()),
+    ] {
+        let root = image_root();
+        std::fs::create_dir_all(root.join("/var/lib")).unwrap();
+        std::os::unix::fs::symlink(&target, root.join("/var/lib/imprint")).unwrap();
+        let o = run_ud(&root, &user_data("db1.internal"), "i-1");
+        assert_ne!(code(&o), 0, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("a path led outside of the filesystem"),
+            "{}",
+            stderr(&o)
+        );
+        let md = std::fs::metadata(outside.path()).unwrap();
+        assert_eq!(md.mode() & 0o7777, 0o755, "{target:?}");
+        assert_eq!(
+            std::fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "{target:?}"
+        );
+    }
+}

@@ -489,7 +489,11 @@ fn recover_drops_a_torn_journal_and_changes_nothing_else() {
     let (t, root) = root_with_base();
     std::fs::write(t.path().join("etc/y"), "old y\n").unwrap();
     let bytes = encode_journal(&sample_journal(&root)).unwrap();
-    std::fs::create_dir_all(t.path().join("var/lib/imprint")).unwrap();
+    // The state directory as a run leaves it (one that is not 0700 is made
+    // so: an_existing_state_directory_is_made_private).
+    let state = t.path().join("var/lib/imprint");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let before = tree(t.path());
     std::fs::write(t.path().join(JOURNAL), &bytes[..bytes.len() / 2]).unwrap();
     assert!(recover(&root).unwrap().is_empty());
