@@ -78,10 +78,38 @@ pub struct Sealed {
     pub instance_id: String,
     /// Set when the user-data differs from what was sealed.
     pub user_data_changed: bool,
+    /// Set when this machine's instance-id could not be read offline and
+    /// the seal was trusted without comparing (SPEC §5): a clone of an
+    /// image captured without `imprint clean` lands here too.
+    pub trusted: Option<Trusted>,
+}
+
+/// A seal trusted because the instance-id is not knowable offline.
+#[derive(Debug)]
+pub struct Trusted {
+    /// The identified datasource, whose instance-id has no offline source
+    /// here (GCE, OpenStack, EC2 without Nitro's DMI id, ...).
+    pub datasource: crate::identify::Datasource,
+    /// When the seal was written (RFC 3339), as it says.
+    pub sealed_at: String,
 }
 
 impl fmt::Display for Sealed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(t) = &self.trusted {
+            return write!(
+                f,
+                "sealed for instance {id} (configured {at}); the seal was trusted, not checked: \
+                 the instance-id of this {ds} machine cannot be read offline, so imprint did not \
+                 fetch it to compare, and did nothing. If this machine is a clone of an image \
+                 captured from instance {id} without `imprint clean`, it has not been configured: \
+                 run `imprint run --force` on it now, and `imprint clean` before capturing an \
+                 image (docs/lockout.md)",
+                id = self.instance_id,
+                at = t.sealed_at,
+                ds = t.datasource,
+            );
+        }
         if self.user_data_changed {
             write!(
                 f,

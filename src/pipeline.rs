@@ -4,7 +4,7 @@
 
 use crate::apply::{self, Applied};
 use crate::decode::{self, Part};
-use crate::error::{Error, Sealed};
+use crate::error::{Error, Sealed, Trusted};
 use crate::fetch::{self, Fetched};
 use crate::identify::{self, Identified, Request};
 use crate::manifest::{self, Manifest};
@@ -168,15 +168,22 @@ pub fn run(
                 return Err(Error::Sealed(Sealed {
                     instance_id: id,
                     user_data_changed: false,
+                    trusted: None,
                 }))
             }
             Some(id) if id == s.instance_id => sealed_offline = Some(id),
             Some(_) => {}
             None if identified.datasource.is_network() => {
-                // Not knowable offline: trust the seal (SPEC §5).
+                // Not knowable offline: trust the seal (SPEC §5), and say
+                // so: a clone of an image captured without `imprint clean`
+                // stops here too.
                 return Err(Error::Sealed(Sealed {
                     instance_id: s.instance_id.clone(),
                     user_data_changed: false,
+                    trusted: Some(Trusted {
+                        datasource: identified.datasource,
+                        sealed_at: s.time.clone(),
+                    }),
                 }));
             }
             None => {}
@@ -212,6 +219,7 @@ pub fn run(
             return Err(Error::Sealed(Sealed {
                 instance_id: id,
                 user_data_changed: false,
+                trusted: None,
             }))
         }
         (r, _) => r?,
@@ -221,6 +229,7 @@ pub fn run(
             return Err(Error::Sealed(Sealed {
                 instance_id: s.instance_id.clone(),
                 user_data_changed: s.user_data_sha256 != sha256_hex(&fetched.user_data),
+                trusted: None,
             }));
         }
     }

@@ -290,3 +290,64 @@ fn sockets_only_when_a_network_source_is_named() {
         assert!(l.contains("127.0.0.1"), "{l}");
     }
 }
+
+/// GCE has no offline instance-id, so a sealed image is trusted (SPEC §5):
+/// a clone of an image captured without `imprint clean` is not configured,
+/// makes no request, and the log says the seal was trusted, which instance
+/// it names, and what to do. `--force` configures it then; `imprint clean`
+/// before the capture makes every clone configure itself.
+#[test]
+fn gce_clone_of_an_image_captured_without_clean_trusts_the_seal_and_says_so() {
+    let t = demo_root();
+    copy_tree(&fixtures().join("sysfs/gce"), t.path());
+    t.write(
+        "/etc/imprint/imprint.yaml",
+        t.read("/etc/imprint/imprint.yaml")
+            .replace("order: [nocloud]", "order: [nocloud, gce]"),
+    );
+    let gce = |id: &str| Server::start(fakes::gce(Meta::new(id, Some(&demo_user_data()))));
+    let boot = |url: &str, extra: &[&str]| {
+        run(imprint()
+            .args(["run", "--root"])
+            .arg(t.path())
+            .args(extra)
+            .env("IMPRINT_METADATA_URL", url))
+    };
+    let sealed_id = || {
+        let seal: serde_json::Value =
+            serde_json::from_str(&t.read("/var/lib/imprint/sealed")).unwrap();
+        seal["instance_id"].as_str().unwrap().to_string()
+    };
+    // The machine the image is captured from.
+    let first = gce("1111111111");
+    let o = boot(&first.url(), &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(sealed_id(), "1111111111");
+    // Its clone: another instance behind another metadata server.
+    let clone = gce("2222222222");
+    let o = boot(&clone.url(), &[]);
+    assert_eq!(code(&o), 77, "{}", stderr(&o));
+    assert!(clone.requests().is_empty(), "trusted: nothing asked");
+    let err = stderr(&o);
+    for says in [
+        "sealed for instance 1111111111 (configured 20",
+        "the seal was trusted, not checked: the instance-id of this gce machine cannot be read offline",
+        "If this machine is a clone of an image captured from instance 1111111111 without `imprint clean`, it has not been configured",
+        "run `imprint run --force` on it now, and `imprint clean` before capturing an image",
+    ] {
+        assert!(err.contains(says), "{says:?} in {err}");
+    }
+    assert!(!err.contains("2222222222"), "{err}");
+    // --force: the clone is configured now, under its own id.
+    let o = boot(&clone.url(), &["--force"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(sealed_id(), "2222222222");
+    // An image captured after `imprint clean`: its clones configure
+    // themselves.
+    let o = run(imprint().args(["clean", "--root"]).arg(t.path()));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let third = gce("3333333333");
+    let o = boot(&third.url(), &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(sealed_id(), "3333333333");
+}
