@@ -343,47 +343,219 @@ fn text_of(bytes: &[u8]) -> Option<&str> {
         .filter(|t| !t.contains('\0'))
 }
 
-/// The key part of a `KEY=value` / `key: value` line (up to and with the
-/// first `=` or `:`), if any.
-fn key_prefix(line: &str) -> Option<&str> {
-    let at = line.find(['=', ':'])?;
-    Some(&line[..=at])
+/// A line split from its end of line (`\n`, `\r\n` or `\r`, as
+/// `similar` splits lines; empty on a last line without one).
+fn split_eol(line: &str) -> (&str, &str) {
+    let body = line
+        .strip_suffix("\r\n")
+        .or_else(|| line.strip_suffix('\n'))
+        .or_else(|| line.strip_suffix('\r'))
+        .unwrap_or(line);
+    (body, &line[body.len()..])
 }
 
-/// Old content, masked for a file that holds secrets: known secrets are
-/// masked, and so is the value of every line that is gone from the new
-/// content when its key now holds a masked value or is named like a secret
-/// (the old value was likely a secret that imprint does not know as such).
-fn mask_old(old: &str, new_masked: &str, secrets: &Secrets) -> String {
-    let old = secrets.mask(old);
-    let new_lines: std::collections::BTreeSet<&str> = new_masked.lines().collect();
-    let secret_keys: std::collections::BTreeSet<&str> = new_masked
-        .lines()
-        .filter(|l| l.contains(MASK))
-        .filter_map(|l| key_prefix(l.trim()))
-        .collect();
-    let mut out = String::with_capacity(old.len());
-    for line in old.split_inclusive('\n') {
-        let body = line.trim_end_matches('\n');
-        let hide = !new_lines.contains(body)
-            && key_prefix(body.trim()).is_some_and(|k| {
-                secret_keys.contains(k)
-                    || secret::is_secret_key(
-                        k.trim_end_matches(['=', ':']).trim().trim_matches('"'),
-                    )
-            });
-        if hide {
-            let lead = body.len() - body.trim_start().len();
-            let k = key_prefix(body.trim()).expect("checked");
-            out.push_str(&body[..lead]);
-            out.push_str(k);
-            out.push_str(MASK);
-            out.push_str(&line[body.len()..]);
-        } else {
-            out.push_str(line);
+/// Each line of `text` (`lines`: `text` split in order, ends of line kept),
+/// every secret masked. Secrets are found in the whole text, so one that
+/// spans lines (a PEM key) masks its part of each line; overlapping
+/// occurrences are masked as one.
+fn masked_lines(text: &str, lines: &[&str], secrets: &Secrets) -> Vec<String> {
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    for s in secrets.iter() {
+        let mut from = 0;
+        while let Some(at) = text[from..].find(s) {
+            let at = from + at;
+            found.push((at, at + s.len()));
+            from = at + s.chars().next().map_or(1, char::len_utf8);
         }
     }
+    found.sort_unstable();
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    for (a, b) in found {
+        match ranges.last_mut() {
+            Some(last) if a < last.1 => last.1 = last.1.max(b),
+            _ => ranges.push((a, b)),
+        }
+    }
+    let mut out = Vec::with_capacity(lines.len());
+    let mut off = 0;
+    for line in lines {
+        let (body, eol) = split_eol(line);
+        let end = off + body.len();
+        let mut shown = String::with_capacity(line.len());
+        let mut pos = off;
+        for &(a, b) in ranges.iter().filter(|&&(a, b)| a < end && b > off) {
+            shown.push_str(&text[pos..a.max(pos)]);
+            shown.push_str(MASK);
+            pos = b.min(end);
+        }
+        shown.push_str(&text[pos..end]);
+        shown.push_str(eol);
+        out.push(shown);
+        off += line.len();
+    }
     out
+}
+
+/// Where a shown part of an old line may stop: a separator between a key
+/// and its value in the usual shapes (`k=v`, `k: v`, `k v`, `"k": "v",`,
+/// `<k>v</k>`, `k = v` in INI, `user:v@host` in URLs).
+fn is_separator(c: char) -> bool {
+    c.is_whitespace() || "=:\"'<>[](){},;@&?|".contains(c)
+}
+
+/// What an old line (without its end of line) provably shares with one
+/// masked line of the new rendering, as shown by the plan: the length of its
+/// prefix that is also the new line's text before its first mask, and of its
+/// suffix that is also the new line's text after its last mask. Both are cut
+/// back to a separator (a prefix ends with one, a suffix starts with one), so
+/// that a value is hidden whole rather than its first or last characters
+/// shown, unless together they cover the whole old line.
+fn shared_with(old: &str, new: &str) -> (usize, usize) {
+    let head = new.find(MASK).map_or(new, |i| &new[..i]);
+    let tail = new.rfind(MASK).map_or(new, |i| &new[i + MASK.len()..]);
+    let p = old
+        .char_indices()
+        .zip(head.chars())
+        .take_while(|((_, a), b)| a == b)
+        .last()
+        .map_or(0, |((i, c), _)| i + c.len_utf8());
+    let rest = &old[p..];
+    let s = rest
+        .char_indices()
+        .rev()
+        .zip(tail.chars().rev())
+        .take_while(|((_, a), b)| a == b)
+        .last()
+        .map_or(0, |((i, _), _)| rest.len() - i);
+    if p + s == old.len() {
+        return (p, s);
+    }
+    let p = old[..p]
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| is_separator(c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let end = &old[old.len() - s..];
+    let s = end.find(is_separator).map_or(0, |i| end.len() - i);
+    (p, s)
+}
+
+/// An old line of a file whose old text may hold a secret, as shown: kept
+/// when the new rendering has the same line, else only what it shares with
+/// the best of `candidates` (the new lines that replace it), the rest one
+/// mask. `old` is already masked for the secrets known to the run.
+fn hide_old_line(old: &str, raw_in_new: bool, candidates: &[String]) -> String {
+    let (body, eol) = split_eol(old);
+    if raw_in_new {
+        return old.to_string();
+    }
+    let (p, s) = candidates
+        .iter()
+        .map(|n| shared_with(body, split_eol(n).0))
+        .max_by_key(|&(p, s)| (p + s, p))
+        .unwrap_or((0, 0));
+    if p + s == body.len() {
+        return old.to_string();
+    }
+    format!("{}{MASK}{}{eol}", &body[..p], &body[body.len() - s..])
+}
+
+/// Whether a line names a secret: a word (letters, digits, `_`) ending like
+/// a secret key (`password`, `secret`, `token`, `key`), or in `pass`,
+/// `passwd`, `pwd`, `passphrase`, `auth`, `credential(s)` (`requirepass`,
+/// `masterauth`).
+fn names_a_secret(line: &str) -> bool {
+    line.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .any(|w| {
+            let w = w.to_lowercase();
+            secret::is_secret_key(&w)
+                || [
+                    "pass",
+                    "passwd",
+                    "pwd",
+                    "passphrase",
+                    "auth",
+                    "credential",
+                    "credentials",
+                ]
+                .iter()
+                .any(|s| w.ends_with(s))
+        })
+}
+
+/// A unified diff of `old` to `new` (3 lines of context), secrets masked.
+/// The diff is of the real texts, so a line whose secret changes shows as
+/// changed; each line is then shown masked. When `private`, an old line
+/// that is not also a line of the new text is shown only as far as
+/// [`hide_old_line`] allows.
+fn masked_diff(a: &str, b: &str, old: &str, new: &str, private: bool, secrets: &Secrets) -> String {
+    use similar::DiffOp;
+    let diff = similar::TextDiff::from_lines(old, new);
+    let (old_lines, new_lines) = (diff.old_slices(), diff.new_slices());
+    let old_shown = masked_lines(old, old_lines, secrets);
+    let new_shown = masked_lines(new, new_lines, secrets);
+    let new_set: std::collections::HashSet<&str> = new_lines.iter().copied().collect();
+    let mut s = String::new();
+    let line = |s: &mut String, tag: char, raw: &str, shown: &str| {
+        s.push(tag);
+        s.push_str(shown);
+        if split_eol(raw).1.is_empty() {
+            s.push_str("\n\\ No newline at end of file\n");
+        }
+    };
+    for (k, group) in diff.grouped_ops(3).iter().enumerate() {
+        if k == 0 {
+            let _ = writeln!(s, "--- {a}\n+++ {b}");
+        }
+        let _ = writeln!(s, "{}", similar::udiff::UnifiedHunkHeader::new(group));
+        for op in group {
+            let (o, n) = (op.old_range(), op.new_range());
+            if let DiffOp::Equal { .. } = op {
+                for j in n {
+                    line(&mut s, ' ', new_lines[j], &new_shown[j]);
+                }
+                continue;
+            }
+            for i in o {
+                let shown = if private {
+                    hide_old_line(
+                        &old_shown[i],
+                        new_set.contains(old_lines[i]),
+                        &new_shown[n.clone()],
+                    )
+                } else {
+                    old_shown[i].clone()
+                };
+                line(&mut s, '-', old_lines[i], &shown);
+            }
+            for j in n {
+                line(&mut s, '+', new_lines[j], &new_shown[j]);
+            }
+        }
+    }
+    s
+}
+
+/// Whether a file's old text may hold a secret imprint does not know (one of
+/// the image, or of a previous instance): when the new rendering holds one,
+/// when the file was or will be unreadable by others (imprint writes files
+/// holding secrets 0600), when it holds a secret of this run, or when a line
+/// of it that goes away names a secret.
+fn old_may_hold_secret(c: &FileChange, old: &str, new: &str, secrets: &Secrets) -> bool {
+    let Some(p) = &c.previous else {
+        return false;
+    };
+    if c.file.holds_secret
+        || p.mode & 0o004 == 0
+        || c.file.mode.0 & 0o004 == 0
+        || secrets.contains_any(old.as_bytes())
+    {
+        return true;
+    }
+    let new_lines: std::collections::HashSet<&str> = new.lines().collect();
+    old.lines()
+        .any(|l| !new_lines.contains(l) && names_a_secret(l))
 }
 
 fn owner_text(uid: u32, gid: u32) -> String {
@@ -479,26 +651,20 @@ impl Plan {
             let path = &c.file.path;
             match (text_of(old_bytes), text_of(&c.content)) {
                 (Some(old), Some(new)) => {
-                    let new = self.secrets.mask(new);
-                    let old = if c.file.holds_secret {
-                        mask_old(old, &new, &self.secrets)
-                    } else {
-                        self.secrets.mask(old)
-                    };
                     let a = if c.previous.is_some() {
                         format!("a{path}")
                     } else {
                         "/dev/null".to_string()
                     };
-                    let diff = similar::TextDiff::from_lines(&old, &new);
-                    let _ = write!(
-                        s,
-                        "{}",
-                        diff.unified_diff()
-                            .context_radius(3)
-                            .missing_newline_hint(true)
-                            .header(&a, &format!("b{path}"))
-                    );
+                    let private = old_may_hold_secret(c, old, new, &self.secrets);
+                    s.push_str(&masked_diff(
+                        &a,
+                        &format!("b{path}"),
+                        old,
+                        new,
+                        private,
+                        &self.secrets,
+                    ));
                 }
                 _ => {
                     let _ = writeln!(

@@ -224,11 +224,15 @@ fn diff_masks_secrets_old_and_new() {
         assert!(!out.contains(leak), "{leak} leaked:\n{out}");
     }
     assert!(out.contains(MASK), "{out}");
-    // Non-secret lines still show what changed.
+    // The new text shows in full but for its secrets; an old line keeps only
+    // what it shares with the new one (the file held secrets: any old value
+    // may have been one, whatever its key).
     assert!(
-        out.contains("-DB_HOST=\"db1\"") && out.contains("+DB_HOST=\"db2\""),
+        out.contains("-DB_HOST=\"********\"") && out.contains("+DB_HOST=\"db2\""),
         "{out}"
     );
+    assert!(out.contains("-API_TOKEN=\"********\""), "{out}");
+    assert!(!out.contains("db1"), "{out}");
     assert!(
         out.contains("modify   /etc/app.env (mode 0644 -> 0600, content)"),
         "{out}"
@@ -237,6 +241,144 @@ fn diff_masks_secrets_old_and_new() {
         out.contains("--- a/etc/app.env") && out.contains("+++ b/etc/app.env"),
         "{out}"
     );
+}
+
+/// The plan of one file holding a secret (`n3w-s3cret`) over `old`.
+fn secret_file_diff(path: &str, old: &str, new: &str, mode: u32) -> String {
+    let mut secrets = Secrets::new();
+    secrets.add("n3w-s3cret");
+    let mut f = file(path, new);
+    f.holds_secret = new.contains("n3w-s3cret");
+    f.mode = Mode(mode);
+    let mut disk = Disk::default();
+    disk.files.insert(path.into(), existing(old, 0o644));
+    let r = Rendered {
+        files: vec![f],
+        secrets,
+        ..Rendered::default()
+    };
+    plan::plan(r, &disk).unwrap().display()
+}
+
+/// An old value is hidden whatever the shape of its line; the key and the
+/// punctuation around the value (shared with the new line) stay, and a line
+/// that is gone is masked whole.
+#[test]
+fn old_values_of_a_secret_file_are_masked_in_every_shape() {
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "/etc/redis/redis.conf",
+            "port 6379\nrequirepass 0ld-redis\nmasterauth 0ld-master\n",
+            "port 6379\nrequirepass n3w-s3cret\n",
+            &[
+                " port 6379",
+                "-requirepass ********\n",
+                "-********\n",
+                "+requirepass ********",
+            ],
+        ),
+        (
+            "/etc/app.ini",
+            "[db]\nhost = db1\nauth = 0ld-ini\n",
+            "[db]\nhost = db2\npassword = n3w-s3cret\n",
+            &["-host = ********\n", "+host = db2", "+password = ********"],
+        ),
+        (
+            "/etc/app.json",
+            "{\n  \"host\": \"db1\",\n  \"pw\": \"0ld-json\"\n}\n",
+            "{\n  \"host\": \"db2\",\n  \"pw\": \"n3w-s3cret\"\n}\n",
+            &[
+                "-  \"pw\": \"********\"\n",
+                "+  \"pw\": \"********\"",
+                "+  \"host\": \"db2\",",
+            ],
+        ),
+        (
+            "/etc/app.xml",
+            "<db>\n  <pass>0ld-xml</pass>\n</db>\n",
+            "<db>\n  <pass>n3w-s3cret</pass>\n</db>\n",
+            &["-  <pass>********</pass>\n", "+  <pass>********</pass>"],
+        ),
+        (
+            "/etc/app.url",
+            "DSN=postgres://app:0ld-url@db1:5432/app\n",
+            "DSN=postgres://app:n3w-s3cret@db1:5432/app\n",
+            &["-DSN=postgres://app:********@db1:5432/app\n"],
+        ),
+        (
+            "/etc/app.pem",
+            "-----BEGIN KEY-----\n0ldKeyLine1\n0ldKeyLine2\n-----END KEY-----\n",
+            "token n3w-s3cret\n",
+            &["-********\n", "+token ********"],
+        ),
+    ];
+    for (path, old, new, want) in cases {
+        let out = secret_file_diff(path, old, new, 0o600);
+        for leak in ["0ld", "n3w-s3cret", "db1\"", "= db1"] {
+            assert!(!out.contains(leak), "{leak} leaked:\n{out}");
+        }
+        for w in *want {
+            assert!(out.contains(w), "{w:?} missing:\n{out}");
+        }
+    }
+}
+
+/// A secret that spans lines (a PEM key) is masked on each of its lines.
+#[test]
+fn a_secret_over_several_lines_is_masked_line_by_line() {
+    let mut secrets = Secrets::new();
+    secrets.add("-----BEGIN K-----\nAAAA\nBBBB\n-----END K-----");
+    let mut f = file(
+        "/etc/tls/key.pem",
+        "# key\n-----BEGIN K-----\nAAAA\nBBBB\n-----END K-----\n",
+    );
+    f.holds_secret = true;
+    let r = Rendered {
+        files: vec![f],
+        secrets,
+        ..Rendered::default()
+    };
+    let out = plan::plan(r, &Disk::default()).unwrap().display();
+    for leak in ["BEGIN", "AAAA", "BBBB", "END"] {
+        assert!(!out.contains(leak), "{leak} leaked:\n{out}");
+    }
+    assert!(
+        out.contains("+# key\n+********\n+********\n+********\n+********\n"),
+        "{out}"
+    );
+}
+
+/// A file that holds no secret, and that nothing says was private, shows its
+/// old lines in full; one that was private on disk (or will be), or whose
+/// removed lines name a secret, is masked as a secret file is.
+#[test]
+fn old_text_of_a_file_without_secrets_is_shown_unless_it_may_have_held_one() {
+    let plan_of = |old: &str, old_mode: u32, new_mode: u32| {
+        let mut f = file("/etc/app.conf", "port 6380\nlevel info\n");
+        f.mode = Mode(new_mode);
+        let mut disk = Disk::default();
+        disk.files
+            .insert("/etc/app.conf".into(), existing(old, old_mode));
+        plan::plan(rendered(vec![f]), &disk).unwrap().display()
+    };
+    let out = plan_of("port 6379\nlevel info\n", 0o644, 0o644);
+    assert!(out.contains("-port 6379\n+port 6380\n level info"), "{out}");
+    for (old, old_mode, new_mode) in [
+        ("port 6379\nauth 0ld-auth\nlevel info\n", 0o600, 0o644),
+        ("port 6379\nauth 0ld-auth\nlevel info\n", 0o644, 0o640),
+        (
+            "port 6379\nrequirepass 0ld-auth\nlevel info\n",
+            0o644,
+            0o644,
+        ),
+        ("port 6379\nAPI_TOKEN=0ld-auth\nlevel info\n", 0o644, 0o644),
+    ] {
+        let out = plan_of(old, old_mode, new_mode);
+        assert!(!out.contains("0ld-auth"), "leaked:\n{out}");
+        assert!(!out.contains("6379"), "not masked:\n{out}");
+        assert!(out.contains("-port ********\n"), "{out}");
+        assert!(out.contains("+port 6380\n level info"), "{out}");
+    }
 }
 
 #[test]

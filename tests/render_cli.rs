@@ -268,15 +268,139 @@ fn plan_shows_only_changes_masks_secrets_and_changes_nothing() {
     assert!(out.contains("unchanged /etc/motd"), "{out}");
     assert!(!out.contains("create   /etc/motd"), "{out}");
     assert!(out.contains("modify   /opt/app/conf.env"), "{out}");
+    // The file holds a secret: old values are masked whatever their key.
     assert!(
-        out.contains("-DB_HOST=\"old-db\"") && out.contains("+DB_HOST=\"db.prod.internal\""),
+        out.contains("-DB_HOST=\"********\"") && out.contains("+DB_HOST=\"db.prod.internal\""),
         "{out}"
     );
-    for leak in [DEMO_PASSWORD, "old-Pa55"] {
+    for leak in [DEMO_PASSWORD, "old-Pa55", "old-db"] {
         assert!(!out.contains(leak), "{leak} leaked:\n{out}");
         assert!(!stderr(&o).contains(leak));
     }
     assert_eq!(tree_hash(root.path(), &[]), before, "plan changed the root");
+}
+
+/// `plan` of a one-file manifest over an image file: stdout, checked to
+/// hold none of `leaks`.
+fn plan_over(
+    manifest: &str,
+    template: &str,
+    image_file: (&str, &str, u32),
+    user_data: &str,
+    leaks: &[&str],
+) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let (root, ud) = image(manifest, &[("t.hbs", template)], user_data);
+    let (path, old, mode) = image_file;
+    root.write(path, old);
+    std::fs::set_permissions(root.join(path), std::fs::Permissions::from_mode(mode)).unwrap();
+    let before = tree_hash(root.path(), &[]);
+    let o = cmd("plan", &root, &ud.path().join("user-data"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    for leak in leaks {
+        assert!(
+            !out.contains(leak) && !stderr(&o).contains(leak),
+            "{leak} leaked:\n{out}"
+        );
+    }
+    assert_eq!(tree_hash(root.path(), &[]), before, "plan changed the root");
+    out
+}
+
+/// The image's redis.conf holds its own password, on a `key value` line
+/// (no `=` or `:`), and another one on a line that goes away.
+#[test]
+fn plan_masks_old_secrets_on_space_separated_lines() {
+    let out = plan_over(
+        "files:\n  - path: /etc/redis/redis.conf\n    template: t.hbs\n",
+        "bind 0.0.0.0\nport 6379\nrequirepass {{redis.password}}\n",
+        (
+            "/etc/redis/redis.conf",
+            "bind 127.0.0.1\nport 6379\nrequirepass OLDSECRET-from-image\nmasterauth OLD-masterauth\n",
+            0o640,
+        ),
+        r#"{"redis": {"password": "n3w-redis-pw"}}"#,
+        &["OLDSECRET", "OLD-masterauth", "n3w-redis-pw", "127.0.0.1"],
+    );
+    assert!(out.contains("modify   /etc/redis/redis.conf"), "{out}");
+    assert!(
+        out.contains("-requirepass ********\n") && out.contains("+requirepass ********\n"),
+        "{out}"
+    );
+    assert!(out.contains("-bind ********\n+bind 0.0.0.0\n"), "{out}");
+    assert!(out.contains(" port 6379\n"), "{out}");
+}
+
+/// INI: a secret under a key that the new rendering renames, and a file
+/// that held a secret (0600, written for a previous instance) and now holds
+/// none.
+#[test]
+fn plan_masks_old_secrets_in_ini_files_with_or_without_a_secret_now() {
+    let manifest = "values:\n  db.host: { type: string }\n  db.password: { type: string }\nfiles:\n  - path: /etc/app/app.ini\n    template: t.hbs\n";
+    let out = plan_over(
+        manifest,
+        "[database]\nhost = {{db.host}}\npassword = {{db.password}}\n",
+        (
+            "/etc/app/app.ini",
+            "[database]\nhost = old-db\nauth = OLD-ini-auth\n",
+            0o644,
+        ),
+        r#"{"db": {"host": "db2", "password": "n3w-ini-pw"}}"#,
+        &["OLD-ini-auth", "n3w-ini-pw", "old-db"],
+    );
+    assert!(out.contains(" [database]\n-host = ********\n"), "{out}");
+    assert!(out.contains("+host = db2\n+password = ********\n"), "{out}");
+
+    let out = plan_over(
+        manifest,
+        "[database]\nhost = {{db.host}}\n{{#if db.password}}password = {{db.password}}\n{{/if}}",
+        (
+            "/etc/app/app.ini",
+            "[database]\nhost = old-db\npassword = OLD-ini-pw\n",
+            0o600,
+        ),
+        r#"{"db": {"host": "db2"}}"#,
+        &["OLD-ini-pw", "old-db"],
+    );
+    assert!(
+        out.contains("-host = ********\n-********\n+host = db2\n"),
+        "{out}"
+    );
+}
+
+/// A file that holds no secret and was readable by all shows its old text:
+/// the diff of a plain config stays readable, beside a masked one.
+#[test]
+fn plan_shows_old_text_of_files_without_secrets() {
+    let (root, ud) = image(
+        "values:\n  redis.port: { type: integer }\n  redis.password: { type: string }\nfiles:\n  - path: /etc/redis/redis.conf\n    template: redis.hbs\n  - path: /etc/redis/auth.conf\n    template: auth.hbs\n",
+        &[
+            ("redis.hbs", "# redis\nport {{redis.port}}\nloglevel notice\n"),
+            ("auth.hbs", "requirepass {{redis.password}}\n"),
+        ],
+        r#"{"redis": {"port": 6380, "password": "n3w-redis-pw"}}"#,
+    );
+    root.write(
+        "/etc/redis/redis.conf",
+        "# redis\nport 6379\nloglevel verbose\n",
+    );
+    root.write("/etc/redis/auth.conf", "requirepass OLD-auth\n");
+    let o = cmd("plan", &root, &ud.path().join("user-data"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(" # redis\n-port 6379\n-loglevel verbose\n+port 6380\n+loglevel notice\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("-requirepass ********\n+requirepass ********\n"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("OLD-auth") && !out.contains("n3w-redis-pw"),
+        "{out}"
+    );
 }
 
 #[test]
