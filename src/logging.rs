@@ -46,6 +46,9 @@ pub const MSG_FAILED: &str = "e5035d22720e4d3aae5bc718fb59f172";
 pub const MSG_STAGE: &str = "95fd263f411e46c297be31b5ae8d928b";
 /// The instance was already configured: nothing done (exit 77).
 pub const MSG_ALREADY_SEALED: &str = "9a087bd7acdb4c9583efcf894f8fa315";
+/// A warning about the user-data: an unsupported cloud-config key or part
+/// type, an undeclared value, a key imprint ignores (`unsupported: warn`).
+pub const MSG_USER_DATA_WARNING: &str = "010ca0c3c48b41809f93dafb74752c6c";
 
 /// The journal's native socket.
 pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
@@ -319,6 +322,22 @@ impl Journal {
         control.push(SendAncillaryMessage::ScmRights(&fds));
         rustix::net::sendmsg_addr(&self.socket, &addr, &[], &mut control, SendFlags::NOSIGNAL)?;
         Ok(())
+    }
+}
+
+/// Log each warning about the user-data (what was ignored, and what to do
+/// instead) as its own warning, in the words of the report and of
+/// `validate`: `part N: WHAT: HINT`, every secret known so far masked.
+pub fn user_data_warnings(notices: &[crate::merge::Notice], secrets: &crate::secret::Secrets) {
+    for n in notices {
+        let what = secrets.mask(&n.what);
+        let text = secrets.mask(&format!("part {}: {}: {}", n.part, n.what, n.hint));
+        tracing::warn!(
+            message_id = MSG_USER_DATA_WARNING,
+            part = n.part,
+            what = %what,
+            "{text}"
+        );
     }
 }
 

@@ -251,6 +251,11 @@ pub fn run(
         .time("validate", || validate::validate(merged, &manifest))?;
     out.secrets.merge(&validated.secrets);
     out.timer.secrets.merge(&validated.secrets);
+    // Said as soon as known, so a run that fails later says them too.
+    // `validate` prints them with its verdict instead (stdout).
+    if until > Until::Validate {
+        crate::logging::user_data_warnings(&validated.warnings, &out.secrets);
+    }
     // The report's step "image-units": the wait for that read (it is done
     // here, on this thread, if the thread could not be started).
     let t = now_ms();

@@ -22,7 +22,9 @@
 
 mod common;
 
-use imprint::logging::{Journal, Logger, MSG_FILE_WRITTEN, MSG_SEALED, MSG_STAGE};
+use imprint::logging::{
+    Journal, Logger, MSG_FILE_WRITTEN, MSG_SEALED, MSG_STAGE, MSG_USER_DATA_WARNING,
+};
 use std::mem::MaybeUninit;
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixDatagram;
@@ -296,6 +298,65 @@ fn an_entry_over_the_datagram_limit_goes_in_a_sealed_memfd() {
             &[("MESSAGE", b"huge"), ("RESULT", huge.as_bytes())]
         )
     );
+}
+
+/// Each user-data warning is one warning entry (PRIORITY 4) with its own
+/// MESSAGE_ID, the part and what was ignored, secrets masked.
+#[test]
+fn user_data_warnings_are_warning_entries_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = journal_socket(dir.path());
+    let logger = logger(dir.path(), &sock, false);
+    let mut secrets = imprint::secret::Secrets::new();
+    secrets.add("hunter2");
+    let notices = [
+        imprint::merge::Notice {
+            part: 2,
+            what: "cloud-config key `runcmd`".into(),
+            hint: "bake the command into the image".into(),
+        },
+        imprint::merge::Notice {
+            part: 3,
+            what: "cloud-config key `hunter2`".into(),
+            hint: "do this in the image".into(),
+        },
+    ];
+    tracing::subscriber::with_default(logger, || {
+        imprint::logging::user_data_warnings(&notices, &secrets);
+    });
+    let want = [
+        (
+            "2",
+            "cloud-config key `runcmd`",
+            "part 2: cloud-config key `runcmd`: bake the command into the image",
+        ),
+        (
+            "3",
+            "cloud-config key `********`",
+            "part 3: cloud-config key `********`: do this in the image",
+        ),
+    ];
+    for (part, what, message) in want {
+        let (entry, _) = receive(&sock);
+        assert!(
+            !String::from_utf8_lossy(&entry).contains("hunter2"),
+            "secret in the journal"
+        );
+        let got = decode(&entry);
+        assert_eq!(got[0], ("PRIORITY".into(), b"4".to_vec()));
+        assert_eq!(
+            got[5..].to_vec(),
+            fields(
+                vec![],
+                &[
+                    ("MESSAGE", message.as_bytes()),
+                    ("MESSAGE_ID", MSG_USER_DATA_WARNING.as_bytes()),
+                    ("PART", part.as_bytes()),
+                    ("WHAT", what.as_bytes()),
+                ]
+            )
+        );
+    }
 }
 
 #[test]
