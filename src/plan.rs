@@ -440,17 +440,33 @@ fn shared_with(old: &str, new: &str) -> (usize, usize) {
     (p, s)
 }
 
+/// The word a line is paired by: its first word after leading blanks and
+/// separators (`requirepass`, `DB_HOST`, `pw` of `  "pw": ...`, `pass` of
+/// `<pass>...`).
+fn pair_key(line: &str) -> &str {
+    let t = line.trim_start_matches(is_separator);
+    &t[..t.find(is_separator).unwrap_or(t.len())]
+}
+
+/// At most this many new lines of one key are tried for an old line (any
+/// choice is safe: this only bounds the work on files with many lines of one
+/// key).
+const PAIR_TRIES: usize = 64;
+
 /// An old line of a file whose old text may hold a secret, as shown: kept
 /// when the new rendering has the same line, else only what it shares with
-/// the best of `candidates` (the new lines that replace it), the rest one
+/// the best of `candidates` (new lines that replace it), the rest one
 /// mask. `old` is already masked for the secrets known to the run.
-fn hide_old_line(old: &str, raw_in_new: bool, candidates: &[String]) -> String {
+fn hide_old_line<'a>(
+    old: &str,
+    raw_in_new: bool,
+    candidates: impl Iterator<Item = &'a str>,
+) -> String {
     let (body, eol) = split_eol(old);
     if raw_in_new {
         return old.to_string();
     }
     let (p, s) = candidates
-        .iter()
         .map(|n| shared_with(body, split_eol(n).0))
         .max_by_key(|&(p, s)| (p + s, p))
         .unwrap_or((0, 0));
@@ -517,12 +533,27 @@ fn masked_diff(a: &str, b: &str, old: &str, new: &str, private: bool, secrets: &
                 }
                 continue;
             }
-            for i in o {
+            // The new lines an old line is compared with: those of the
+            // change with its key, and the few at its place in the change
+            // (not all of them: a long file rewritten whole stays linear).
+            let mut by_key: std::collections::HashMap<&str, Vec<usize>> = Default::default();
+            if private {
+                for j in n.clone() {
+                    let bucket = by_key.entry(pair_key(&new_shown[j])).or_default();
+                    if bucket.len() < PAIR_TRIES {
+                        bucket.push(j);
+                    }
+                }
+            }
+            for i in o.clone() {
                 let shown = if private {
+                    let at = n.start + (i - o.start) * n.len() / o.len();
+                    let near = at.saturating_sub(2).max(n.start)..(at + 3).min(n.end);
+                    let keyed = by_key.get(pair_key(&old_shown[i])).into_iter().flatten();
                     hide_old_line(
                         &old_shown[i],
                         new_set.contains(old_lines[i]),
-                        &new_shown[n.clone()],
+                        keyed.copied().chain(near).map(|j| new_shown[j].as_str()),
                     )
                 } else {
                     old_shown[i].clone()

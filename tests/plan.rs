@@ -323,6 +323,32 @@ fn old_values_of_a_secret_file_are_masked_in_every_shape() {
     }
 }
 
+/// A long image file replaced by a short template: an old line is paired
+/// with the new line of its key wherever each stands.
+#[test]
+fn an_old_line_is_paired_by_its_key_far_from_its_place() {
+    let old: String = (0..300)
+        .map(|i| format!("# comment {i}\n"))
+        .chain(["requirepass 0ld-far\n".to_string()])
+        .collect();
+    let out = secret_file_diff(
+        "/etc/redis/redis.conf",
+        &old,
+        "port 6379\nrequirepass n3w-s3cret\n",
+        0o600,
+    );
+    assert!(
+        !out.contains("0ld-far") && !out.contains("comment"),
+        "{out}"
+    );
+    assert!(out.contains("-requirepass ********\n"), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| *l == "-********").count(),
+        300,
+        "{out}"
+    );
+}
+
 /// A secret that spans lines (a PEM key) is masked on each of its lines.
 #[test]
 fn a_secret_over_several_lines_is_masked_line_by_line() {
