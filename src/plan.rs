@@ -454,16 +454,17 @@ fn pair_key(line: &str) -> &str {
 const PAIR_TRIES: usize = 64;
 
 /// An old line of a file whose old text may hold a secret, as shown: kept
-/// when the new rendering has the same line, else only what it shares with
+/// when the plan shows the same text as a line of the new rendering
+/// (`shown_in_new`), else only what it shares with
 /// the best of `candidates` (new lines that replace it), the rest one
 /// mask. `old` is already masked for the secrets known to the run.
 fn hide_old_line<'a>(
     old: &str,
-    raw_in_new: bool,
+    shown_in_new: bool,
     candidates: impl Iterator<Item = &'a str>,
 ) -> String {
     let (body, eol) = split_eol(old);
-    if raw_in_new {
+    if shown_in_new {
         return old.to_string();
     }
     let (p, s) = candidates
@@ -511,7 +512,9 @@ fn masked_diff(a: &str, b: &str, old: &str, new: &str, private: bool, secrets: &
     let (old_lines, new_lines) = (diff.old_slices(), diff.new_slices());
     let old_shown = masked_lines(old, old_lines, secrets);
     let new_shown = masked_lines(new, new_lines, secrets);
-    let new_set: std::collections::HashSet<&str> = new_lines.iter().copied().collect();
+    // What the plan shows of the new text (not the raw lines: a raw line
+    // may be masked there, as part of a secret that spans lines).
+    let new_set: std::collections::HashSet<&str> = new_shown.iter().map(String::as_str).collect();
     let mut s = String::new();
     let line = |s: &mut String, tag: char, raw: &str, shown: &str| {
         s.push(tag);
@@ -552,7 +555,7 @@ fn masked_diff(a: &str, b: &str, old: &str, new: &str, private: bool, secrets: &
                     let keyed = by_key.get(pair_key(&old_shown[i])).into_iter().flatten();
                     hide_old_line(
                         &old_shown[i],
-                        new_set.contains(old_lines[i]),
+                        new_set.contains(old_shown[i].as_str()),
                         keyed.copied().chain(near).map(|j| new_shown[j].as_str()),
                     )
                 } else {

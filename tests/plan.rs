@@ -364,7 +364,7 @@ fn a_secret_over_several_lines_is_masked_line_by_line() {
         secrets,
         ..Rendered::default()
     };
-    let out = plan::plan(r, &Disk::default()).unwrap().display();
+    let out = plan::plan(r.clone(), &Disk::default()).unwrap().display();
     for leak in ["BEGIN", "AAAA", "BBBB", "END"] {
         assert!(!out.contains(leak), "{leak} leaked:\n{out}");
     }
@@ -372,6 +372,13 @@ fn a_secret_over_several_lines_is_masked_line_by_line() {
         out.contains("+# key\n+********\n+********\n+********\n+********\n"),
         "{out}"
     );
+    // An old line that is a line of the new text, but one the plan masks
+    // there (part of the secret), is not shown either.
+    let mut disk = Disk::default();
+    disk.files
+        .insert("/etc/tls/key.pem".into(), existing("AAAA\nAAAA\n", 0o600));
+    let out = plan::plan(r, &disk).unwrap().display();
+    assert!(!out.contains("AAAA"), "leaked:\n{out}");
 }
 
 /// A file that holds no secret, and that nothing says was private, shows its
