@@ -92,10 +92,29 @@ pub struct Trusted {
     pub datasource: crate::identify::Datasource,
     /// When the seal was written (RFC 3339), as it says.
     pub sealed_at: String,
+    /// Why the instance-id could not be read: `None` when the platform has
+    /// no offline source of it; else what is missing (a NoCloud seed that
+    /// was there at the first boot and is not now).
+    pub gone: Option<String>,
 }
 
 impl fmt::Display for Sealed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(Trusted {
+            gone: Some(gone),
+            sealed_at,
+            ..
+        }) = &self.trusted
+        {
+            return write!(
+                f,
+                "sealed for instance {id} (configured {sealed_at}); the seal stands: {gone}, so \
+                 this boot has no user-data to compare or apply (a seed detached after the \
+                 first boot) and imprint did nothing. To configure this machine again, attach \
+                 a seed with a new instance-id, or run `imprint run --force --user-data FILE`",
+                id = self.instance_id,
+            );
+        }
         if let Some(t) = &self.trusted {
             return write!(
                 f,

@@ -6,7 +6,7 @@ use crate::apply::{self, Applied};
 use crate::decode::{self, Part};
 use crate::error::{Error, Sealed, Trusted};
 use crate::fetch::{self, Fetched};
-use crate::identify::{self, Identified, Request};
+use crate::identify::{self, Datasource, Identified, Request};
 use crate::manifest::{self, Manifest};
 use crate::merge;
 use crate::plan::{self, Plan};
@@ -183,6 +183,7 @@ pub fn run(
                     trusted: Some(Trusted {
                         datasource: identified.datasource,
                         sealed_at: s.time.clone(),
+                        gone: None,
                     }),
                 }));
             }
@@ -214,15 +215,38 @@ pub fn run(
     let fetched = out.timer.time("fetch", || {
         fetch::fetch(root, &identified, &inputs.request, &options)
     });
-    let fetched = match (fetched, sealed_offline) {
-        (Err(_), Some(id)) => {
+    let fetched = match (fetched, sealed_offline, &sealed) {
+        (Err(_), Some(id), _) => {
             return Err(Error::Sealed(Sealed {
                 instance_id: id,
                 user_data_changed: false,
                 trusted: None,
             }))
         }
-        (r, _) => r?,
+        // A sealed instance whose NoCloud seed is gone (an ISO detached
+        // after the first boot): nothing says which instance this is and
+        // there is no user-data to apply, so the seal stands (SPEC §5: not
+        // knowable offline, trust the seal), rather than failing every boot
+        // from then on with 69.
+        (
+            Err(Error::Fetch(fetch::FetchError::Unavailable {
+                datasource: Datasource::NoCloud,
+                message,
+            })),
+            None,
+            Some(s),
+        ) if inputs.request.datasource.is_none() => {
+            return Err(Error::Sealed(Sealed {
+                instance_id: s.instance_id.clone(),
+                user_data_changed: false,
+                trusted: Some(Trusted {
+                    datasource: Datasource::NoCloud,
+                    sealed_at: s.time.clone(),
+                    gone: Some(message),
+                }),
+            }))
+        }
+        (r, _, _) => r?,
     };
     if let Some(s) = &sealed {
         if s.instance_id == fetched.instance_id {

@@ -178,6 +178,53 @@ fn changed_user_data_on_a_sealed_instance_is_loud_and_ignored() {
     assert!(root.read("/opt/app/conf.env").contains("db1.internal"));
 }
 
+/// A NoCloud seed detached after the first boot (the ISO of `cloud-localds`
+/// or Vagrant): the sealed instance stays as it is, 77, and says why; it
+/// used to fail with 69 at every boot from then on. Asked for by name
+/// (`--datasource nocloud`), a missing seed is still an error.
+#[test]
+fn a_seed_gone_after_the_first_boot_leaves_the_seal_standing() {
+    let root = image_root();
+    root.write("/proc/cmdline", "ro quiet\n");
+    root.write(
+        "/var/lib/cloud/seed/nocloud/meta-data",
+        "instance-id: iid-seed-1\n",
+    );
+    root.write(
+        "/var/lib/cloud/seed/nocloud/user-data",
+        user_data("db1.internal"),
+    );
+    let nocloud_run = |extra: &[&str]| {
+        run(imprint()
+            .arg("run")
+            .arg("--root")
+            .arg(root.path())
+            .args(extra))
+    };
+    let o = nocloud_run(&[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    std::fs::remove_dir_all(root.join("/var/lib/cloud/seed/nocloud")).unwrap();
+    let before = tree_hash(root.path(), &["run/imprint"]);
+    let o = nocloud_run(&[]);
+    assert_eq!(code(&o), 77, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "sealed for instance iid-seed-1 (configured "
+        ) && stderr(&o).contains(
+            "the seal stands: no NoCloud seed found: looked in /var/lib/cloud/seed/nocloud, /var/lib/cloud/seed/nocloud-net, and for /dev/disk/by-label/{cidata,CIDATA}, so this boot has no user-data to compare or apply"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        tree_hash(root.path(), &["run/imprint"]),
+        before,
+        "not even the report changes"
+    );
+    let o = nocloud_run(&["--datasource", "nocloud"]);
+    assert_eq!(code(&o), 69, "{}", stderr(&o));
+}
+
 /// CLOCK_MONOTONIC now, in ms (the clock of report.json's
 /// `main_monotonic_ms`).
 fn monotonic_ms() -> f64 {
