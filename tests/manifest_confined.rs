@@ -2,6 +2,9 @@
 //! symlink in the image resolves inside DIR, as on the booted machine, never
 //! on the host running `imprint --root` (an image build or CI validating it).
 
+mod common;
+
+use common::openat2_works;
 use imprint::manifest::{self, Source};
 use imprint::root::Root;
 use std::os::unix::fs::symlink;
@@ -11,20 +14,6 @@ fn write(base: &Path, rel: &str, text: &str) {
     let p = base.join(rel.trim_start_matches('/'));
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, text).unwrap();
-}
-
-/// RESOLVE_IN_ROOT (Linux 5.6+): the only way an absolute symlink can be
-/// followed inside the root (cap-std's fallback refuses it).
-fn openat2_works() -> bool {
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
-    rustix::fs::openat2(
-        rustix::fs::CWD,
-        ".",
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT,
-    )
-    .is_ok()
 }
 
 const MANIFEST: &str = "files:\n  - path: /etc/{which}.conf\n    template: t.hbs\n";

@@ -2,6 +2,9 @@
 //! and nothing else: a symlink in the image resolves inside the image (as
 //! it will on the booted machine), never on the host running imprint.
 
+mod common;
+
+use common::openat2_works;
 use imprint::render::environment_files;
 use imprint::root::Root;
 use std::os::unix::fs::symlink;
@@ -15,20 +18,6 @@ fn write(base: &Path, rel: &str, text: &str) {
 
 fn set(root: &Path) -> Vec<String> {
     environment_files(&Root::at(root)).into_iter().collect()
-}
-
-/// Whether this kernel lets us open paths with RESOLVE_IN_ROOT (Linux 5.6+),
-/// the only way an absolute symlink can be followed inside the root.
-fn openat2_works() -> bool {
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
-    rustix::fs::openat2(
-        rustix::fs::CWD,
-        ".",
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT,
-    )
-    .is_ok()
 }
 
 /// A directory outside the root holding a unit that names /etc/host-secret:

@@ -176,3 +176,18 @@ impl Drop for HeldLock {
         let _ = self.0.wait();
     }
 }
+
+/// Whether this kernel lets us open paths with RESOLVE_IN_ROOT (Linux
+/// 5.6+), the only way an absolute symlink can be followed inside a root
+/// (cap-std's fallback refuses it).
+pub fn openat2_works() -> bool {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    rustix::fs::openat2(
+        rustix::fs::CWD,
+        ".",
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT,
+    )
+    .is_ok()
+}
