@@ -76,6 +76,21 @@ pub enum RenderError {
     },
 }
 
+/// One file using template `name` is done (rendered or skipped): drop the
+/// compiled template when no file left uses it.
+fn release<'a>(
+    uses: &mut BTreeMap<&'a str, usize>,
+    parsed: &mut BTreeMap<&'a str, Template>,
+    name: &str,
+) {
+    if let Some(left) = uses.get_mut(name) {
+        *left -= 1;
+        if *left == 0 {
+            parsed.remove(name);
+        }
+    }
+}
+
 /// Render every file.
 ///
 /// `EnvironmentFile=` targets are found in the unit files and drop-ins this
@@ -97,8 +112,17 @@ pub fn render_with(
         secrets: validated.secrets.clone(),
         ..FileState::default()
     };
-    // Each template parsed once, however many files use it.
+    // Each template parsed once, however many files use it, and kept only
+    // while a file still to render uses it: a compiled template is ~20 times
+    // its text, and 1000 of them alive at once were half a run's peak memory
+    // (docs/benchmarks.md, twelfth round).
     let mut parsed: BTreeMap<&str, Template> = BTreeMap::new();
+    let mut uses: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in &manifest.files {
+        if let Source::Template { name, .. } = &f.source {
+            *uses.entry(name.as_str()).or_default() += 1;
+        }
+    }
     let mut secrets = validated.secrets.clone();
 
     // write_files first: their unit files may name EnvironmentFile= paths.
@@ -139,6 +163,9 @@ pub fn render_with(
                 lookup(&validated.values, key),
                 None | Some(serde_json::Value::Null)
             ) {
+                if let Source::Template { name, .. } = &spec.source {
+                    release(&mut uses, &mut parsed, name);
+                }
                 skipped.push((path, key.clone()));
                 continue;
             }
@@ -163,6 +190,7 @@ pub fn render_with(
                 st.holds_secret = false;
                 st.escape_error = None;
                 let text = parsed[name.as_str()].render(&data, &mut st);
+                release(&mut uses, &mut parsed, name);
                 let text = text.map_err(|e| RenderError::Template {
                     path: path.clone(),
                     template: name.clone(),

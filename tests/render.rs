@@ -1032,3 +1032,33 @@ mod through_dash {
         }
     }
 }
+
+/// A template several files use renders each of them, some skipped by `if:`
+/// between them (render drops a compiled template after its last use; the
+/// memory this saves is tests/budgets.sh's).
+#[test]
+fn a_template_shared_by_files_some_skipped_renders_each() {
+    let shared = |path: &str, when: Option<&str>| FileSpec {
+        source: Source::Template {
+            name: "shared.hbs".into(),
+            text: "name={{name}}\n".into(),
+        },
+        when: when.map(Into::into),
+        ..spec(path, "")
+    };
+    let m = manifest(vec![
+        shared("/etc/a.conf", None),
+        shared("/etc/b.conf", Some("missing")),
+        spec("/etc/other.conf", "o={{name}}\n"),
+        shared("/etc/c.conf", None),
+        shared("/etc/d.conf", Some("missing")),
+        shared("/etc/e.conf", None),
+    ]);
+    let r = render::render(&validated(json!({"name": "x"})), &m).unwrap();
+    for p in ["/etc/a.conf", "/etc/c.conf", "/etc/e.conf"] {
+        assert_eq!(text(&r, p), "name=x\n");
+    }
+    assert_eq!(text(&r, "/etc/other.conf"), "o=x\n");
+    assert_eq!(r.files.len(), 4);
+    assert_eq!(r.skipped.len(), 2);
+}
