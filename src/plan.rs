@@ -13,7 +13,7 @@
 //! `root` resolves to 0 even when the root has no passwd file.
 
 use crate::error::ExitCode;
-use crate::model::OwnerSpec;
+use crate::model::{Origin, OwnerSpec};
 use crate::render::{Rendered, RenderedFile, UNIT_DIRS};
 use crate::root::Root;
 use crate::secret::{self, Secrets, MASK};
@@ -501,17 +501,69 @@ fn names_a_secret(line: &str) -> bool {
         })
 }
 
+/// How much of a file's texts its diff shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reveal {
+    /// Both texts, secrets masked.
+    All,
+    /// The new text, secrets masked; an old line only as far as
+    /// [`hide_old_line`] allows (the old text may hold a secret:
+    /// [`old_may_hold_secret`]).
+    New,
+    /// No line of either text, each one `********`: the content of a
+    /// `write_files` entry that others will not be able to read. Holds why,
+    /// for the `+++` line ([`hidden_why`]).
+    Nothing(String),
+}
+
+/// Why a file's content is hidden from the plan, if it is: it comes from a
+/// `write_files` entry and will not be readable by others (no `o+r`). Such
+/// content may be anything private (a licence, a key) that user-data cannot
+/// declare secret, and plan output goes to terminals and CI logs. Files
+/// rendered from the manifest's templates are not hidden: their secrets are
+/// declared, and masked by value.
+fn hidden_why(c: &FileChange) -> Option<String> {
+    let write_files = matches!(c.file.origin, Origin::WriteFiles { .. });
+    (write_files && c.file.mode.0 & 0o004 == 0).then(|| {
+        format!(
+            "content hidden: write_files entry with mode {}; see docs/templates.md",
+            c.file.mode
+        )
+    })
+}
+
 /// A unified diff of `old` to `new` (3 lines of context), secrets masked.
 /// The diff is of the real texts, so a line whose secret changes shows as
-/// changed; each line is then shown masked. When `private`, an old line
-/// that is not also a line of the new text is shown only as far as
-/// [`hide_old_line`] allows.
-fn masked_diff(a: &str, b: &str, old: &str, new: &str, private: bool, secrets: &Secrets) -> String {
+/// changed; each line is then shown masked, or as `reveal` allows. With
+/// [`Reveal::Nothing`] every line, context too, is one `********` (its end
+/// of line kept), so the hunks still say how much changed, and the `+++`
+/// line says why.
+fn masked_diff(
+    a: &str,
+    b: &str,
+    old: &str,
+    new: &str,
+    reveal: &Reveal,
+    secrets: &Secrets,
+) -> String {
     use similar::DiffOp;
     let diff = similar::TextDiff::from_lines(old, new);
     let (old_lines, new_lines) = (diff.old_slices(), diff.new_slices());
-    let old_shown = masked_lines(old, old_lines, secrets);
-    let new_shown = masked_lines(new, new_lines, secrets);
+    let (old_shown, new_shown) = if let Reveal::Nothing(_) = reveal {
+        let hide = |lines: &[&str]| -> Vec<String> {
+            lines
+                .iter()
+                .map(|l| format!("{MASK}{}", split_eol(l).1))
+                .collect()
+        };
+        (hide(old_lines), hide(new_lines))
+    } else {
+        (
+            masked_lines(old, old_lines, secrets),
+            masked_lines(new, new_lines, secrets),
+        )
+    };
+    let private = *reveal == Reveal::New;
     // What the plan shows of the new text (not the raw lines: a raw line
     // may be masked there, as part of a secret that spans lines).
     let new_set: std::collections::HashSet<&str> = new_shown.iter().map(String::as_str).collect();
@@ -525,7 +577,10 @@ fn masked_diff(a: &str, b: &str, old: &str, new: &str, private: bool, secrets: &
     };
     for (k, group) in diff.grouped_ops(3).iter().enumerate() {
         if k == 0 {
-            let _ = writeln!(s, "--- {a}\n+++ {b}");
+            let _ = match reveal {
+                Reveal::Nothing(why) => writeln!(s, "--- {a}\n+++ {b} ({why})"),
+                _ => writeln!(s, "--- {a}\n+++ {b}"),
+            };
         }
         let _ = writeln!(s, "{}", similar::udiff::UnifiedHunkHeader::new(group));
         for op in group {
@@ -608,7 +663,8 @@ fn owner_named(c: &FileChange) -> String {
 
 impl Plan {
     /// The plan as text: one line per change and a unified diff per file,
-    /// secret values masked.
+    /// secret values masked, the content of a `write_files` entry others
+    /// will not be able to read hidden (`hidden_why`).
     pub fn display(&self) -> String {
         let mut s = String::new();
         if self.changes.is_empty() {
@@ -690,13 +746,19 @@ impl Plan {
                     } else {
                         "/dev/null".to_string()
                     };
-                    let private = old_may_hold_secret(c, old, new, &self.secrets);
+                    let reveal = if let Some(why) = hidden_why(c) {
+                        Reveal::Nothing(why)
+                    } else if old_may_hold_secret(c, old, new, &self.secrets) {
+                        Reveal::New
+                    } else {
+                        Reveal::All
+                    };
                     s.push_str(&masked_diff(
                         &a,
                         &format!("b{path}"),
                         old,
                         new,
-                        private,
+                        &reveal,
                         &self.secrets,
                     ));
                 }

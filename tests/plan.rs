@@ -414,6 +414,75 @@ fn old_text_of_a_file_without_secrets_is_shown_unless_it_may_have_held_one() {
     }
 }
 
+/// The content of a `write_files` entry that others will not be able to
+/// read (a licence, a key: user-data cannot declare it secret) is hidden,
+/// every line of the diff one mask, context too, with why on the `+++` line;
+/// the hunks and the mode change still show. A world-readable entry's
+/// content is shown, and so is a private manifest file's (its secrets are
+/// declared, and masked by value).
+#[test]
+fn content_of_a_private_write_files_entry_is_hidden() {
+    let entry = |path: &str, content: &str, mode: u32| {
+        let mut f = file(path, content);
+        f.origin = Origin::WriteFiles { part: 1, index: 0 };
+        f.mode = Mode(mode);
+        f
+    };
+    let mut manifest_file = file(
+        "/etc/app/private.conf",
+        "level debug-manifest
+",
+    );
+    manifest_file.mode = Mode(0o600);
+    let mut disk = Disk::default();
+    disk.files.insert(
+        "/etc/app/licence.key".into(),
+        existing("OLD-LICENCE\nkept-line\n", 0o644),
+    );
+    let r = rendered(vec![
+        entry("/etc/app/licence.key", "NEW-LICENCE\nkept-line\n", 0o600),
+        entry("/etc/app/group.key", "GROUP-ONLY", 0o640),
+        entry("/etc/motd", "hello-world\n", 0o644),
+        manifest_file,
+    ]);
+    let out = plan::plan(r, &disk).unwrap().display();
+    for leak in ["OLD-LICENCE", "NEW-LICENCE", "kept-line", "GROUP-ONLY"] {
+        assert!(!out.contains(leak), "{leak} leaked:\n{out}");
+    }
+    assert!(
+        out.contains(
+            "modify   /etc/app/licence.key (mode 0644 -> 0600, content)\n\
+             create   /etc/app/group.key (mode 0640, owner 0:0, 10 bytes)\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "--- a/etc/app/licence.key\n\
+             +++ b/etc/app/licence.key (content hidden: write_files entry with mode 0600; \
+             see docs/templates.md)\n\
+             @@ -1,2 +1,2 @@\n-********\n+********\n ********\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "+++ b/etc/app/group.key (content hidden: write_files entry with mode 0640; \
+             see docs/templates.md)\n\
+             @@ -0,0 +1 @@\n+********\n\\ No newline at end of file\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("+++ b/etc/motd\n@@ -0,0 +1 @@\n+hello-world\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("+++ b/etc/app/private.conf\n@@ -0,0 +1 @@\n+level debug-manifest\n"),
+        "{out}"
+    );
+}
+
 #[test]
 fn display_of_creation_binary_and_units() {
     let mut bin = file("/usr/bin/tool", "");

@@ -273,7 +273,15 @@ fn plan_shows_only_changes_masks_secrets_and_changes_nothing() {
         out.contains("-DB_HOST=\"********\"") && out.contains("+DB_HOST=\"db.prod.internal\""),
         "{out}"
     );
-    for leak in [DEMO_PASSWORD, "old-Pa55", "old-db"] {
+    // The licence key (a 0600 write_files entry) is hidden whole.
+    assert!(
+        out.contains(
+            "+++ b/etc/app/licence.key (content hidden: write_files entry with mode 0600; \
+             see docs/templates.md)\n@@ -0,0 +1 @@\n+********\n"
+        ),
+        "{out}"
+    );
+    for leak in [DEMO_PASSWORD, "old-Pa55", "old-db", "LICENSE-1234"] {
         assert!(!out.contains(leak), "{leak} leaked:\n{out}");
         assert!(!stderr(&o).contains(leak));
     }
