@@ -100,9 +100,19 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 report.boot_id = crate::report::boot_id(&inputs.root);
                 crate::report::mask_report(&report, &out.secrets).0
             });
+            // A failure on a sealed root that changed nothing is logged as
+            // any other, but report.json stays that of the run that
+            // configured the instance (docs/state.md).
+            let kept = match &r {
+                Err(_) if report.is_some() && !out.reached_apply() => seal_stands(&inputs, &out),
+                _ => None,
+            };
             if let Some(report) = &report {
-                if let Err(e) = crate::report::write_checked(&inputs.root, report, &out.secrets) {
-                    tracing::warn!("failed to write the report: {e}");
+                if kept.is_none() {
+                    if let Err(e) = crate::report::write_checked(&inputs.root, report, &out.secrets)
+                    {
+                        tracing::warn!("failed to write the report: {e}");
+                    }
                 }
                 crate::logging::run_report(report);
                 // Under imprint.service stdout is the journal, which already
@@ -121,6 +131,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                     e.exit_code()
                 }
             };
+            if let Some(id) = &kept {
+                tracing::info!(
+                    "{} not replaced: instance {id} is sealed and this run failed before changing anything (`imprint status` shows the last run recorded)",
+                    crate::state::dir(&inputs.root)
+                        .join(crate::report::FILE)
+                        .display()
+                );
+            }
             if let Some(report) = &report {
                 crate::report::log_summary(report);
             }
@@ -182,6 +200,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             0 => Ok(ExitCode::Ok),
             _ => Ok(ExitCode::Usage),
         },
+    }
+}
+
+/// The sealed instance-id, when the root has a seal that a failed run
+/// leaves standing: the run did not learn that it is another instance's
+/// (a clone's failed first boot is recorded, as on an unsealed root).
+fn seal_stands(inputs: &Inputs, out: &Outcome) -> Option<String> {
+    let seal = crate::seal::read(&inputs.root).ok().flatten()?;
+    let id = out.instance_id().or(inputs.request.instance_id.as_deref());
+    match id {
+        Some(id) if id != seal.instance_id => None,
+        _ => Some(seal.instance_id),
     }
 }
 

@@ -56,8 +56,31 @@ pub struct Outcome {
     pub applied: Option<Applied>,
     pub units: Vec<UnitAction>,
     pub restored: Vec<String>,
+    /// The instance-id read offline to compare with the seal (only on a
+    /// sealed root, without `--force`).
+    pub offline_instance_id: Option<String>,
+    /// Apply began: files were written, or a write was attempted (and
+    /// rolled back). Before that a run has changed nothing (but what
+    /// `recover` rolled back: `restored`).
+    pub apply_started: bool,
     pub timer: Timer,
     pub secrets: Secrets,
+}
+
+impl Outcome {
+    /// Whether this run changed the disk, or tried to: apply began, or
+    /// `recover` rolled back an interrupted run's writes.
+    pub fn reached_apply(&self) -> bool {
+        self.apply_started || !self.restored.is_empty()
+    }
+
+    /// The instance-id this run learned: fetched, else read offline.
+    pub fn instance_id(&self) -> Option<&str> {
+        self.fetched
+            .as_ref()
+            .map(|f| f.instance_id.as_str())
+            .or(self.offline_instance_id.as_deref())
+    }
 }
 
 /// Each stage's duration and outcome, for the log and the report.
@@ -163,7 +186,8 @@ pub fn run(
     // be reported loudly below; if it cannot be read, the seal still wins.
     let mut sealed_offline = None;
     if let Some(s) = &sealed {
-        match identify::offline_instance_id(root, &identified, &inputs.request) {
+        out.offline_instance_id = identify::offline_instance_id(root, &identified, &inputs.request);
+        match out.offline_instance_id.clone() {
             Some(id) if id == s.instance_id && identified.datasource.is_network() => {
                 return Err(Error::Sealed(Sealed {
                     instance_id: id,
@@ -313,6 +337,7 @@ pub fn run(
         out.plan = Some(plan);
         return Ok(());
     }
+    out.apply_started = true;
     let mut applied = out
         .timer
         .time("apply", || apply::apply_pending(root, &plan))?;

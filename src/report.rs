@@ -84,9 +84,11 @@ pub fn this_boot(root: &Root) -> Option<Report> {
 
 /// On the host booted with systemd: why this boot's run left no report,
 /// when imprint.service failed in this boot and report.json is not of this
-/// boot: the run was killed (a signal, its `TimeoutStartSec=`), crashed, or
-/// could not write the report. `None` under `--root`, where no unit runs,
-/// and when the failed run did write its report (which then says why).
+/// boot: the run was killed (a signal, its `TimeoutStartSec=`), crashed,
+/// could not write the report, or failed on a sealed root before apply
+/// (which keeps the report: src/app.rs). `None` under `--root`, where no
+/// unit runs, and when the failed run did write its report (which then
+/// says why).
 pub fn run_died(root: &Root) -> Option<String> {
     if !root.is_host() || !crate::systemd::booted() {
         return None;
@@ -100,7 +102,7 @@ pub fn run_died_message(result: &str) -> String {
     let unit = crate::systemd::IMPRINT_UNIT;
     let result = if result.is_empty() { "failed" } else { result };
     format!(
-        "{unit} failed ({result}) before its run wrote a report: it was killed (a signal, or its TimeoutStartSec=), crashed, or could not write {}; `journalctl -b -u {unit}` says which",
+        "{unit} failed ({result}) before its run wrote a report: it was killed (a signal, or its TimeoutStartSec=), crashed, could not write {}, or failed before changing a sealed instance (whose report is kept); `journalctl -b -u {unit}` says which",
         crate::state::dir(&Root::host()).join(FILE).display()
     )
 }

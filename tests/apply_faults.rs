@@ -246,6 +246,43 @@ fn kill_9_before_the_seal_of_a_forced_run_keeps_the_old_seal_true() {
     assert_eq!(code(&v), 0, "{}", stdout(&v));
 }
 
+/// On a sealed root a failed run keeps report.json only when it changed
+/// nothing (tests/run_lifecycle.rs); one that reached apply, or rolled back
+/// an interrupted run's writes, is recorded: `status` says it failed.
+#[test]
+fn a_failure_after_changes_on_a_sealed_root_is_recorded() {
+    let ud = user_data("db1.internal");
+    let ud2 = user_data("db2.internal");
+    let root = image_root();
+    assert_eq!(code(&run_ud(&root, &ud, ID)), 0);
+    let status = || {
+        let s = run(imprint()
+            .arg("status")
+            .arg("--json")
+            .arg("--root")
+            .arg(root.path()));
+        let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+        (code(&s), v["report"]["exit_code"].as_i64().unwrap())
+    };
+    let o = run(run_cmd(&root, &ud2, ID)
+        .arg("--force")
+        .env("IMPRINT_FAILPOINT", "apply:after-write:1"));
+    assert_eq!(code(&o), 73, "{}", stderr(&o));
+    assert_eq!(status(), (1, 73), "written, rolled back: recorded");
+    // An interrupted forced run, then one that rolls it back and fails
+    // before apply (invalid user-data).
+    kill_at(&root, &ud2, "apply:after-write:2", &["--force"]);
+    let bad = format!("#cloud-config\nimprint:\n  db:\n    password: {SECRET}\n");
+    let o = run(run_cmd(&root, &bad, ID).arg("--force"));
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("rolled back an interrupted run"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(status(), (1, 65), "files restored: recorded");
+}
+
 /// A torn journal (the crash came before its sync returned, so nothing
 /// else was touched) is dropped with a warning, not an error.
 #[test]

@@ -225,6 +225,65 @@ fn a_seed_gone_after_the_first_boot_leaves_the_seal_standing() {
     assert_eq!(code(&o), 69, "{}", stderr(&o));
 }
 
+/// A run on a sealed root that fails before apply (a flag mistake, 64;
+/// invalid user-data with --force, 65) is logged with its exit code but
+/// leaves report.json to the run that configured the instance: `status`
+/// stays `done`. A clone's failed first boot (a new instance-id on a sealed
+/// image) is recorded; so is a run that reached apply (tests/apply_faults.rs).
+#[test]
+fn a_failure_before_apply_keeps_a_sealed_instances_report() {
+    let root = image_root();
+    let ud = user_data("db1.internal");
+    assert_eq!(code(&run_ud(&root, &ud, "i-1")), 0);
+    let report = || root.read("/var/lib/imprint/report.json");
+    let configured = report();
+    let status = || {
+        let s = run(imprint().arg("status").arg("--root").arg(root.path()));
+        (code(&s), stdout(&s))
+    };
+    let o = run(imprint()
+        .arg("run")
+        .arg("--root")
+        .arg(root.path())
+        .args(["--datasource", "bogus"]));
+    assert_eq!(code(&o), 64, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("ERROR unknown datasource \"bogus\"")
+            && err.contains("report.json not replaced: instance i-1 is sealed")
+            && err.contains("imprint run failed status=failed exit_code=64"),
+        "{err}"
+    );
+    assert_eq!(report(), configured);
+    let o = run(run_cmd(&root, "#cloud-config\nimprint: [\n", "i-1").arg("--force"));
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    assert!(stderr(&o).contains("invalid user-data"), "{}", stderr(&o));
+    assert_eq!(report(), configured);
+    let (c, text) = status();
+    assert_eq!(c, 0, "{text}");
+    assert!(text.contains("status:        done\n"), "{text}");
+    // A directory where a managed file goes, found by the plan: 73, but
+    // nothing was written or attempted.
+    std::fs::remove_file(root.join("/etc/motd")).unwrap();
+    std::fs::create_dir_all(root.join("/etc/motd/keep")).unwrap();
+    let o = run(run_cmd(&root, &ud, "i-1").arg("--force"));
+    assert_eq!(code(&o), 73, "{}", stderr(&o));
+    assert_eq!(report(), configured);
+    std::fs::remove_dir_all(root.join("/etc/motd")).unwrap();
+    let (c, text) = status();
+    assert_eq!(c, 0, "{text}");
+    assert!(text.contains("status:        done\n"), "{text}");
+    // A clone's first boot that fails is the new instance's: recorded.
+    let o = run_ud(&root, "#cloud-config\nimprint: [\n", "i-2");
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    let (c, text) = status();
+    assert_eq!(c, 1, "{text}");
+    assert!(
+        text.contains("status:        failed\n") && text.contains("instance-id:   i-2\n"),
+        "{text}"
+    );
+}
+
 /// CLOCK_MONOTONIC now, in ms (the clock of report.json's
 /// `main_monotonic_ms`).
 fn monotonic_ms() -> f64 {
