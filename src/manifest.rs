@@ -553,9 +553,12 @@ fn not_octal(path: &str, n: &serde_json::Number, w: &yaml::Written) -> String {
     } else {
         ("0640".into(), String::new())
     };
+    // Merged in (`<<: *defaults`): the line is the anchor's, where the
+    // integer was written.
+    let via = if w.merged { " (merged in with <<)" } else { "" };
     format!(
-        "line {}: the file {path} has mode: {t}, an integer not written in octal: YAML reads \
-         it as {n}, which is {meant}{not}; write the mode as a quoted octal string: mode: \"{fix}\"",
+        "line {}{via}: the file {path} has mode: {t}, an integer not written in octal: YAML \
+         reads it as {n}, which is {meant}{not}; write the mode as a quoted octal string: mode: \"{fix}\"",
         w.line
     )
 }
@@ -705,5 +708,34 @@ mod tests {
                 .contains("line 1: the file /etc/x has mode: 644"),
             "{e}"
         );
+        // Through a merge key: the line is where the anchor wrote it.
+        let text = "files:\n  - path: /etc/a\n    env: {X: x}\n    mode: \"0600\"\n    <<: &defaults {mode: 640}\n  - path: /etc/b\n    env: {X: x}\n    <<: *defaults\n";
+        let e = parse(Path::new("/m.yaml"), text, Path::new("/n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid manifest /m.yaml: files[1].mode: line 5 (merged in with <<): the file /etc/b has mode: 640, an integer not written in octal:"),
+            "{e}"
+        );
+        let text = "values: {a: {default: 1}}\nfiles:\n  - path: /etc/a\n    <<: &d {env: {X: x}, mode: 640}\n  - path: /etc/b\n    <<: [{owner: root}, *d]\n";
+        let e = parse(Path::new("/m.yaml"), text, Path::new("/n"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid manifest /m.yaml: files[0].mode: line 4 (merged in with <<): the file /etc/a has mode: 640, an integer not written in octal: YAML reads it as 640, which is mode 1200, not 0640; write the mode as a quoted octal string: mode: \"0640\""
+        );
+        // The item's own mode wins over a merged one, as in the parsed value.
+        let text = "files:\n  - path: /etc/a\n    env: {X: x}\n    mode: 0600\n    <<: &d {mode: \"0644\"}\n  - path: /etc/b\n    <<: &e {env: {X: x}, mode: 0640}\n    mode: \"0600\"\n  - path: /etc/c\n    <<: [*d, *e]\n";
+        let m = parse(Path::new("/m.yaml"), text, Path::new("/n")).unwrap();
+        let modes: Vec<_> = m.files.iter().map(|f| f.mode).collect();
+        assert_eq!(
+            modes,
+            [Some(Mode(0o600)), Some(Mode(0o600)), Some(Mode(0o644))]
+        );
+        let text = "files:\n  - path: /etc/a\n    env: {X: x}\n    mode: 0600\n    <<: &d {mode: 640}\n  - path: /etc/b\n    env: {X: x}\n    <<: [{mode: 0640}, *d]\n";
+        let m = parse(Path::new("/m.yaml"), text, Path::new("/n")).unwrap();
+        let modes: Vec<_> = m.files.iter().map(|f| f.mode).collect();
+        assert_eq!(modes, [Some(Mode(0o600)), Some(Mode(0o640))]);
     }
 }

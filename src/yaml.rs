@@ -244,62 +244,110 @@ fn plain_scalar(t: &str) -> Option<serde_json::Value> {
 }
 
 /// A scalar as its author wrote it: the text (without quotes or tag), its
-/// 1-based line, and whether it was plain (unquoted).
+/// 1-based line, whether it was plain (unquoted), and whether it came in
+/// through a merge key (`<<: *defaults`: `line` is then the anchor's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     pub text: String,
     pub line: u64,
     pub plain: bool,
+    pub merged: bool,
 }
 
 /// How each scalar at `KEY[i].FIELD` of the top-level mapping (say
 /// `files[3].mode`) was written, by index `i`: what the parsed value no
 /// longer says (`0640` and `416` both parse to 416). An alias gives its
-/// anchor's scalar. Only the first document; nothing when the text does not
-/// parse (the caller has parsed it already) or the shape differs.
+/// anchor's scalar; a field the item does not set itself but merges in
+/// (`<<: *defaults`, `<<: [*a, *b]`, `<<: *list`, `<<: {FIELD: ..}`,
+/// merges within merges) gives the scalar of the mapping it comes from,
+/// with the precedence of the merge: the item's own key first, then the
+/// merged mappings in order. Only the first document; nothing when the text does
+/// not parse (the caller has parsed it already) or the shape differs.
 pub fn item_fields_written(text: &str, key: &str, field: &str) -> Vec<(usize, Written)> {
     use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
-    // Where a node sits: under a mapping key (None: a complex key) or at an
-    // index of a sequence.
+    // Where a node sits: under a mapping key (None: a complex key), as the
+    // value of a merge key (`<<`), or at an index of a sequence.
     #[derive(Clone)]
     enum Seg {
         Key(Option<String>),
+        Merge,
         Index(usize),
     }
     enum Frame {
-        /// `key`: the pending key once read; `None` while a key is expected.
-        Map(Option<Option<String>>),
-        Seq(usize),
+        Map {
+            /// The pending key once read; `None` while a key is expected.
+            key: Option<Seg>,
+            /// FIELD as this mapping writes it (`Some(None)`: not a
+            /// scalar), when it has the key.
+            own: Option<Option<Written>>,
+            /// FIELD as the first mapping merged in that has it writes it.
+            merged: Option<Written>,
+            anchor: usize,
+        },
+        Seq {
+            next: usize,
+            /// What the first item that has FIELD gives (a list of
+            /// mappings merged in, `<<: *list`, takes it from there).
+            first: Option<Written>,
+            anchor: usize,
+        },
     }
     let mut out = Vec::new();
+    // Anchored scalars, and what FIELD anchored mappings (and lists of
+    // them) give.
     let mut anchors: std::collections::HashMap<usize, Written> = Default::default();
+    let mut mappings: std::collections::HashMap<usize, Written> = Default::default();
     let mut stack: Vec<Frame> = Vec::new();
     let mut path: Vec<Seg> = Vec::new();
-    let wanted = |path: &[Seg], seg: &Seg| -> Option<usize> {
-        match (path, seg) {
-            ([_, Seg::Key(Some(k)), Seg::Index(i)], Seg::Key(Some(f)))
-                if k == key && f == field =>
-            {
-                Some(*i)
-            }
-            _ => None,
-        }
-    };
     // The segment of the node starting now, or `None` when it is a key
     // (which then becomes the pending key).
     fn position(stack: &mut [Frame]) -> Option<Seg> {
         match stack.last_mut() {
             None => Some(Seg::Index(0)),
-            Some(Frame::Seq(i)) => Some(Seg::Index(*i)),
-            Some(Frame::Map(Some(k))) => Some(Seg::Key(k.clone())),
-            Some(Frame::Map(None)) => None,
+            Some(Frame::Seq { next, .. }) => Some(Seg::Index(*next)),
+            Some(Frame::Map { key, .. }) => key.clone(),
         }
     }
-    // A value is complete: the parent moves on.
-    fn advance(stack: &mut [Frame]) {
+    // A value at `seg` is complete: its mapping takes it as FIELD
+    // (`scalar`: a scalar or an alias of one) or as a merge (`fields`: what
+    // a mapping, or an alias of one, gives as FIELD); then the parent moves
+    // on.
+    fn complete(
+        stack: &mut [Frame],
+        path: &[Seg],
+        seg: &Seg,
+        field: &str,
+        scalar: Option<&Written>,
+        fields: Option<&Written>,
+    ) {
+        let n = stack.len();
+        let merge_into = match (seg, path.last()) {
+            (Seg::Merge, _) => n.checked_sub(1),
+            // An item of `<<: [*a, *b]`: the mapping holding the list.
+            (Seg::Index(_), Some(Seg::Merge)) => n.checked_sub(2),
+            _ => None,
+        };
+        if let Some(Frame::Map { merged, .. }) = merge_into.and_then(|j| stack.get_mut(j)) {
+            if merged.is_none() {
+                *merged = fields.map(|w| Written {
+                    merged: true,
+                    ..w.clone()
+                });
+            }
+        }
         match stack.last_mut() {
-            Some(Frame::Seq(i)) => *i += 1,
-            Some(Frame::Map(k)) => *k = None,
+            Some(Frame::Seq { next, first, .. }) => {
+                *next += 1;
+                if first.is_none() {
+                    *first = fields.cloned();
+                }
+            }
+            Some(Frame::Map { key, own, .. }) => {
+                if matches!(seg, Seg::Key(Some(k)) if k == field) {
+                    *own = Some(scalar.cloned());
+                }
+                *key = None;
+            }
             None => {}
         }
     }
@@ -309,59 +357,100 @@ pub fn item_fields_written(text: &str, key: &str, field: &str) -> Vec<(usize, Wr
         };
         match ev {
             Event::DocumentEnd => break,
-            Event::Scalar(t, style, anchor, _) => {
+            Event::Scalar(t, style, anchor, tag) => {
+                let plain = matches!(style, ScalarStyle::Plain);
                 let w = Written {
                     text: t.into_owned(),
                     line: span.start.line() as u64,
-                    plain: matches!(style, ScalarStyle::Plain),
+                    plain,
+                    merged: false,
                 };
                 if anchor > 0 {
                     anchors.insert(anchor, w.clone());
                 }
                 match position(&mut stack) {
                     None => {
-                        if let Some(Frame::Map(k)) = stack.last_mut() {
-                            *k = Some(Some(w.text));
+                        // A merge key: plain `<<`, or tagged `!!merge`.
+                        let merge = w.text == "<<"
+                            && match &tag {
+                                None => plain,
+                                Some(t) => core(t) == Some("merge"),
+                            };
+                        if let Some(Frame::Map { key, .. }) = stack.last_mut() {
+                            *key = Some(if merge {
+                                Seg::Merge
+                            } else {
+                                Seg::Key(Some(w.text))
+                            });
                         }
                     }
-                    Some(seg) => {
-                        if let Some(i) = wanted(&path, &seg) {
-                            out.push((i, w));
-                        }
-                        advance(&mut stack);
-                    }
+                    Some(seg) => complete(&mut stack, &path, &seg, field, Some(&w), None),
                 }
             }
             Event::Alias(id) => match position(&mut stack) {
                 None => {
-                    if let Some(Frame::Map(k)) = stack.last_mut() {
-                        *k = Some(anchors.get(&id).map(|w| w.text.clone()));
+                    if let Some(Frame::Map { key, .. }) = stack.last_mut() {
+                        *key = Some(Seg::Key(anchors.get(&id).map(|w| w.text.clone())));
                     }
                 }
-                Some(seg) => {
-                    if let (Some(i), Some(w)) = (wanted(&path, &seg), anchors.get(&id)) {
-                        out.push((i, w.clone()));
-                    }
-                    advance(&mut stack);
-                }
+                Some(seg) => complete(
+                    &mut stack,
+                    &path,
+                    &seg,
+                    field,
+                    anchors.get(&id),
+                    mappings.get(&id),
+                ),
             },
-            Event::SequenceStart(..) | Event::MappingStart(..) => {
+            Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _) => {
                 // A collection as a key: its path is nothing we look for.
                 let seg = position(&mut stack).unwrap_or(Seg::Key(None));
                 path.push(seg);
                 stack.push(if matches!(ev, Event::MappingStart(..)) {
-                    Frame::Map(None)
+                    Frame::Map {
+                        key: None,
+                        own: None,
+                        merged: None,
+                        anchor,
+                    }
                 } else {
-                    Frame::Seq(0)
+                    Frame::Seq {
+                        next: 0,
+                        first: None,
+                        anchor,
+                    }
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                stack.pop();
-                path.pop();
-                // A collection that was a key: its value comes next.
+                // What a mapping gives as FIELD: its own key first, then
+                // what it merges in; a list: its first item's.
+                let (fields, anchor) = match stack.pop() {
+                    Some(Frame::Map {
+                        own,
+                        merged,
+                        anchor,
+                        ..
+                    }) => (own.unwrap_or(merged), anchor),
+                    Some(Frame::Seq { first, anchor, .. }) => (first, anchor),
+                    None => (None, 0),
+                };
+                if let (true, Some(w)) = (anchor > 0, &fields) {
+                    mappings.insert(anchor, w.clone());
+                }
+                let Some(seg) = path.pop() else {
+                    continue;
+                };
+                // An item of the top-level KEY.
+                if let ([_, Seg::Key(Some(k))], Seg::Index(i), Some(w)) = (&path[..], &seg, &fields)
+                {
+                    if k == key {
+                        out.push((*i, w.clone()));
+                    }
+                }
                 match stack.last_mut() {
-                    Some(Frame::Map(k @ None)) => *k = Some(None),
-                    _ => advance(&mut stack),
+                    // A collection that was a key: its value comes next.
+                    Some(Frame::Map { key: k @ None, .. }) => *k = Some(Seg::Key(None)),
+                    _ => complete(&mut stack, &path, &seg, field, None, fields.as_ref()),
                 }
             }
             _ => {}
@@ -983,6 +1072,53 @@ mod tests {
             ]
         );
         assert!(item_fields_written("files: [", "files", "mode").is_empty());
+    }
+
+    /// A field merged in (`<<`) is the scalar of the mapping it comes from,
+    /// with the merge's precedence: the item's own key, then the merged
+    /// mappings in order, through merges within merges and lists.
+    #[test]
+    fn item_fields_merged_in() {
+        let text = "\
+files:
+  - &a
+    path: /a
+    mode: 640
+  - path: /b
+    <<: *a
+  - path: /c
+    <<: *a
+    mode: \"0600\"
+  - &d
+    <<: {owner: x, mode: 0755}
+  - <<: [{path: /e}, *d, *a]
+  - <<: {<<: *d}
+  - path: /g
+    <<: &l [{owner: y}, {mode: 0644}]
+  - <<: *l
+  - !!merge <<: {mode: 1}
+  - \"<<\": {mode: 2}
+";
+        let got: Vec<(usize, String, u64, bool)> = item_fields_written(text, "files", "mode")
+            .into_iter()
+            .map(|(i, w)| (i, w.text, w.line, w.merged))
+            .collect();
+        let want = [
+            (0, "640", 4, false),
+            (1, "640", 4, true),
+            (2, "0600", 9, false),
+            (3, "0755", 11, true),
+            (4, "0755", 11, true),
+            (5, "0755", 11, true),
+            (6, "0644", 15, true),
+            (7, "0644", 15, true),
+            (8, "1", 17, true),
+        ];
+        let want: Vec<(usize, String, u64, bool)> = want
+            .iter()
+            .map(|(i, t, l, m)| (*i, t.to_string(), *l, *m))
+            .collect();
+        assert_eq!(got, want);
     }
 
     fn v(t: &str) -> serde_json::Value {

@@ -564,4 +564,31 @@ fn decimal_mode_in_the_manifest_is_refused_octal_is_kept() {
         let m = std::fs::metadata(root.join("/etc/x.env")).unwrap();
         assert_eq!(m.permissions().mode() & 0o7777, 0o640, "{mode}");
     }
+    // The same mode merged in from an anchor (`<<: *defaults`) is refused
+    // too, at the line where the anchor wrote it; a file that sets its own
+    // mode is not affected by the merged one.
+    let merged = |mode: &str| {
+        format!("version: 1\nfiles:\n  - path: /etc/w.env\n    env: {{W: x}}\n    mode: \"0600\"\n    <<: &defaults {{owner: root, mode: {mode}}}\n  - path: /etc/x.env\n    env: {{X: x}}\n    <<: *defaults\n")
+    };
+    let (root, ud) = image(&merged("640"), &[], "{\"x\": \"1\"}\n");
+    let o = cmd("validate", &root, &ud.path().join("user-data"));
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "files[1].mode: line 6 (merged in with <<): the file /etc/x.env has mode: 640, an integer not written in octal: YAML reads it as 640, which is mode 1200, not 0640; write the mode as a quoted octal string: mode: \"0640\""
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let (root, ud) = image(&merged("0640"), &[], "{\"x\": \"1\"}\n");
+    let o = cmd("run", &root, &ud.path().join("user-data"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let mode = |p: &str| {
+        std::fs::metadata(root.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!((mode("/etc/w.env"), mode("/etc/x.env")), (0o600, 0o640));
 }
