@@ -37,9 +37,19 @@ pub struct FileState {
     pub secrets: Secrets,
     /// Whether the file's content holds a secret value.
     pub holds_secret: bool,
-    /// The first substitution the escape function could not quote, and the
-    /// raw text it was given (used only to find the key; never printed).
-    pub escape_error: Option<(escape::Unquotable, String)>,
+    /// The substitution the escape function could not quote (the render
+    /// stops there, at its line and column).
+    pub escape_error: Option<Unquoted>,
+}
+
+/// A substitution the file's quoting refused: why, the text it was given
+/// and the key it was written as (both used only to name the key in the
+/// message, from the values tree: src/render.rs; the text is never printed).
+#[derive(Debug)]
+pub struct Unquoted {
+    pub why: escape::Unquotable,
+    pub text: String,
+    pub key: Option<String>,
 }
 
 impl FileState {
@@ -88,11 +98,18 @@ impl Host for FileState {
                 self.derived(&Value::String(t), &q);
                 Ok(q)
             }
-            Err(e) => {
-                if self.escape_error.is_none() {
-                    self.escape_error = Some((e, t));
-                }
-                Ok(String::new())
+            Err(why) => {
+                let who = key.map_or_else(|| "a value".to_string(), |k| format!("value {k}"));
+                let message = format!(
+                    "failed to quote {who} for escape {}: {why}",
+                    escape::name(esc)
+                );
+                self.escape_error = Some(Unquoted {
+                    why,
+                    text: t,
+                    key: key.map(str::to_string),
+                });
+                Err(Reason::NoText(message))
             }
         }
     }

@@ -191,24 +191,24 @@ pub fn render_with(
                 st.escape_error = None;
                 let text = parsed[name.as_str()].render(&data, &mut st);
                 release(&mut uses, &mut parsed, name);
-                let text = text.map_err(|e| RenderError::Template {
-                    path: path.clone(),
-                    template: name.clone(),
-                    line: e.pos.map_or(0, |p| p.line),
-                    column: e.pos.map_or(0, |p| p.column),
-                    message: st.secrets.mask(&render_error_message(&e.reason)),
-                })?;
-                if let Some((err, raw)) = st.escape_error.take() {
-                    return Err(RenderError::File {
-                        origin,
-                        path,
-                        message: format!(
-                            "failed to quote {} for escape {}: {err}",
-                            keys_with_text(&validated.values, &raw),
-                            escape::name(escape)
+                let text = text.map_err(|e| {
+                    let message = match st.escape_error.take() {
+                        Some(u) => format!(
+                            "failed to quote {} for escape {}: {}",
+                            unquoted_key(&validated.values, &u),
+                            escape::name(escape),
+                            u.why
                         ),
-                    });
-                }
+                        None => render_error_message(&e.reason),
+                    };
+                    RenderError::Template {
+                        path: path.clone(),
+                        template: name.clone(),
+                        line: e.pos.map_or(0, |p| p.line),
+                        column: e.pos.map_or(0, |p| p.column),
+                        message: st.secrets.mask(&message),
+                    }
+                })?;
                 let holds = st.holds_secret || st.secrets.contains_any(text.as_bytes());
                 (text.into_bytes(), holds)
             }
@@ -322,9 +322,26 @@ pub fn lookup<'a>(values: &'a Values, dotted: &str) -> Option<&'a serde_json::Va
     Some(cur)
 }
 
-/// "value db.motd" (every key whose scalar text is `text`), for an escape
-/// failure the escape function cannot attribute; "a value" when none match
-/// (the text came out of a helper).
+/// The key of a substitution the file's quoting refused: the key it was
+/// written as when that is the value (`{{db.motd}}`: "value db.motd"), else
+/// every key whose text it is (`{{this}}` in a loop: "value motd.[1]"),
+/// else the key as written (through a helper: `{{upper db.motd}}`), else
+/// "a value".
+fn unquoted_key(values: &Values, u: &crate::helpers::Unquoted) -> String {
+    let written = u.key.as_deref();
+    if let Some(k) =
+        written.filter(|k| lookup(values, k).is_some_and(|v| template::text(v) == u.text))
+    {
+        return format!("value {k}");
+    }
+    match (keys_with_text(values, &u.text), written) {
+        (found, Some(k)) if found == "a value" => format!("value {k}"),
+        (found, _) => found,
+    }
+}
+
+/// "value db.motd" (every key whose scalar text is `text`); "a value" when
+/// none match (the text came out of a helper).
 fn keys_with_text(values: &Values, text: &str) -> String {
     fn walk(prefix: &str, v: &serde_json::Value, text: &str, out: &mut Vec<String>) {
         match v {

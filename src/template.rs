@@ -57,7 +57,8 @@ pub enum Reason {
     /// A host helper refused its input.
     Helper(String),
     /// The host cannot write a value into the file: a list or map where
-    /// the file's syntax needs text.
+    /// the file's syntax needs text, or text its quoting cannot carry (a
+    /// newline in an env file).
     NoText(String),
 }
 

@@ -576,15 +576,27 @@ fn env_value_that_cannot_round_trip_is_an_error_naming_file_and_key() {
     let err = one(
         json!({"motd": "line1\nline2"}),
         "/etc/a.env",
-        "M={{motd}}\n",
+        "# motd\nM={{motd}}\n",
     )
     .unwrap_err();
     let msg = err.to_string();
+    // Where, as every render error says it: file, template, line, column,
+    // key; then why and what to do.
     assert!(
-        msg.contains("/etc/a.env") && msg.contains("motd") && msg.contains("newline"),
+        msg.starts_with("failed to render /etc/a.env from template t_etc_a.env.hbs, line 2, column 3: failed to quote value motd for escape env: the value has a newline at byte 5: an env file value cannot carry it"),
         "{msg}"
     );
     assert!(!msg.contains("line1"), "{msg}");
+    // In a loop the key is the list item's; through a helper, its parameter.
+    for (template, at) in [
+        ("{{#each l}}\nL={{this}}\n{{/each}}\n", "line 2, column 3: failed to quote value l.[1] for escape env: the value has a NUL byte at byte 1"),
+        ("U=\n{{#if l}}U={{upper motd}}{{/if}}\n", "line 2, column 12: failed to quote value motd for escape env: the value has a newline"),
+    ] {
+        let msg = one(json!({"motd": "line1\nline2", "l": ["a", "b\u{0}"]}), "/etc/a.env", template)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains(at), "{msg}");
+    }
     // Through the explicit helper: also names the key (and a line).
     let r = render::render(
         &v,

@@ -179,9 +179,9 @@ fn validate_rejects_what_render_would_reject() {
         // a value env quoting cannot carry
         (
             "values:\n  db.password: { type: string, secret: true }\nfiles:\n  - path: /etc/app.env\n    template: app.env.hbs\n",
-            ("app.env.hbs", "P={{db.password}}\n"),
+            ("app.env.hbs", "# the password\nP={{db.password}}\n"),
             r#"{"db": {"password": "first-line\nsecond-line"}}"#,
-            vec!["/etc/app.env", "db.password", "newline"],
+            vec!["failed to render /etc/app.env from template app.env.hbs, line 2, column 3: failed to quote value db.password for escape env: the value has a newline at byte 10"],
         ),
     ];
     for (manifest, template, user_data, needles) in cases {
