@@ -88,18 +88,35 @@ pub struct Sealed {
 #[derive(Debug)]
 pub struct Trusted {
     /// The identified datasource, whose instance-id has no offline source
-    /// here (GCE, OpenStack, EC2 without Nitro's DMI id, ...).
+    /// here (GCE, the OpenStack metadata service, EC2 without Nitro's DMI
+    /// id, ...).
     pub datasource: crate::identify::Datasource,
     /// When the seal was written (RFC 3339), as it says.
     pub sealed_at: String,
     /// Why the instance-id could not be read: `None` when the platform has
     /// no offline source of it; else what is missing (a NoCloud seed that
-    /// was there at the first boot and is not now).
+    /// was there at the first boot and is not now, an OpenStack config
+    /// drive that could not be read).
     pub gone: Option<String>,
 }
 
 impl fmt::Display for Sealed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(Trusted {
+            gone: Some(gone),
+            sealed_at,
+            datasource: crate::identify::Datasource::OpenStack,
+        }) = &self.trusted
+        {
+            return write!(
+                f,
+                "sealed for instance {id} (configured {sealed_at}); the seal stands: the config \
+                 drive could not be read ({gone}), so imprint could not compare this machine's \
+                 instance-id with the seal, and did nothing. If this machine is a new instance \
+                 (booted from a snapshot of instance {id}), run `imprint run --force` on it now",
+                id = self.instance_id,
+            );
+        }
         if let Some(Trusted {
             gone: Some(gone),
             sealed_at,

@@ -231,6 +231,9 @@ pub const SEED_DIRS: &[&str] = &[
 pub const NOCLOUD_LABELS: &[&str] = &["cidata", "CIDATA"];
 /// Labels of an OpenStack config drive.
 pub const CONFIG_DRIVE_LABELS: &[&str] = &["config-2", "CONFIG-2"];
+/// A config drive's files copied to disk (cloud-init's seed directory for
+/// its ConfigDrive source): read before a device, and offline.
+pub const CONFIG_DRIVE_SEED_DIR: &str = "var/lib/cloud/seed/config_drive";
 /// Where udev lists block devices by file-system label.
 pub const BY_LABEL: &str = "dev/disk/by-label";
 /// Present on UEFI machines (Azure Gen2).
@@ -445,6 +448,8 @@ struct Seeds {
     nocloud_device: Option<PathBuf>,
     /// A device labelled `config-2`.
     config_drive: Option<PathBuf>,
+    /// The config drive's seed directory holds `meta_data.json`.
+    config_drive_dir: bool,
     evidence: Vec<String>,
 }
 
@@ -463,12 +468,47 @@ impl Seeds {
             }
         }
         s.nocloud_device = find_label(root, NOCLOUD_LABELS, &mut s.evidence);
+        s.config_drive_dir = config_drive_dir_present(&root.join(CONFIG_DRIVE_SEED_DIR));
+        s.evidence.push(format!(
+            "/{CONFIG_DRIVE_SEED_DIR}: {}",
+            if s.config_drive_dir {
+                "present"
+            } else {
+                "absent"
+            }
+        ));
         s.config_drive = find_label(root, CONFIG_DRIVE_LABELS, &mut s.evidence);
         s
     }
 
     fn nocloud(&self) -> bool {
         self.dir.is_some() || self.nocloud_device.is_some()
+    }
+
+    fn config_drive(&self) -> bool {
+        self.config_drive_dir || self.config_drive.is_some()
+    }
+}
+
+/// Whether `dir` is a config drive's seed directory: it holds
+/// `openstack/latest/meta_data.json`.
+pub fn config_drive_dir_present(dir: &Path) -> bool {
+    dir.join(crate::fetch::openstack::META_DATA).is_file()
+}
+
+/// Whether fetching from `identified` stays on this machine: the `file`
+/// and `nocloud` sources, and OpenStack with a config drive (its seed
+/// directory, or a device labelled `config-2`), which is read instead of
+/// the metadata service. Such a source is read at every boot, offline, to
+/// compare its instance-id with the seal; the others are not asked once
+/// sealed unless their id is known offline.
+pub fn fetches_locally(root: &Root, identified: &Identified) -> bool {
+    match identified.datasource {
+        Datasource::OpenStack => {
+            identified.device.is_some()
+                || config_drive_dir_present(&root.join(CONFIG_DRIVE_SEED_DIR))
+        }
+        ds => !ds.is_network(),
     }
 }
 
@@ -687,7 +727,7 @@ pub fn identify(
                     Datasource::NoCloud => seeds
                         .nocloud()
                         .then(|| format!("nocloud: seed present; {}", seeds.evidence.join("; "))),
-                    Datasource::OpenStack if seeds.config_drive.is_some() => {
+                    Datasource::OpenStack if seeds.config_drive() => {
                         Some("openstack: config drive present".into())
                     }
                     other => platform
@@ -737,7 +777,7 @@ pub fn identify(
         );
         return done(Datasource::NoCloud, None, seeds.nocloud_device, ex);
     }
-    if seeds.config_drive.is_some() {
+    if seeds.config_drive() {
         ex.yes(
             "nocloud seed / config drive",
             seeds.evidence.join("; "),
@@ -783,7 +823,9 @@ fn device_for(root: &Root, ds: Datasource) -> Option<PathBuf> {
 
 /// The rules as text for `imprint identify --explain`: each rule with its
 /// verdict, then its evidence, one item (`; `-separated) per line.
-pub fn explain(rules: &[Rule], chosen: Option<Datasource>) -> String {
+/// `local`: the chosen source is read on this machine
+/// ([`fetches_locally`]; an OpenStack config drive).
+pub fn explain(rules: &[Rule], chosen: Option<Datasource>, local: bool) -> String {
     let mut out = String::new();
     let mut deciding = None;
     for (i, r) in rules.iter().enumerate() {
@@ -802,7 +844,7 @@ pub fn explain(rules: &[Rule], chosen: Option<Datasource>) -> String {
     match chosen {
         Some(ds) => {
             let rule = deciding.map(|n| format!("rule {n}")).unwrap_or_default();
-            let how = if ds.is_network() {
+            let how = if ds.is_network() && !local {
                 format!("a network metadata service, named by {rule}")
             } else {
                 format!("local, no network; {rule}")
@@ -824,8 +866,11 @@ pub fn explain(rules: &[Rule], chosen: Option<Datasource>) -> String {
 /// (`instance-id`) from a seed directory; DMI on EC2 Nitro
 /// (`board_asset_tag`, `i-...`), Azure (`product_uuid`, byte-swapped on
 /// Gen1 to match IMDS `vmId`) and DigitalOcean (`product_serial`, the
-/// droplet id). `None` elsewhere (GCE, OpenStack, a seed on a device that
-/// would need mounting): then the seal is trusted or the source is read.
+/// droplet id); OpenStack `uuid` from a config drive's seed directory
+/// (`/var/lib/cloud/seed/config_drive`). `None` elsewhere (GCE, the
+/// OpenStack metadata service, a seed or config drive on a device that
+/// would need mounting): then the seal is trusted, or the local source is
+/// read ([`fetches_locally`]) and its id compared.
 pub fn offline_instance_id(
     root: &Root,
     identified: &Identified,
@@ -860,7 +905,17 @@ pub fn offline_instance_id(
         Datasource::DigitalOcean => Dmi::read(root)
             .product_serial
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())),
-        Datasource::Gce | Datasource::OpenStack => None,
+        Datasource::OpenStack => {
+            // The config drive's seed directory. A `config-2` device is
+            // read by fetch instead (it needs mounting; still local, and
+            // compared with the seal before any network: the pipeline).
+            let dir = root.join(CONFIG_DRIVE_SEED_DIR);
+            let meta = std::fs::read(dir.join(crate::fetch::openstack::META_DATA)).ok()?;
+            crate::fetch::openstack::parse_meta_data(&meta, "meta_data.json")
+                .ok()
+                .map(|(uuid, _)| uuid)
+        }
+        Datasource::Gce => None,
     }
 }
 
@@ -914,7 +969,8 @@ pub fn command(
         .unwrap_or_default();
     let text = match identify(root, request, &order) {
         Ok(id) if verbose_explain => {
-            let mut t = explain(&id.rules, Some(id.datasource));
+            let local = fetches_locally(root, &id);
+            let mut t = explain(&id.rules, Some(id.datasource), local);
             let offline = match offline_instance_id(root, &id, request) {
                 Some(iid) => format!("offline instance-id: {iid}\n"),
                 None => "offline instance-id: not knowable without fetching\n".to_string(),
@@ -925,7 +981,7 @@ pub fn command(
         Ok(id) => format!("{}\n", id.datasource),
         Err(e) => {
             if !e.rules().is_empty() {
-                let _ = out.write_all(explain(e.rules(), None).as_bytes());
+                let _ = out.write_all(explain(e.rules(), None, false).as_bytes());
             }
             return Err(e.into());
         }

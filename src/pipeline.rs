@@ -184,11 +184,15 @@ pub fn run(
     // Known offline: same id stops here, before any network. A local source
     // (file, NoCloud) is still read, offline, so that changed user-data can
     // be reported loudly below; if it cannot be read, the seal still wins.
+    // An OpenStack config drive is such a local source too: its `uuid` is
+    // compared with the seal, so that a new instance booted from a
+    // snapshot of a configured one is configured.
     let mut sealed_offline = None;
+    let local = identify::fetches_locally(root, &identified);
     if let Some(s) = &sealed {
         out.offline_instance_id = identify::offline_instance_id(root, &identified, &inputs.request);
         match out.offline_instance_id.clone() {
-            Some(id) if id == s.instance_id && identified.datasource.is_network() => {
+            Some(id) if id == s.instance_id && !local => {
                 return Err(Error::Sealed(Sealed {
                     instance_id: id,
                     user_data_changed: false,
@@ -197,7 +201,7 @@ pub fn run(
             }
             Some(id) if id == s.instance_id => sealed_offline = Some(id),
             Some(_) => {}
-            None if identified.datasource.is_network() => {
+            None if !local => {
                 // Not knowable offline: trust the seal (SPEC §5), and say
                 // so: a clone of an image captured without `imprint clean`
                 // stops here too.
@@ -267,6 +271,26 @@ pub fn run(
                     datasource: Datasource::NoCloud,
                     sealed_at: s.time.clone(),
                     gone: Some(message),
+                }),
+            }))
+        }
+        // A sealed OpenStack instance whose config drive cannot be read
+        // (a device under --root, a failed mount): the seal stands, as it
+        // did when the config drive was never read.
+        (
+            Err(Error::Fetch(
+                e @ (fetch::FetchError::Unavailable { .. } | fetch::FetchError::Mount { .. }),
+            )),
+            None,
+            Some(s),
+        ) if identified.datasource == Datasource::OpenStack && local => {
+            return Err(Error::Sealed(Sealed {
+                instance_id: s.instance_id.clone(),
+                user_data_changed: false,
+                trusted: Some(Trusted {
+                    datasource: Datasource::OpenStack,
+                    sealed_at: s.time.clone(),
+                    gone: Some(e.to_string()),
                 }),
             }))
         }

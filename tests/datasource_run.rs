@@ -351,3 +351,110 @@ fn gce_clone_of_an_image_captured_without_clean_trusts_the_seal_and_says_so() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(sealed_id(), "3333333333");
 }
+
+/// OpenStack with a config drive: its `uuid` is read locally at every boot
+/// and compared with the seal (never the metadata service). The same
+/// instance exits 77; a new instance booted from a snapshot of a configured
+/// one (a new uuid on its drive) is configured, without `--force`. The
+/// drive is cloud-init's seed directory for it here (a `config-2` device
+/// is mounted only when the root is the host; the same comparison).
+#[test]
+fn openstack_config_drive_clone_is_configured_and_the_same_instance_is_sealed() {
+    let t = demo_root();
+    t.write(
+        "/etc/imprint/imprint.yaml",
+        t.read("/etc/imprint/imprint.yaml")
+            .replace("order: [nocloud]", "order: [nocloud, openstack]"),
+    );
+    // A metadata service that must not be asked.
+    let net = Server::start(fakes::openstack(Meta::new("from-the-network", None)));
+    let drive = |uuid: &str, user_data: &[u8]| {
+        t.write(
+            "/var/lib/cloud/seed/config_drive/openstack/latest/meta_data.json",
+            format!(r#"{{"uuid": "{uuid}", "hostname": "web-1.novalocal", "name": "web-1"}}"#),
+        );
+        std::fs::write(
+            t.join("/var/lib/cloud/seed/config_drive/openstack/latest/user_data"),
+            user_data,
+        )
+        .unwrap();
+    };
+    let boot = || {
+        run(imprint()
+            .args(["run", "--root"])
+            .arg(t.path())
+            .env("IMPRINT_METADATA_URL", net.url()))
+    };
+    let sealed_id = || {
+        let seal: serde_json::Value =
+            serde_json::from_str(&t.read("/var/lib/imprint/sealed")).unwrap();
+        seal["instance_id"].as_str().unwrap().to_string()
+    };
+    let first = "83679162-1378-4288-a2d4-70e13ec132aa";
+    drive(first, &demo_user_data());
+    let o = boot();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(sealed_id(), first);
+    // The same instance: sealed, nothing done.
+    let before = tree_hash(t.path(), &["run"]);
+    let o = boot();
+    assert_eq!(code(&o), 77, "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("trusted"),
+        "compared, not trusted: {}",
+        stderr(&o)
+    );
+    assert_eq!(before, tree_hash(t.path(), &["run"]));
+    // A new instance from a snapshot of it: configured under its own uuid.
+    std::fs::remove_file(t.join("/opt/app/conf.env")).unwrap();
+    let clone = "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d";
+    drive(clone, &demo_user_data());
+    let o = boot();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(sealed_id(), clone);
+    assert!(t.join("/opt/app/conf.env").is_file(), "written again");
+    assert!(
+        net.requests().is_empty(),
+        "the metadata service is not asked"
+    );
+    // identify --explain says where the id comes from.
+    let o = run(imprint()
+        .args(["identify", "--explain", "--root"])
+        .arg(t.path()));
+    assert!(
+        stdout(&o).contains(&format!("offline instance-id: {clone}")),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// A `config-2` device that cannot be read on a sealed instance (here:
+/// under --root, where devices are never mounted) leaves the seal standing,
+/// 77, and says why; the metadata service is not asked.
+#[test]
+fn openstack_unreadable_config_drive_on_a_sealed_instance_keeps_the_seal() {
+    let t = demo_root();
+    let net = Server::start(fakes::openstack(Meta::new("i-1", Some(&demo_user_data()))));
+    let boot = || {
+        run(imprint().args(["run", "--root"]).arg(t.path()).args([
+            "--datasource",
+            "openstack",
+            "--metadata-url",
+            &net.url(),
+        ]))
+    };
+    // Configured from the metadata service (no drive yet).
+    let o = boot();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let n = net.requests().len();
+    std::fs::create_dir_all(t.join("/dev/disk/by-label")).unwrap();
+    std::os::unix::fs::symlink("../../sr0", t.join("/dev/disk/by-label/config-2")).unwrap();
+    let o = boot();
+    assert_eq!(code(&o), 77, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the seal stands: the config drive could not be read"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(net.requests().len(), n);
+}

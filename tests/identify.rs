@@ -339,6 +339,58 @@ fn offline_instance_ids() {
     );
 }
 
+/// OpenStack: the metadata service has no offline id (the seal is
+/// trusted); a config drive is local: its seed directory's `uuid` is the
+/// offline id, and a `config-2` device is read by fetch, before any
+/// network, and compared with the seal.
+#[test]
+fn openstack_config_drive_is_local() {
+    let t = fixture("openstack");
+    let root = Root::at(t.path());
+    let id = ident(&root);
+    assert_eq!(id.datasource, Datasource::OpenStack);
+    assert!(!identify::fetches_locally(&root, &id), "metadata service");
+    t.write(
+        "/var/lib/cloud/seed/config_drive/openstack/latest/meta_data.json",
+        r#"{"uuid": "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"}"#,
+    );
+    let id = ident(&root);
+    assert!(identify::fetches_locally(&root, &id));
+    assert_eq!(
+        identify::offline_instance_id(&root, &id, &Request::default()).as_deref(),
+        Some("0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d")
+    );
+    // Found on its own (rule 4), without DMI.
+    let t = fixture("qemu");
+    t.write(
+        "/var/lib/cloud/seed/config_drive/openstack/latest/meta_data.json",
+        r#"{"uuid": "u-1"}"#,
+    );
+    let (c, out, _) = identify_out(&t, &["--explain"]);
+    assert_eq!(c, 0, "{out}");
+    assert!(
+        out.contains("/var/lib/cloud/seed/config_drive: present"),
+        "{out}"
+    );
+    assert!(
+        out.contains("datasource: openstack (local, no network; rule 4)"),
+        "{out}"
+    );
+    assert!(out.contains("offline instance-id: u-1"), "{out}");
+    // A device: local, its id read by fetch.
+    let t = fixture("openstack");
+    std::fs::create_dir_all(t.join("/dev/disk/by-label")).unwrap();
+    std::os::unix::fs::symlink("../../sr0", t.join("/dev/disk/by-label/config-2")).unwrap();
+    let root = Root::at(t.path());
+    let id = ident(&root);
+    assert!(id.device.is_some());
+    assert!(identify::fetches_locally(&root, &id));
+    assert_eq!(
+        identify::offline_instance_id(&root, &id, &Request::default()),
+        None
+    );
+}
+
 #[test]
 fn offline_instance_id_of_nocloud_seeds() {
     let t = fixture("qemu");

@@ -1,10 +1,16 @@
 //! The `openstack` source: the config drive first, then the metadata
 //! service (the fallback is written in `fetch`'s dispatch arm).
 //!
-//! - Config drive: a device labelled `config-2` (ISO 9660 or vfat), mounted
-//!   read-only like a NoCloud seed (only when the root is the host), files
+//! - Config drive: cloud-init's seed directory for it,
+//!   `/var/lib/cloud/seed/config_drive` (when it holds `meta_data.json`;
+//!   read under `--root` too, as a NoCloud seed directory is), else a
+//!   device labelled `config-2` (ISO 9660 or vfat), mounted read-only like
+//!   a NoCloud seed (only when the root is the host), files
 //!   `openstack/latest/meta_data.json` (`uuid` is the instance-id,
-//!   `hostname`) and `openstack/latest/user_data` (absent = none).
+//!   `hostname`) and `openstack/latest/user_data` (absent = none). Both
+//!   are local: a sealed instance reads its `uuid` there at every boot and
+//!   compares it with the seal, so a new instance booted from a snapshot
+//!   of a configured one is configured (src/pipeline.rs).
 //! - Metadata service: the same two documents under
 //!   `http://169.254.169.254/openstack/latest/` (404 on `user_data` = none).
 //!   No header is needed.
@@ -14,7 +20,9 @@
 use super::http::{self, Client, Req};
 use super::mount::{self, read_file_opt};
 use super::{FetchError, Fetched, Options, Provider};
-use crate::identify::{self, Datasource, Identified, Request, CONFIG_DRIVE_LABELS};
+use crate::identify::{
+    self, Datasource, Identified, Request, CONFIG_DRIVE_LABELS, CONFIG_DRIVE_SEED_DIR,
+};
 use crate::root::{self, Root};
 use std::path::{Path, PathBuf};
 
@@ -94,6 +102,11 @@ impl ConfigDrive {
 
 impl Provider for ConfigDrive {
     fn fetch(&self) -> Result<Option<Fetched>, FetchError> {
+        let dir = self.root.join(CONFIG_DRIVE_SEED_DIR);
+        if identify::config_drive_dir_present(&dir) {
+            return read_config_drive(&dir, &format!("/{CONFIG_DRIVE_SEED_DIR}"), self.limit)
+                .map(Some);
+        }
         let device = match &self.device {
             Some(d) => Some(d.clone()),
             None => identify::find_label(&self.root, CONFIG_DRIVE_LABELS, &mut Vec::new()),
