@@ -118,3 +118,37 @@ fn base64_user_data_encoding() {
     let e = fetch_from("gce", &s.url(), &options(Duration::from_secs(5))).unwrap_err();
     assert!(e.to_string().contains("unknown encoding \"rot13\""), "{e}");
 }
+
+/// A 404 without `Metadata-Flavor: Google` (Google's server has been seen
+/// answering so, googleapis/gcp-metadata#657) means absent, like any 404:
+/// no user-data, no `user-data-encoding`. A 200 without it is still
+/// refused (`not_a_gce_server`).
+#[test]
+fn not_found_without_the_flavor_header_is_absent() {
+    let strip_404 = |inner: fakes::Handler| -> fakes::Handler {
+        Arc::new(move |r: &Seen| match inner(r) {
+            Reply::Resp {
+                status: 404,
+                mut headers,
+                body,
+            } => {
+                headers.retain(|(n, _)| !n.eq_ignore_ascii_case("metadata-flavor"));
+                Reply::Resp {
+                    status: 404,
+                    headers,
+                    body,
+                }
+            }
+            other => other,
+        })
+    };
+    // user-data present, user-data-encoding absent (the usual case).
+    let s = Server::start(strip_404(fakes::gce(Meta::new("1", Some(USER_DATA)))));
+    let f = fetch_from("gce", &s.url(), &options(Duration::from_secs(5))).unwrap();
+    assert_eq!(f.instance_id, "1");
+    assert_eq!(f.user_data, USER_DATA);
+    // Neither present.
+    let s = Server::start(strip_404(fakes::gce(Meta::new("2", None))));
+    let f = fetch_from("gce", &s.url(), &options(Duration::from_secs(5))).unwrap();
+    assert!(f.user_data.is_empty());
+}

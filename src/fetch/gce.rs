@@ -1,8 +1,10 @@
 //! The `gce` source: Google Compute Engine's metadata server.
 //!
 //! Every request carries `Metadata-Flavor: Google` (without it the server
-//! answers 403), and every answer must carry it back: a server that does
-//! not is not Google's metadata server, and imprint stops. Paths under
+//! answers 403), and every answer whose body is used (a 2xx) must carry it
+//! back: a server that does not is not Google's metadata server, and
+//! imprint stops. A 404 is "absent" with or without the header (cloud-init
+//! checks no response header at all). Paths under
 //! `/computeMetadata/v1/`: `instance/id` (required), `instance/hostname`,
 //! `instance/attributes/user-data` (404 = none) and
 //! `instance/attributes/user-data-encoding` (`base64`: the user-data is
@@ -41,7 +43,12 @@ impl Gce {
         let req = Req::get(format!("{}{PREFIX}/{path}", self.base), what, cap)
             .header(FLAVOR_HEADER, FLAVOR);
         let resp = self.client.send(&req)?;
-        if resp.header(FLAVOR_HEADER) != Some(FLAVOR) {
+        // Only an answer whose body is used must be Google's: a 404 means
+        // absent with or without the header (Google's server has been
+        // seen answering 404 without it, googleapis/gcp-metadata#657, and
+        // `user-data-encoding` is nearly always absent); other statuses are
+        // errors either way, quoting the server's text.
+        if (200..=299).contains(&resp.status) && resp.header(FLAVOR_HEADER) != Some(FLAVOR) {
             return Err(self.client.error(
                 &req,
                 format!(
