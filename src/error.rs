@@ -176,7 +176,10 @@ impl Error {
             Error::Plan(e) => e.exit_code(),
             // Oversized user-data is invalid user-data (65), not an
             // unavailable datasource: retrying will not help.
-            Error::Fetch(crate::fetch::FetchError::TooLarge { .. }) => ExitCode::DataErr,
+            Error::Fetch(
+                crate::fetch::FetchError::TooLarge { .. }
+                | crate::fetch::FetchError::UserData { .. },
+            ) => ExitCode::DataErr,
             // A mistake in imprint's own flags is usage (64); a datasource
             // that nothing names or that does not answer is 69.
             Error::Identify(e) => e.exit_code(),

@@ -46,6 +46,7 @@ fn oversized_body_is_capped() {
 }
 
 use fakes::{fetch_from, gce_with_encoding, options, Meta, Reply, Seen, Server, USER_DATA};
+use imprint::error::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -114,9 +115,33 @@ fn base64_user_data_encoding() {
     ));
     let e = fetch_from("gce", &s.url(), &options(Duration::from_secs(5))).unwrap_err();
     assert!(e.to_string().contains("not valid base64"), "{e}");
+    assert_eq!(
+        imprint::error::Error::from(e).exit_code(),
+        ExitCode::DataErr
+    );
+}
+
+/// An unknown `user-data-encoding` is invalid user-data (65), not an
+/// unavailable datasource (69): the message names the value, the one
+/// accepted, and what to do. (cloud-init ignores it and reads the raw
+/// bytes; imprint refuses rather than misread them: docs/datasources.md.)
+#[test]
+fn unknown_user_data_encoding_is_invalid_user_data() {
     let s = Server::start(gce_with_encoding(Meta::new("1", Some(b"x")), Some("rot13")));
     let e = fetch_from("gce", &s.url(), &options(Duration::from_secs(5))).unwrap_err();
-    assert!(e.to_string().contains("unknown encoding \"rot13\""), "{e}");
+    let msg = e.to_string();
+    for says in [
+        "invalid user-data: instance/attributes/user-data-encoding:",
+        "\"rot13\" is not an encoding imprint knows (the only one is base64)",
+        "set user-data-encoding to base64",
+        "remove the key",
+    ] {
+        assert!(msg.contains(says), "{says:?} in {msg}");
+    }
+    assert_eq!(
+        imprint::error::Error::from(e).exit_code(),
+        ExitCode::DataErr
+    );
 }
 
 /// A 404 without `Metadata-Flavor: Google` (Google's server has been seen

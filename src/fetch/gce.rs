@@ -8,7 +8,8 @@
 //! `/computeMetadata/v1/`: `instance/id` (required), `instance/hostname`,
 //! `instance/attributes/user-data` (404 = none) and
 //! `instance/attributes/user-data-encoding` (`base64`: the user-data is
-//! decoded here, as cloud-init does).
+//! decoded here, as cloud-init does; any other value is invalid user-data,
+//! exit 65, where cloud-init ignores it and reads the bytes as they are).
 //!
 //! The endpoint is the link-local address, not `metadata.google.internal`:
 //! no DNS in early boot.
@@ -98,15 +99,26 @@ impl Provider for Gce {
                     .collect();
                 user_data = base64::engine::general_purpose::STANDARD
                     .decode(&text)
-                    .map_err(|e| FetchError::Invalid {
-                        what: "user-data (user-data-encoding: base64)".into(),
-                        message: format!("not valid base64: {e}"),
+                    .map_err(|e| FetchError::UserData {
+                        what: "instance/attributes/user-data (user-data-encoding: base64)".into(),
+                        message: format!(
+                            "not valid base64: {e}; encode it with base64, or remove the \
+                             user-data-encoding metadata key if it is plain"
+                        ),
                     })?;
             }
+            // cloud-init logs "unknown user-data-encoding ..., ignoring" and
+            // uses the raw bytes; a misread user-data at first boot is worse
+            // than a clear stop (docs/datasources.md).
             Some(other) => {
-                return Err(FetchError::Invalid {
+                return Err(FetchError::UserData {
                     what: "instance/attributes/user-data-encoding".into(),
-                    message: format!("unknown encoding {other:?}; only base64 is known"),
+                    message: format!(
+                        "{other:?} is not an encoding imprint knows (the only one is base64); \
+                         set user-data-encoding to base64 with base64-encoded user-data, or \
+                         remove the key for plain user-data (cloud-init would ignore it and \
+                         read the bytes as they are; imprint refuses rather than misread them)"
+                    ),
                 })
             }
         }

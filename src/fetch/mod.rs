@@ -77,6 +77,12 @@ pub enum FetchError {
     },
     #[error("failed to parse {what}: {message}")]
     Invalid { what: String, message: String },
+    /// The source answered, but what it holds for the user-data cannot be
+    /// read as it says (an unknown GCE `user-data-encoding`, user-data that
+    /// is not the base64 it is declared to be): invalid user-data, exit 65
+    /// (asking again will not help).
+    #[error("invalid user-data: {what}: {message}")]
+    UserData { what: String, message: String },
 }
 
 /// Options for fetching, from the command line and manifest.
