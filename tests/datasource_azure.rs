@@ -1,6 +1,7 @@
 //! The `azure` source against a fake metadata server on 127.0.0.1 that
 //! behaves as the provider documents (tests/fakes).
 
+mod common;
 mod fakes;
 
 use fakes::AZURE as K;
@@ -128,5 +129,44 @@ fn user_data_not_base64() {
         e.to_string()
             .contains("userData base64-encoded, but this is not"),
         "{e}"
+    );
+}
+
+/// No userData: empty user-data, and a warning that names `custom_data`
+/// (not read: it reaches the VM through the provisioning ISO, not IMDS)
+/// and says to use Terraform's `user_data` instead.
+#[test]
+fn empty_user_data_warns_about_custom_data() {
+    let s = Server::start(fakes::azure(Meta::new("vm-1", None)));
+    let f = fetch_from("azure", &s.url(), &options(Duration::from_secs(5))).unwrap();
+    assert!(f.user_data.is_empty());
+    let t = common::TempRoot::new();
+    let o = common::run(
+        common::imprint()
+            .args(["fetch", "--root"])
+            .arg(t.path())
+            .args(["--datasource", "azure", "--metadata-url", &s.url()]),
+    );
+    let err = common::stderr(&o);
+    assert_eq!(common::code(&o), 0, "{err}");
+    assert!(err.contains("Azure userData is empty"), "{err}");
+    assert!(err.contains("custom_data"), "{err}");
+    assert!(
+        err.contains("user_data (Terraform's user_data) instead"),
+        "{err}"
+    );
+    // With userData: no such warning.
+    let s = Server::start(fakes::azure(Meta::new("vm-1", Some(USER_DATA))));
+    let o = common::run(
+        common::imprint()
+            .args(["fetch", "--root"])
+            .arg(t.path())
+            .args(["--datasource", "azure", "--metadata-url", &s.url()]),
+    );
+    assert_eq!(common::code(&o), 0, "{}", common::stderr(&o));
+    assert!(
+        !common::stderr(&o).contains("custom_data"),
+        "{}",
+        common::stderr(&o)
     );
 }

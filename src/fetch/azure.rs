@@ -9,8 +9,11 @@
 //! while it is not ready yet after boot: both are retried for vmId (as
 //! cloud-init does), besides 429 and 5xx.
 //!
-//! Azure's `customData` comes through the provisioning ISO (ovf-env.xml),
-//! not IMDS, and is not read: use `userData`.
+//! Azure's `customData` (Terraform's `custom_data`, the portal's "Custom
+//! data") comes through the provisioning ISO (ovf-env.xml), not IMDS, and
+//! is not read: use `userData` (Terraform's `user_data`). When `userData`
+//! is empty, a warning says so, since data put in `custom_data` by a
+//! configuration written for cloud-init would otherwise vanish silently.
 
 use super::http::{self, Client, Req};
 use super::{FetchError, Fetched, Options, Provider};
@@ -20,6 +23,11 @@ use base64::Engine;
 pub const ENDPOINTS: &[&str] = &["http://169.254.169.254"];
 pub const API_VERSION: &str = "2021-01-01";
 pub const HEADER: &str = "Metadata";
+/// Logged when `userData` is empty.
+pub const CUSTOM_DATA_WARNING: &str = "Azure userData is empty; if this VM was given custom_data \
+     (Terraform's custom_data, the portal's \"Custom data\"), imprint does not read it (it \
+     reaches the VM only through the provisioning ISO): pass the same content as user_data \
+     (Terraform's user_data) instead (docs/datasources.md)";
 
 pub struct Azure {
     base: String,
@@ -81,6 +89,9 @@ impl Provider for Azure {
                 what: format!("userData from {}", req.url),
                 message: format!("IMDS gives userData base64-encoded, but this is not: {e}"),
             })?;
+        if user_data.is_empty() {
+            tracing::warn!("{CUSTOM_DATA_WARNING}");
+        }
         if user_data.len() as u64 > self.limit {
             return Err(FetchError::TooLarge {
                 what: format!("userData from {}", req.url),
