@@ -280,7 +280,8 @@ impl Dmi {
     }
 
     /// The fields used for detection, as `name="value"` (for --explain).
-    /// Serials and uuids are ids, not detection evidence: not shown.
+    /// Serials and uuids are ids: not shown (when GCE's serial prefix
+    /// decides, the verdict says so, without the serial).
     fn evidence(&self) -> String {
         let fields = [
             ("sys_vendor", &self.sys_vendor),
@@ -328,8 +329,23 @@ impl Dmi {
                 "product_name is \"Google Compute Engine\"".into(),
             ));
         }
+        // cloud-init's platform_reports_gce: product_name "Google" too, and
+        // the serial, since product_name is not always set (LP: #1674861).
+        if eq(&self.product_name, "Google") {
+            return Some((Datasource::Gce, "product_name is \"Google\"".into()));
+        }
         if eq(&self.sys_vendor, "Google") {
             return Some((Datasource::Gce, "sys_vendor is \"Google\"".into()));
+        }
+        if self
+            .product_serial
+            .as_deref()
+            .is_some_and(|s| s.starts_with("GoogleCloud-"))
+        {
+            return Some((
+                Datasource::Gce,
+                "product_serial starts with \"GoogleCloud-\"".into(),
+            ));
         }
         if eq(&self.sys_vendor, "DigitalOcean") {
             return Some((
@@ -1042,6 +1058,21 @@ mod tests {
             d(|x| x.product_name = Some("Google Compute Engine".into())),
             Some(Datasource::Gce)
         );
+        assert_eq!(
+            d(|x| x.product_name = Some("Google".into())),
+            Some(Datasource::Gce)
+        );
+        assert_eq!(
+            d(|x| x.sys_vendor = Some("Google".into())),
+            Some(Datasource::Gce)
+        );
+        // No product_name at all (LP: #1674861): the serial says it.
+        assert_eq!(
+            d(|x| x.product_serial = Some("GoogleCloud-0123456789ABCDEF".into())),
+            Some(Datasource::Gce)
+        );
+        assert_eq!(d(|x| x.product_serial = Some("Google".into())), None);
+        assert_eq!(d(|x| x.product_name = Some("Google Pixel".into())), None);
         assert_eq!(
             d(|x| x.sys_vendor = Some("DigitalOcean".into())),
             Some(Datasource::DigitalOcean)
