@@ -13,7 +13,8 @@
 //!   listed statuses (429, 500, 502, 503, 504, plus a provider's own, e.g.
 //!   Azure's 410) are retried; every other status goes back to the provider,
 //!   which decides (404 = absent; EC2's 401 = new token; anything else is
-//!   fatal at once);
+//!   fatal at once); any other transport error (address family not
+//!   supported, not HTTP) drops that endpoint, and the others go on;
 //! - no proxy from the environment, no redirects (a 3xx is an error), no
 //!   TLS (metadata services are plain HTTP on a link-local address), a cap
 //!   on every body.
@@ -155,7 +156,12 @@ pub struct Client {
 enum Attempt {
     /// Worth another try: transport trouble or a listed status.
     Retry(String, Option<Duration>),
-    /// Stop now.
+    /// This endpoint cannot be used at all (a transport error no retry
+    /// helps: the address family is unsupported, the answer is not HTTP):
+    /// drop it and go on with the others.
+    Unusable(String),
+    /// The endpoint answered, and the answer stops the fetch (a redirect,
+    /// a body over the cap).
     Fatal(FetchError),
 }
 
@@ -199,16 +205,47 @@ impl Client {
     /// Like [`Client::send`] over alternatives (the same request to several
     /// endpoints): each round tries each in turn, and the first that gives
     /// an answer that is not retried wins, with its index.
+    ///
+    /// An endpoint that fails with a transport error no retry can help
+    /// (EC2's IPv6 endpoint on a kernel booted with `ipv6.disable=1`:
+    /// "address family not supported") is dropped from the rotation, and
+    /// the others go on; the fetch fails for it only when no endpoint is
+    /// left. A fatal *answer* (a redirect, a body over the cap) still
+    /// stops the fetch at once.
     pub fn send_any(&self, reqs: &[Req]) -> Result<(usize, Resp), FetchError> {
         let mut backoff = self.retry.initial;
         let mut attempts = 0u32;
+        let mut usable = vec![true; reqs.len()];
+        let mut dropped: Vec<String> = Vec::new();
         loop {
             attempts += 1;
             let mut last = None;
             for (i, req) in reqs.iter().enumerate() {
+                if !usable[i] {
+                    continue;
+                }
                 match self.attempt(req) {
                     Ok(r) => return Ok((i, r)),
                     Err(Attempt::Fatal(e)) => return Err(e),
+                    Err(Attempt::Unusable(why)) => {
+                        usable[i] = false;
+                        if !usable.contains(&true) {
+                            let others = if dropped.is_empty() {
+                                String::new()
+                            } else {
+                                format!(
+                                    "; no other endpoint was usable either: {}",
+                                    dropped.join("; ")
+                                )
+                            };
+                            return Err(self.http_error(req, format!("{why}{others}")));
+                        }
+                        tracing::warn!(
+                            url = %req.url,
+                            "{why}: this endpoint is dropped, the others are still asked"
+                        );
+                        dropped.push(format!("{} {}: {why}", req.method.name(), req.url));
+                    }
                     Err(Attempt::Retry(why, after)) => last = Some((req, why, after)),
                 }
             }
@@ -284,7 +321,7 @@ impl Client {
                     None,
                 ))
             }
-            Err(e) => return Err(self.classify(req, e)),
+            Err(e) => return Err(Self::classify(e)),
         };
         let status = resp.status().as_u16();
         let headers: Vec<(String, String)> = resp
@@ -322,7 +359,7 @@ impl Client {
                     size: req.cap + 1,
                     limit: req.cap,
                 }),
-                e => self.classify(req, e),
+                e => Self::classify(e),
             })?;
         if RETRY_STATUSES.contains(&status) || req.also_retry.contains(&status) {
             let retry_after = headers
@@ -347,7 +384,7 @@ impl Client {
         })
     }
 
-    fn classify(&self, req: &Req, e: ureq::Error) -> Attempt {
+    fn classify(e: ureq::Error) -> Attempt {
         use std::io::ErrorKind as K;
         match e {
             ureq::Error::Timeout(t) => Attempt::Retry(format!("timed out ({t})"), None),
@@ -364,12 +401,12 @@ impl Client {
                 | K::BrokenPipe
                 | K::Interrupted
                 | K::WouldBlock => Attempt::Retry(io.to_string(), None),
-                _ => Attempt::Fatal(self.http_error(req, io.to_string())),
+                _ => Attempt::Unusable(io.to_string()),
             },
             ureq::Error::ConnectionFailed => Attempt::Retry("connection failed".into(), None),
             ureq::Error::HostNotFound => Attempt::Retry("host not found".into(), None),
             ureq::Error::BodyStalled => Attempt::Retry("the body stalled".into(), None),
-            e => Attempt::Fatal(self.http_error(req, e.to_string())),
+            e => Attempt::Unusable(e.to_string()),
         }
     }
 }
