@@ -21,6 +21,16 @@ fn unavailable_twice_then_ok() {
 }
 
 #[test]
+fn instance_id_not_found_twice_then_ok() {
+    fakes::instance_id_not_found_twice_then_ok(&K);
+}
+
+#[test]
+fn instance_id_not_found_for_good_hits_the_deadline() {
+    fakes::instance_id_not_found_for_good_hits_the_deadline(&K);
+}
+
+#[test]
 fn refused_until_the_server_comes_up() {
     fakes::refused_until_the_server_comes_up(&K);
 }
@@ -96,6 +106,19 @@ fn not_a_gce_server() {
         e.to_string().contains("this is not a GCE metadata server"),
         "{e}"
     );
+}
+
+/// A 404 on `instance/id` without Google's header back is not a server
+/// that is not ready yet: it is not a GCE server, and that is said at once.
+#[test]
+fn not_found_from_a_server_that_is_not_gce() {
+    let s = Server::start(Arc::new(|_: &Seen| Reply::new(404, "nothing here")));
+    let e = fetch_from("gce", &s.url(), &options(Duration::from_secs(5))).unwrap_err();
+    assert!(
+        e.to_string().contains("this is not a GCE metadata server"),
+        "{e}"
+    );
+    assert_eq!(s.requests().len(), 1, "not retried");
 }
 
 /// `user-data-encoding: base64` is decoded.

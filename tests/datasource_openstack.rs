@@ -21,6 +21,16 @@ fn unavailable_twice_then_ok() {
 }
 
 #[test]
+fn instance_id_not_found_twice_then_ok() {
+    fakes::instance_id_not_found_twice_then_ok(&K);
+}
+
+#[test]
+fn instance_id_not_found_for_good_hits_the_deadline() {
+    fakes::instance_id_not_found_for_good_hits_the_deadline(&K);
+}
+
+#[test]
 fn refused_until_the_server_comes_up() {
     fakes::refused_until_the_server_comes_up(&K);
 }

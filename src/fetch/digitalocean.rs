@@ -1,5 +1,6 @@
 //! The `digitalocean` source: the droplet metadata service,
-//! `/metadata/v1/id` (required; the droplet id, also DMI's serial),
+//! `/metadata/v1/id` (required; the droplet id, also DMI's serial; a 404
+//! is retried within the budget),
 //! `/metadata/v1/hostname`, `/metadata/v1/user-data` (404 or empty = none)
 //! and `/metadata/v1/vendor-data`. No header is needed.
 
@@ -34,8 +35,16 @@ impl DigitalOcean {
         })
     }
 
-    fn get(&self, path: &str, what: &'static str, cap: u64) -> Result<Option<Vec<u8>>, FetchError> {
-        let req = Req::get(format!("{}{PREFIX}/{path}", self.base), what, cap);
+    /// GET `path`: `Ok(None)` on 404, unless `also_retry` lists it.
+    fn get(
+        &self,
+        path: &str,
+        what: &'static str,
+        cap: u64,
+        also_retry: &'static [u16],
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        let req =
+            Req::get(format!("{}{PREFIX}/{path}", self.base), what, cap).also_retry(also_retry);
         let resp = self.client.send(&req)?;
         http::ok_or_absent(&self.client, &req, resp)
     }
@@ -44,7 +53,9 @@ impl DigitalOcean {
 impl Provider for DigitalOcean {
     fn fetch(&self) -> Result<Option<Fetched>, FetchError> {
         let cap = super::nocloud::MAX_META_DATA;
-        let instance_id = match self.get("id", "droplet id", cap)? {
+        // 404 here is a service not ready yet (cloud-init polls it until
+        // 2xx): retried within the budget.
+        let instance_id = match self.get("id", "droplet id", cap, &[404])? {
             Some(b) => http::text(b, "droplet id", "/metadata/v1/id")?,
             None => {
                 return Err(FetchError::Unavailable {
@@ -54,13 +65,13 @@ impl Provider for DigitalOcean {
             }
         };
         let hostname = self
-            .get("hostname", "hostname", cap)?
+            .get("hostname", "hostname", cap, &[])?
             .and_then(|b| http::text(b, "hostname", "").ok());
         let user_data = self
-            .get("user-data", "user-data", self.limit)?
+            .get("user-data", "user-data", self.limit, &[])?
             .unwrap_or_default();
         let vendor_data = self
-            .get("vendor-data", "vendor-data", self.limit)?
+            .get("vendor-data", "vendor-data", self.limit, &[])?
             .filter(|v| !v.is_empty());
         Ok(Some(Fetched {
             instance_id,

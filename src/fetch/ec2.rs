@@ -8,7 +8,8 @@
 //!    stop at once (no retry can help). 400: the TTL header was refused.
 //! 2. every `GET` carries `X-aws-ec2-metadata-token`. 401 means the token
 //!    expired or is invalid: get a new one and try again (once per request).
-//! 3. `latest/meta-data/instance-id` (required), `local-hostname`
+//! 3. `latest/meta-data/instance-id` (required; a 404 there is retried
+//!    within the budget, as cloud-init polls it), `local-hostname`
 //!    (optional), `latest/user-data` (404 = the instance has no user-data).
 //!
 //! Endpoints: `http://169.254.169.254`, then the IPv6 endpoint
@@ -70,6 +71,7 @@ impl Ec2 {
                 cap: 4096,
                 what: "an IMDSv2 token",
                 also_retry: &[],
+                also_retry_if: None,
             })
             .collect();
         let (i, resp) = self.client.send_any(&reqs)?;
@@ -105,12 +107,20 @@ impl Ec2 {
     }
 
     /// GET `path` with the token; a 401 gets a new token and one more try.
-    /// `Ok(None)` on 404.
-    fn get(&self, path: &str, what: &'static str, cap: u64) -> Result<Option<Vec<u8>>, FetchError> {
+    /// `Ok(None)` on 404, unless `also_retry` lists it.
+    fn get(
+        &self,
+        path: &str,
+        what: &'static str,
+        cap: u64,
+        also_retry: &'static [u16],
+    ) -> Result<Option<Vec<u8>>, FetchError> {
         let mut renewed = false;
         loop {
             let (base, token) = self.token()?;
-            let req = Req::get(format!("{base}{path}"), what, cap).header(TOKEN_HEADER, token);
+            let req = Req::get(format!("{base}{path}"), what, cap)
+                .header(TOKEN_HEADER, token)
+                .also_retry(also_retry);
             let resp = self.client.send(&req)?;
             if resp.status == 401 && !renewed {
                 tracing::debug!(url = %req.url, "IMDSv2 token refused (401); getting a new one");
@@ -133,7 +143,9 @@ impl Provider for Ec2 {
     fn fetch(&self) -> Result<Option<Fetched>, FetchError> {
         let meta_cap = super::nocloud::MAX_META_DATA;
         let id_path = "/latest/meta-data/instance-id";
-        let instance_id = match self.get(id_path, "instance-id", meta_cap)? {
+        // 404 here is a service not ready yet (cloud-init polls it until
+        // 2xx): retried within the budget.
+        let instance_id = match self.get(id_path, "instance-id", meta_cap, &[404])? {
             Some(b) => http::text(b, "instance-id", id_path)?,
             None => {
                 return Err(FetchError::Unavailable {
@@ -147,10 +159,11 @@ impl Provider for Ec2 {
                 "/latest/meta-data/local-hostname",
                 "local-hostname",
                 meta_cap,
+                &[],
             )?
             .and_then(|b| http::text(b, "local-hostname", "").ok());
         let user_data = self
-            .get("/latest/user-data", "user-data", self.limit)?
+            .get("/latest/user-data", "user-data", self.limit, &[])?
             .unwrap_or_default();
         let (base, _) = self.token()?;
         Ok(Some(Fetched {

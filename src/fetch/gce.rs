@@ -5,7 +5,8 @@
 //! back: a server that does not is not Google's metadata server, and
 //! imprint stops. A 404 is "absent" with or without the header (cloud-init
 //! checks no response header at all). Paths under
-//! `/computeMetadata/v1/`: `instance/id` (required), `instance/hostname`,
+//! `/computeMetadata/v1/`: `instance/id` (required; a 404 from Google's
+//! server, with its header, is retried within the budget), `instance/hostname`,
 //! `instance/attributes/user-data` (404 = none) and
 //! `instance/attributes/user-data-encoding` (`base64`: the user-data is
 //! decoded here, as cloud-init does; any other value is invalid user-data,
@@ -40,9 +41,19 @@ impl Gce {
         })
     }
 
-    fn get(&self, path: &str, what: &'static str, cap: u64) -> Result<Option<Vec<u8>>, FetchError> {
-        let req = Req::get(format!("{}{PREFIX}/{path}", self.base), what, cap)
-            .header(FLAVOR_HEADER, FLAVOR);
+    /// GET `path`: `Ok(None)` on 404, unless `also_retry` lists it (then a
+    /// 404 from Google's server, with its header, is retried).
+    fn get(
+        &self,
+        path: &str,
+        what: &'static str,
+        cap: u64,
+        also_retry: &'static [u16],
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        let mut req = Req::get(format!("{}{PREFIX}/{path}", self.base), what, cap)
+            .header(FLAVOR_HEADER, FLAVOR)
+            .also_retry(also_retry);
+        req.also_retry_if = Some(|r| r.header(FLAVOR_HEADER) == Some(FLAVOR));
         let resp = self.client.send(&req)?;
         // Only an answer whose body is used must be Google's: a 404 means
         // absent with or without the header (Google's server has been
@@ -67,7 +78,9 @@ impl Gce {
 impl Provider for Gce {
     fn fetch(&self) -> Result<Option<Fetched>, FetchError> {
         let cap = super::nocloud::MAX_META_DATA;
-        let instance_id = match self.get("instance/id", "instance-id", cap)? {
+        // 404 here is a server not ready yet (cloud-init polls it until
+        // 2xx): retried within the budget.
+        let instance_id = match self.get("instance/id", "instance-id", cap, &[404])? {
             Some(b) => http::text(b, "instance-id", "instance/id")?,
             None => {
                 return Err(FetchError::Unavailable {
@@ -77,16 +90,22 @@ impl Provider for Gce {
             }
         };
         let hostname = self
-            .get("instance/hostname", "hostname", cap)?
+            .get("instance/hostname", "hostname", cap, &[])?
             .and_then(|b| http::text(b, "hostname", "instance/hostname").ok());
         let mut user_data = self
-            .get("instance/attributes/user-data", "user-data", self.limit)?
+            .get(
+                "instance/attributes/user-data",
+                "user-data",
+                self.limit,
+                &[],
+            )?
             .unwrap_or_default();
         let encoding = self
             .get(
                 "instance/attributes/user-data-encoding",
                 "user-data-encoding",
                 256,
+                &[],
             )?
             .map(|b| String::from_utf8_lossy(&b).trim().to_ascii_lowercase());
         match encoding.as_deref() {

@@ -10,8 +10,8 @@
 //!   longer than what is left of it;
 //! - retries as a value ([`Retry`]): exponential backoff with jitter, capped;
 //!   transport errors (refused, unreachable, reset, timeouts) and explicitly
-//!   listed statuses (429, 500, 502, 503, 504, plus a provider's own, e.g.
-//!   Azure's 410) are retried; every other status goes back to the provider,
+//!   listed statuses (429, 500, 502, 503, 504, plus a request's own, e.g.
+//!   404 on an instance-id, a service not ready yet) are retried; every other status goes back to the provider,
 //!   which decides (404 = absent; EC2's 401 = new token; anything else is
 //!   fatal at once); any other transport error (address family not
 //!   supported, not HTTP) drops that endpoint, and the others go on;
@@ -85,6 +85,10 @@ pub struct Req {
     pub what: &'static str,
     /// Statuses retried for this request besides [`RETRY_STATUSES`].
     pub also_retry: &'static [u16],
+    /// When set, a status of `also_retry` is retried only if this accepts
+    /// the answer (GCE: only a 404 that carries `Metadata-Flavor: Google`
+    /// is "not ready yet"; any other is "not a GCE metadata server").
+    pub also_retry_if: Option<fn(&Resp) -> bool>,
 }
 
 impl Req {
@@ -96,7 +100,14 @@ impl Req {
             cap,
             what,
             also_retry: &[],
+            also_retry_if: None,
         }
+    }
+
+    /// Retry these statuses too (see [`Req::also_retry`]).
+    pub fn also_retry(mut self, statuses: &'static [u16]) -> Req {
+        self.also_retry = statuses;
+        self
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Req {
@@ -361,27 +372,23 @@ impl Client {
                 }),
                 e => Self::classify(e),
             })?;
-        if RETRY_STATUSES.contains(&status) || req.also_retry.contains(&status) {
-            let retry_after = headers
-                .iter()
-                .find(|(n, _)| n == "retry-after")
-                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+        let r = Resp {
+            status,
+            body,
+            headers,
+        };
+        let also = req.also_retry.contains(&status) && req.also_retry_if.is_none_or(|f| f(&r));
+        if RETRY_STATUSES.contains(&status) || also {
+            let retry_after = r
+                .header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(|s| Duration::from_secs(s).min(self.retry.max));
-            let r = Resp {
-                status,
-                body,
-                headers,
-            };
             return Err(Attempt::Retry(
                 format!("status {status}{}", r.snippet()),
                 retry_after,
             ));
         }
-        Ok(Resp {
-            status,
-            body,
-            headers,
-        })
+        Ok(r)
     }
 
     fn classify(e: ureq::Error) -> Attempt {

@@ -12,8 +12,9 @@
 //!   compares it with the seal, so a new instance booted from a snapshot
 //!   of a configured one is configured (src/pipeline.rs).
 //! - Metadata service: the same two documents under
-//!   `http://169.254.169.254/openstack/latest/` (404 on `user_data` = none).
-//!   No header is needed.
+//!   `http://169.254.169.254/openstack/latest/` (404 on `user_data` = none;
+//!   on `meta_data.json`, a service not ready yet: retried within the
+//!   budget). No header is needed.
 //!
 //! Vendor data (`vendor_data.json`) is not read.
 
@@ -165,11 +166,15 @@ impl MetadataService {
 
 impl Provider for MetadataService {
     fn fetch(&self) -> Result<Option<Fetched>, FetchError> {
+        // meta_data.json holds the instance-id: a 404 there is a service
+        // not ready yet (cloud-init polls it until 2xx), retried within
+        // the budget.
         let req = Req::get(
             format!("{}/{META_DATA}", self.base),
             "meta_data.json",
             super::nocloud::MAX_META_DATA,
-        );
+        )
+        .also_retry(&[404]);
         let resp = self.client.send(&req)?;
         let meta = http::ok(&self.client, &req, resp)?;
         let (instance_id, hostname) = parse_meta_data(&meta, &req.url)?;

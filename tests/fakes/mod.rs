@@ -220,6 +220,9 @@ pub struct Faults {
     pub redirect: AtomicBool,
     /// Never answer.
     pub hang: AtomicBool,
+    /// Answer this many GETs with 404 first (the provider's own headers
+    /// kept): a metadata service not ready yet.
+    pub fail_404: AtomicUsize,
 }
 
 pub fn with_faults(faults: Arc<Faults>, inner: Handler) -> Handler {
@@ -236,6 +239,21 @@ pub fn with_faults(faults: Arc<Faults>, inner: Handler) -> Handler {
             .is_ok()
         {
             return Reply::new(503, "Service Unavailable");
+        }
+        if r.method == "GET"
+            && faults
+                .fail_404
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return match inner(r) {
+                Reply::Resp { headers, .. } => Reply::Resp {
+                    status: 404,
+                    headers,
+                    body: b"not found (not ready yet)".to_vec(),
+                },
+                hang => hang,
+            };
         }
         inner(r)
     })
@@ -568,6 +586,53 @@ pub fn unavailable_twice_then_ok(k: &Kind) {
     // The first request was asked three times: 503, 503, then answered.
     assert_eq!(reqs[0].path, reqs[1].path);
     assert_eq!(reqs[1].path, reqs[2].path);
+}
+
+/// Early in boot a metadata service answers 404 for a while: the
+/// instance-id request (the first GET) is retried until it gets 200, as
+/// cloud-init polls it. (A 404 on user-data means "none": see
+/// [`no_user_data`].)
+pub fn instance_id_not_found_twice_then_ok(k: &Kind) {
+    let faults = Arc::new(Faults::default());
+    faults.fail_404.store(2, Ordering::SeqCst);
+    let s = Server::start(with_faults(
+        faults.clone(),
+        (k.fake)(Meta::new("i-late-404", Some(USER_DATA))),
+    ));
+    let f = fetch_from(k.name, &s.url(), &options(Duration::from_secs(10))).unwrap();
+    assert_eq!(f.instance_id, "i-late-404", "{}", k.name);
+    assert_eq!(f.user_data, USER_DATA, "{}", k.name);
+    assert_eq!(faults.fail_404.load(Ordering::SeqCst), 0);
+    let gets: Vec<_> = s
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .map(|r| r.route().to_string())
+        .collect();
+    assert_eq!(gets[0], gets[1], "{}: {gets:?}", k.name);
+    assert_eq!(gets[1], gets[2], "{}: {gets:?}", k.name);
+    assert_ne!(gets[2], gets[3], "{}: {gets:?}", k.name);
+}
+
+/// A 404 on the instance-id that never ends is retried until the budget
+/// ends, then it is the deadline's error (exit 69), naming the 404.
+pub fn instance_id_not_found_for_good_hits_the_deadline(k: &Kind) {
+    let faults = Arc::new(Faults::default());
+    faults.fail_404.store(usize::MAX, Ordering::SeqCst);
+    let s = Server::start(with_faults(
+        faults,
+        (k.fake)(Meta::new("i", Some(USER_DATA))),
+    ));
+    let t = Instant::now();
+    let e = fetch_from(k.name, &s.url(), &options(Duration::from_secs(1))).unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_millis(1600),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(matches!(e, FetchError::Deadline { .. }), "{e}");
+    assert!(e.to_string().contains("status 404"), "{e}");
+    assert_eq!(imprint::Error::from(e).exit_code().code(), 69);
 }
 
 pub fn refused_until_the_server_comes_up(k: &Kind) {
