@@ -21,6 +21,16 @@ fn unavailable_twice_then_ok() {
 }
 
 #[test]
+fn insufficient_storage_twice_then_ok() {
+    fakes::insufficient_storage_twice_then_ok(&K);
+}
+
+#[test]
+fn not_implemented_is_fatal_at_once() {
+    fakes::not_implemented_is_fatal_at_once(&K);
+}
+
+#[test]
 fn instance_id_not_found_twice_then_ok() {
     fakes::instance_id_not_found_twice_then_ok(&K);
 }

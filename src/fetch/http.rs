@@ -10,7 +10,7 @@
 //!   longer than what is left of it;
 //! - retries as a value ([`Retry`]): exponential backoff with jitter, capped;
 //!   transport errors (refused, unreachable, reset, timeouts) and explicitly
-//!   listed statuses (429, 500, 502, 503, 504, plus a request's own, e.g.
+//!   listed statuses (429, every 5xx but 501 and 505, plus a request's own, e.g.
 //!   404 on an instance-id, a service not ready yet) are retried; every other status goes back to the provider,
 //!   which decides (404 = absent; EC2's 401 = new token; anything else is
 //!   fatal at once); any other transport error (address family not
@@ -55,8 +55,17 @@ impl Default for Retry {
 /// Time kept for the last try before the deadline.
 const LAST_TRY: Duration = Duration::from_millis(100);
 
-/// Statuses every provider retries: throttling and transient server errors.
-pub const RETRY_STATUSES: &[u16] = &[429, 500, 502, 503, 504];
+/// Server errors never retried: "not implemented" (501) and "HTTP version
+/// not supported" (505) say what the server cannot do, not how it is doing,
+/// and will be the same answer next time.
+pub const NEVER_RETRIED_5XX: &[u16] = &[501, 505];
+
+/// Whether every provider retries `status`: throttling (429) and every
+/// server error (5xx) but [`NEVER_RETRIED_5XX`] - a 507 or a 508 from an
+/// overloaded service passes like a 503.
+pub fn retried(status: u16) -> bool {
+    status == 429 || ((500..=599).contains(&status) && !NEVER_RETRIED_5XX.contains(&status))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -83,7 +92,7 @@ pub struct Req {
     pub cap: u64,
     /// What is fetched, for messages ("user-data", "instance-id").
     pub what: &'static str,
-    /// Statuses retried for this request besides [`RETRY_STATUSES`].
+    /// Statuses retried for this request besides those all are ([`retried`]).
     pub also_retry: &'static [u16],
     /// When set, a status of `also_retry` is retried only if this accepts
     /// the answer (GCE: only a 404 that carries `Metadata-Flavor: Google`
@@ -378,7 +387,7 @@ impl Client {
             headers,
         };
         let also = req.also_retry.contains(&status) && req.also_retry_if.is_none_or(|f| f(&r));
-        if RETRY_STATUSES.contains(&status) || also {
+        if retried(status) || also {
             let retry_after = r
                 .header("retry-after")
                 .and_then(|v| v.trim().parse::<u64>().ok())
@@ -518,6 +527,16 @@ mod tests {
         for _ in 0..100 {
             let j = jitter(Duration::from_millis(1000));
             assert!(j >= Duration::from_millis(500) && j <= Duration::from_millis(1000));
+        }
+    }
+
+    #[test]
+    fn retried_statuses() {
+        for s in [429, 500, 502, 503, 504, 507, 508, 599] {
+            assert!(retried(s), "{s}");
+        }
+        for s in [200, 301, 400, 401, 403, 404, 410, 501, 505, 600] {
+            assert!(!retried(s), "{s}");
         }
     }
 

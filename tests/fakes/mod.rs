@@ -10,7 +10,7 @@ use imprint::identify::{self, Request};
 use imprint::root::Root;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -216,6 +216,8 @@ fn serve(
 pub struct Faults {
     /// Answer this many requests with 503 first.
     pub fail_503: AtomicUsize,
+    /// The status those answers have instead of 503, when not 0.
+    pub fail_status: AtomicU16,
     /// Redirect every request elsewhere.
     pub redirect: AtomicBool,
     /// Never answer.
@@ -238,7 +240,10 @@ pub fn with_faults(faults: Arc<Faults>, inner: Handler) -> Handler {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Reply::new(503, "Service Unavailable");
+            return match faults.fail_status.load(Ordering::SeqCst) {
+                0 => Reply::new(503, "Service Unavailable"),
+                s => Reply::new(s, format!("status {s} from the fake")),
+            };
         }
         if r.method == "GET"
             && faults
@@ -586,6 +591,39 @@ pub fn unavailable_twice_then_ok(k: &Kind) {
     // The first request was asked three times: 503, 503, then answered.
     assert_eq!(reqs[0].path, reqs[1].path);
     assert_eq!(reqs[1].path, reqs[2].path);
+}
+
+/// Every 5xx but 501 and 505 is retried: 507 (Insufficient Storage)
+/// twice, then the answer.
+pub fn insufficient_storage_twice_then_ok(k: &Kind) {
+    let faults = Arc::new(Faults::default());
+    faults.fail_503.store(2, Ordering::SeqCst);
+    faults.fail_status.store(507, Ordering::SeqCst);
+    let s = Server::start(with_faults(
+        faults.clone(),
+        (k.fake)(Meta::new("i-507", Some(USER_DATA))),
+    ));
+    let f = fetch_from(k.name, &s.url(), &options(Duration::from_secs(10))).unwrap();
+    assert_eq!(f.user_data, USER_DATA, "{}", k.name);
+    assert_eq!(faults.fail_503.load(Ordering::SeqCst), 0);
+    let reqs = s.requests();
+    assert_eq!(reqs[0].path, reqs[1].path);
+    assert_eq!(reqs[1].path, reqs[2].path);
+}
+
+/// 501 (Not Implemented) will not change by asking again: fatal at once,
+/// quoting the status.
+pub fn not_implemented_is_fatal_at_once(k: &Kind) {
+    let faults = Arc::new(Faults::default());
+    faults.fail_503.store(usize::MAX, Ordering::SeqCst);
+    faults.fail_status.store(501, Ordering::SeqCst);
+    let s = Server::start(with_faults(faults, (k.fake)(Meta::new("i", None))));
+    let t = Instant::now();
+    let e = fetch_from(k.name, &s.url(), &options(Duration::from_secs(10))).unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(!matches!(e, FetchError::Deadline { .. }), "{e}");
+    assert!(e.to_string().contains("status 501"), "{e}");
+    assert_eq!(s.requests().len(), 1, "{}: not retried", k.name);
 }
 
 /// Early in boot a metadata service answers 404 for a while: the
