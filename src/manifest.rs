@@ -143,7 +143,16 @@ pub struct Manifest {
     pub ssh_host_keys: Vec<String>,
     pub write_files: bool,
     pub unsupported: UnsupportedPolicy,
+    /// What is allowed but likely a mistake, each a full sentence naming
+    /// the key; logged as warnings by every command that reads the manifest
+    /// and listed in the report.
+    pub warnings: Vec<String>,
 }
+
+/// imprint.service's `TimeoutStartSec=` (units/imprint.service; a test
+/// keeps the two the same): a `datasource.timeout` as long would have
+/// systemd stop the run before the fetch gives up.
+pub const SERVICE_TIMEOUT_START: Duration = Duration::from_secs(120);
 
 impl Manifest {
     /// The manifest used when the image has none: apply cloud-config
@@ -159,6 +168,7 @@ impl Manifest {
             ssh_host_keys: Vec::new(),
             write_files: true,
             unsupported: UnsupportedPolicy::Warn,
+            warnings: Vec::new(),
         }
     }
 }
@@ -296,15 +306,33 @@ fn parse_with(
         }
     }
     let ds = raw.datasource.unwrap_or_default();
-    let timeout = match ds.timeout {
+    let timeout = match &ds.timeout {
         None => Duration::from_secs(60),
-        Some(v) => parse_duration(&v).ok_or_else(|| {
+        Some(v) => parse_duration(v).ok_or_else(|| {
             invalid(
                 "datasource.timeout".into(),
                 format!("expected a duration like 60s, 2m or 500ms, found {v}"),
             )
         })?,
     };
+    // 0 leaves no time for a single request: every network fetch would fail
+    // at once, at first boot. Refused now, when `imprint validate` can say so.
+    if timeout.is_zero() {
+        return Err(invalid(
+            "datasource.timeout".into(),
+            format!(
+                "{} leaves no time for any request, so every fetch from a network datasource would fail at once; give a budget like 60s (the default, when the key is left out)",
+                ds.timeout.as_ref().map(|v| v.to_string()).unwrap_or_default()
+            ),
+        ));
+    }
+    let mut warnings = Vec::new();
+    if timeout >= SERVICE_TIMEOUT_START {
+        warnings.push(format!(
+            "datasource.timeout: {timeout:?} is not shorter than imprint.service's TimeoutStartSec={}s, so systemd would stop a run still fetching before the fetch gives up and says why; raise TimeoutStartSec= above it in a drop-in (/etc/systemd/system/imprint.service.d/*.conf), or lower datasource.timeout",
+            SERVICE_TIMEOUT_START.as_secs()
+        ));
+    }
     // A name identify would not know is the image's mistake: refused here,
     // so that `imprint validate` catches it at build time (65), not the
     // first boot.
@@ -489,6 +517,7 @@ fn parse_with(
         ssh_host_keys,
         write_files: raw.cloud_config.and_then(|c| c.write_files).unwrap_or(true),
         unsupported: raw.unsupported.unwrap_or_default(),
+        warnings,
     })
 }
 
@@ -666,6 +695,58 @@ mod tests {
     /// Octal as YAML 1.1 writes it, or a quoted string: accepted. A decimal
     /// (or hex, binary) integer is an error naming the file, the key, what
     /// was found and what to write.
+    fn with_timeout(t: &str) -> Result<Manifest, ManifestError> {
+        let text = format!("datasource:\n  timeout: {t}\n");
+        parse(Path::new("/m.yaml"), &text, Path::new("/nonexistent"))
+    }
+
+    /// A zero budget would fail every network fetch at once: refused,
+    /// naming the key and the fix.
+    #[test]
+    fn zero_timeout_is_refused() {
+        for t in ["0", "0s", "0ms", "\"0m\""] {
+            let e = with_timeout(t).unwrap_err().to_string();
+            assert!(
+                e.starts_with("invalid manifest /m.yaml: datasource.timeout: "),
+                "{t}: {e}"
+            );
+            assert!(e.contains("leaves no time for any request"), "{t}: {e}");
+            assert!(e.contains("give a budget like 60s"), "{t}: {e}");
+        }
+        let m = with_timeout("1ms").unwrap();
+        assert_eq!(m.datasource_timeout, Duration::from_millis(1));
+    }
+
+    /// A budget as long as imprint.service's TimeoutStartSec= is allowed,
+    /// with a warning; a shorter one, or none, gives no warning.
+    #[test]
+    fn timeout_as_long_as_the_unit_warns() {
+        for t in ["120", "120s", "2m", "1h"] {
+            let m = with_timeout(t).unwrap();
+            assert_eq!(m.warnings.len(), 1, "{t}");
+            assert!(
+                m.warnings[0].starts_with("datasource.timeout: ")
+                    && m.warnings[0].contains("TimeoutStartSec=120s")
+                    && m.warnings[0].contains("raise TimeoutStartSec= above it"),
+                "{t}: {:?}",
+                m.warnings
+            );
+        }
+        for t in ["60s", "119s", "119999ms"] {
+            assert!(with_timeout(t).unwrap().warnings.is_empty(), "{t}");
+        }
+        let m = parse(Path::new("/m.yaml"), "", Path::new("/n")).unwrap();
+        assert!(m.warnings.is_empty());
+    }
+
+    /// The warning's number is the unit's.
+    #[test]
+    fn service_timeout_is_the_units() {
+        let unit = include_str!("../units/imprint.service");
+        let line = format!("TimeoutStartSec={}s", SERVICE_TIMEOUT_START.as_secs());
+        assert!(unit.lines().any(|l| l.trim() == line), "{line}");
+    }
+
     #[test]
     fn integer_modes_must_be_written_in_octal() {
         for (written, mode) in [

@@ -65,6 +65,9 @@ pub struct Outcome {
     pub apply_started: bool,
     pub timer: Timer,
     pub secrets: Secrets,
+    /// The manifest's warnings, kept from the start (for the report of a
+    /// run that fails before `manifest` is set).
+    pub manifest_warnings: Vec<String>,
 }
 
 impl Outcome {
@@ -158,6 +161,10 @@ pub fn run(
             manifest::load(root, inputs.config.as_deref())
         })?
         .unwrap_or_else(Manifest::absent);
+    for w in &manifest.warnings {
+        tracing::warn!("manifest {}: {w}", manifest.path.display());
+    }
+    out.manifest_warnings = manifest.warnings.clone();
     if until == Until::Run {
         out.restored = out.timer.time("recover", || apply::recover(root))?;
     }
@@ -492,19 +499,23 @@ pub fn report(out: &Outcome, result: &Result<(), Error>, started: String) -> Rep
             .unwrap_or_default(),
         units: out.units.clone(),
         warnings: out
-            .validated
-            .as_ref()
-            .map(|v| {
-                v.warnings
-                    .iter()
-                    .map(|n| {
-                        out.secrets
-                            .mask(&format!("part {}: {}: {}", n.part, n.what, n.hint))
+            .manifest_warnings
+            .iter()
+            .cloned()
+            .chain(
+                out.validated
+                    .as_ref()
+                    .map(|v| {
+                        v.warnings
+                            .iter()
+                            .map(|n| {
+                                out.secrets
+                                    .mask(&format!("part {}: {}: {}", n.part, n.what, n.hint))
+                            })
+                            .collect::<Vec<_>>()
                     })
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default()
-            .into_iter()
+                    .unwrap_or_default(),
+            )
             .chain(out.applied.iter().flat_map(|a| a.warnings.clone()))
             .collect(),
         error: result

@@ -141,6 +141,60 @@ fn invalid_manifest_is_65_and_changes_nothing() {
     only_report_left(&root);
 }
 
+/// `datasource.timeout: 0` would fail every network fetch at once: an
+/// invalid manifest (65) that names the key and the fix, found by
+/// `validate` at image build time. One as long as imprint.service's
+/// TimeoutStartSec= passes, with a warning on stderr.
+#[test]
+fn zero_datasource_timeout_is_65_and_a_long_one_warns() {
+    let root = image_root();
+    let ud = root.join("/ud");
+    std::fs::write(&ud, "#cloud-config\n").unwrap();
+    let validate = || {
+        run(imprint()
+            .arg("validate")
+            .arg("--root")
+            .arg(root.path())
+            .arg("--user-data")
+            .arg(&ud))
+    };
+    root.write("/etc/imprint/imprint.yaml", "datasource:\n  timeout: 0s\n");
+    let o = validate();
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("imprint.yaml: datasource.timeout: \"0s\" leaves no time for any request"),
+        "{err}"
+    );
+    assert!(err.contains("give a budget like 60s"), "{err}");
+    root.write("/etc/imprint/imprint.yaml", "datasource:\n  timeout: 2m\n");
+    let o = validate();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("WARN manifest ")
+            && err.contains("imprint.yaml: datasource.timeout: 120s is not shorter than imprint.service's TimeoutStartSec=120s"),
+        "{err}"
+    );
+    // A run lists it in its report too.
+    let o = run(imprint()
+        .arg("run")
+        .arg("--root")
+        .arg(root.path())
+        .arg("--user-data")
+        .arg(&ud));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report = root.read("/var/lib/imprint/report.json");
+    assert!(
+        report.contains("datasource.timeout: 120s is not shorter than"),
+        "{report}"
+    );
+    root.write("/etc/imprint/imprint.yaml", "datasource:\n  timeout: 60s\n");
+    let o = validate();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("datasource.timeout"), "{}", stderr(&o));
+}
+
 #[test]
 fn lock_held_is_75_and_changes_nothing() {
     let root = image_root();
