@@ -55,12 +55,16 @@ impl Gce {
             .also_retry(also_retry);
         req.also_retry_if = Some(|r| r.header(FLAVOR_HEADER) == Some(FLAVOR));
         let resp = self.client.send(&req)?;
-        // Only an answer whose body is used must be Google's: a 404 means
-        // absent with or without the header (Google's server has been
-        // seen answering 404 without it, googleapis/gcp-metadata#657, and
-        // `user-data-encoding` is nearly always absent); other statuses are
-        // errors either way, quoting the server's text.
-        if (200..=299).contains(&resp.status) && resp.header(FLAVOR_HEADER) != Some(FLAVOR) {
+        // An answer whose body is used must be Google's, and so must a 404
+        // on a path that has to be there (`also_retry`: instance/id, where
+        // a foreign server's 404 is said at once, not retried). Elsewhere a
+        // 404 means absent with or without the header (Google's server has
+        // been seen answering 404 without it, googleapis/gcp-metadata#657,
+        // and `user-data-encoding` is nearly always absent); other statuses
+        // are errors either way, quoting the server's text.
+        let must_be_google = (200..=299).contains(&resp.status)
+            || (resp.status == 404 && also_retry.contains(&404));
+        if must_be_google && resp.header(FLAVOR_HEADER) != Some(FLAVOR) {
             return Err(self.client.error(
                 &req,
                 format!(
