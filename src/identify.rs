@@ -23,6 +23,7 @@
 //! nothing, identification fails (exit 69) and says what it looked at.
 //! Everything is read under the [`Root`], so tests build a fake tree.
 
+use crate::blockdev;
 use crate::root::{self, Root};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -483,7 +484,8 @@ impl Seeds {
                 s.evidence.push(format!("/{d}: absent"));
             }
         }
-        s.nocloud_device = find_label(root, NOCLOUD_LABELS, &mut s.evidence);
+        let mut scan = None;
+        s.nocloud_device = find_label_in(root, NOCLOUD_LABELS, &mut s.evidence, &mut scan);
         s.config_drive_dir = config_drive_dir_present(&root.join(CONFIG_DRIVE_SEED_DIR));
         s.evidence.push(format!(
             "/{CONFIG_DRIVE_SEED_DIR}: {}",
@@ -493,7 +495,7 @@ impl Seeds {
                 "absent"
             }
         ));
-        s.config_drive = find_label(root, CONFIG_DRIVE_LABELS, &mut s.evidence);
+        s.config_drive = find_label_in(root, CONFIG_DRIVE_LABELS, &mut s.evidence, &mut scan);
         s
     }
 
@@ -534,11 +536,23 @@ pub fn seed_dir_present(dir: &Path) -> bool {
     dir.join("user-data").is_file() || dir.join("meta-data").is_file()
 }
 
-/// The host path of the first device with one of `labels`, as listed by
+/// The host path of the first device with one of `labels`: as listed by
 /// udev in `/dev/disk/by-label` under the root (a symlink, resolved against
-/// the root).
+/// the root), else as found by reading the labels of the seed-sized block
+/// devices in `/sys/class/block` ([`crate::blockdev`]): imprint runs before
+/// anything waits for udev, whose links may not be there yet.
 pub fn find_label(root: &Root, labels: &[&str], evidence: &mut Vec<String>) -> Option<PathBuf> {
-    let mut found = None;
+    find_label_in(root, labels, evidence, &mut None)
+}
+
+/// [`find_label`], scanning `/sys/class/block` at most once for several
+/// calls (`scan` keeps it).
+fn find_label_in(
+    root: &Root,
+    labels: &[&str],
+    evidence: &mut Vec<String>,
+    scan: &mut Option<blockdev::Scan>,
+) -> Option<PathBuf> {
     let mut absent = Vec::new();
     for label in labels {
         let link = root.join(BY_LABEL).join(label);
@@ -548,13 +562,11 @@ pub fn find_label(root: &Root, labels: &[&str], evidence: &mut Vec<String>) -> O
         }
         let dev = resolve_under(root, &link);
         evidence.push(format!("/{BY_LABEL}/{label}: {}", dev.display()));
-        found = Some(dev);
-        break;
+        return Some(dev);
     }
-    if found.is_none() {
-        evidence.push(format!("/{BY_LABEL}/{{{}}}: absent", absent.join(",")));
-    }
-    found
+    evidence.push(format!("/{BY_LABEL}/{{{}}}: absent", absent.join(",")));
+    scan.get_or_insert_with(|| blockdev::Scan::read(root))
+        .find(labels, evidence)
 }
 
 /// Resolve a by-label symlink inside the root (one level, as udev makes

@@ -24,6 +24,7 @@ pub mod yaml;
 pub mod manifest;
 
 pub mod apply;
+pub mod blockdev;
 pub mod decode;
 pub mod escape;
 pub mod fetch;

@@ -9,8 +9,12 @@
 //! files read in-process are also compared with what the kernel's mount
 //! shows (here the kernel has no iso9660: the VM suite covers that).
 //!
-//! Host tools: `genisoimage`, `xorriso` (a test that lacks one fails,
-//! naming it).
+//! Also: seed devices that udev has not linked in `/dev/disk/by-label`,
+//! found by reading the labels of the devices in a fake `/sys/class/block`
+//! (ISO 9660 and vfat).
+//!
+//! Host tools: `genisoimage`, `xorriso`, `mkfs.vfat` (dosfstools) (a test
+//! that lacks one fails, naming it).
 
 mod common;
 
@@ -340,6 +344,195 @@ fn nocloud_fetch_reads_the_device_without_mounting() {
     assert_eq!(f.meta_data.as_deref(), Some(&files[1].1[..]));
     assert_eq!(f.source, t.join("/dev/sr0").display().to_string());
     assert!(!t.join("/run/imprint").exists(), "no mount point made");
+}
+
+// ------------------------------------------- seed devices without udev
+
+/// A block device as sysfs lists it under the root: `sys/class/block/NAME`
+/// with `dev` (major:minor) and `size` (512-byte sectors: `sectors`, or the
+/// image at `dev/NAME` rounded up).
+fn fake_block(t: &TempRoot, name: &str, devno: &str, sectors: Option<u64>) {
+    let sys = t.join(&format!("/sys/class/block/{name}"));
+    std::fs::create_dir_all(&sys).unwrap();
+    std::fs::write(sys.join("dev"), format!("{devno}\n")).unwrap();
+    let sectors = sectors.unwrap_or_else(|| {
+        let len = std::fs::metadata(t.join(&format!("/dev/{name}")))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        len.div_ceil(512)
+    });
+    std::fs::write(sys.join("size"), format!("{sectors}\n")).unwrap();
+}
+
+/// A vfat image of `size` bytes labelled `label` by `mkfs.vfat -n` (which
+/// writes the boot sector's label and the root directory's label entry).
+fn make_vfat(out: &Path, size: u64, fat32: bool, label: &str) {
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::File::create(out).unwrap().set_len(size).unwrap();
+    let mut c = Command::new("mkfs.vfat");
+    if fat32 {
+        c.args(["-F", "32"]);
+    }
+    let o =
+        c.args(["-n", label]).arg(out).output().unwrap_or_else(|e| {
+            panic!("mkfs.vfat is not installed (apt-get install dosfstools): {e}")
+        });
+    assert!(
+        o.status.success(),
+        "mkfs.vfat: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn evidence(id: &identify::Identified) -> String {
+    id.rules
+        .iter()
+        .map(|r| r.evidence.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// No `/dev/disk/by-label` link (udev has not run yet): the `cidata` ISO
+/// in the CD-ROM drive is found by reading the labels of the block devices
+/// in `/sys/class/block`, and read. Devices with other labels, too large,
+/// or of other kinds are passed over.
+#[test]
+fn seed_iso_found_without_udev_links() {
+    let t = TempRoot::new();
+    let files = content();
+    write_content(&t.join("/content"), &files);
+    std::fs::create_dir_all(t.join("/dev")).unwrap();
+    make_iso(
+        "genisoimage",
+        &["-r", "-J"],
+        "cidata",
+        &t.join("/content"),
+        &t.join("/dev/sr0"),
+    );
+    fake_block(&t, "sr0", "11:0", None);
+    // Read and passed over: another label (vfat, ISO 9660), no file system.
+    make_vfat(&t.join("/dev/vda"), 1 << 20, false, "DATA");
+    fake_block(&t, "vda", "252:0", None);
+    make_iso(
+        "xorriso",
+        &["-r"],
+        "notcidata",
+        &t.join("/content"),
+        &t.join("/dev/sr1"),
+    );
+    fake_block(&t, "sr1", "11:1", None);
+    t.write("/dev/vdb1", vec![0u8; 64 << 10]);
+    fake_block(&t, "vdb1", "252:17", None);
+    // Not read: larger than a seed (sysfs says 40 GiB), a loop device, an
+    // empty drive.
+    make_iso(
+        "genisoimage",
+        &["-r"],
+        "CIDATA",
+        &t.join("/content"),
+        &t.join("/dev/sda"),
+    );
+    fake_block(&t, "sda", "8:0", Some(40 << 21));
+    make_iso(
+        "genisoimage",
+        &["-r"],
+        "CIDATA",
+        &t.join("/content"),
+        &t.join("/dev/loop0"),
+    );
+    fake_block(&t, "loop0", "7:0", None);
+    fake_block(&t, "sr2", "11:2", Some(0));
+
+    let root = Root::at(t.path());
+    let id = identify::identify(&root, &Request::default(), &[]).unwrap();
+    assert_eq!(id.datasource, Datasource::NoCloud, "{}", evidence(&id));
+    assert_eq!(id.device.as_deref(), Some(t.join("/dev/sr0").as_path()));
+    let ev = evidence(&id);
+    assert!(
+        ev.contains("/dev/disk/by-label/{cidata,CIDATA}: absent"),
+        "{ev}"
+    );
+    assert!(
+        ev.contains(&format!(
+            "/sys/class/block/sr0: iso9660 labelled cidata: {}",
+            t.join("/dev/sr0").display()
+        )),
+        "{ev}"
+    );
+    let opts = Options {
+        allow_mount: Some(true),
+        ..Options::default()
+    };
+    let f = fetch::fetch(&root, &id, &Request::default(), &opts).unwrap();
+    assert_eq!(f.user_data, files[0].1);
+    assert_eq!(f.instance_id, "iid-iso-01");
+    // Without the device: nothing else passes for a seed, and what was
+    // looked at is said.
+    std::fs::remove_file(t.join("/dev/sr0")).unwrap();
+    let e = identify::identify(&root, &Request::default(), &[]).unwrap_err();
+    let ev = e
+        .rules()
+        .iter()
+        .map(|r| r.evidence.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert!(
+        ev.contains("/sys/class/block: none labelled {cidata,CIDATA}:; "),
+        "{ev}"
+    );
+    for seen in [
+        "  sr1: iso9660 labelled \"notcidata\"",
+        "  vda: vfat labelled \"DATA\"",
+        "  vdb1: no iso9660 or vfat label",
+        "  sda: 40960 MiB, larger than a seed (over 128 MiB): not read",
+        "  sr2: empty (no medium)",
+    ] {
+        assert!(ev.contains(seen), "{seen}: {ev}");
+    }
+    assert!(!ev.contains("loop0"), "{ev}");
+    // The same scan finds a config drive.
+    make_iso(
+        "genisoimage",
+        &["-r", "-J"],
+        "config-2",
+        &t.join("/content"),
+        &t.join("/dev/sr0"),
+    );
+    let id = identify::identify(&root, &Request::default(), &[]).unwrap();
+    assert_eq!(id.datasource, Datasource::OpenStack, "{}", evidence(&id));
+    assert_eq!(id.device.as_deref(), Some(t.join("/dev/sr0").as_path()));
+}
+
+/// A vfat seed (`mkfs.vfat -n CIDATA`, FAT12; `-n cidata`, FAT32) with no
+/// by-label link is found too; it is then mounted, which an image file is
+/// not (the mount error names it).
+#[test]
+fn seed_vfat_found_without_udev_links() {
+    for (fat32, size, label) in [(false, 1u64 << 20, "CIDATA"), (true, 40 << 20, "cidata")] {
+        let t = TempRoot::new();
+        make_vfat(&t.join("/dev/vdb"), size, fat32, label);
+        fake_block(&t, "vdb", "252:16", None);
+        let root = Root::at(t.path());
+        let id = identify::identify(&root, &Request::default(), &[]).unwrap();
+        assert_eq!(id.datasource, Datasource::NoCloud, "{}", evidence(&id));
+        assert_eq!(id.device.as_deref(), Some(t.join("/dev/vdb").as_path()));
+        assert!(
+            evidence(&id).contains(&format!("/sys/class/block/vdb: vfat labelled {label}")),
+            "{}",
+            evidence(&id)
+        );
+        let opts = Options {
+            allow_mount: Some(true),
+            ..Options::default()
+        };
+        let e = fetch::fetch(&root, &id, &Request::default(), &opts).unwrap_err();
+        assert!(matches!(e, FetchError::Mount { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&t.join("/dev/vdb").display().to_string()),
+            "{e}"
+        );
+    }
 }
 
 /// What is not ISO 9660 goes to the mount path (which, for a plain file or

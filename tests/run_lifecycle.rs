@@ -211,7 +211,7 @@ fn a_seed_gone_after_the_first_boot_leaves_the_seal_standing() {
         stderr(&o).contains(
             "sealed for instance iid-seed-1 (configured "
         ) && stderr(&o).contains(
-            "the seal stands: no NoCloud seed found: looked in /var/lib/cloud/seed/nocloud, /var/lib/cloud/seed/nocloud-net, and for /dev/disk/by-label/{cidata,CIDATA}, so this boot has no user-data to compare or apply"
+            "the seal stands: no NoCloud seed found: looked in /var/lib/cloud/seed/nocloud, /var/lib/cloud/seed/nocloud-net, and for /dev/disk/by-label/{cidata,CIDATA} and a seed-sized device so labelled in /sys/class/block, so this boot has no user-data to compare or apply"
         ),
         "{}",
         stderr(&o)

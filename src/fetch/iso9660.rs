@@ -228,49 +228,12 @@ impl<R: ReadAt> Seed<R> {
     /// Read the volume descriptors and the root directory of `src`, `len`
     /// bytes long; `device` names it in messages.
     pub fn parse(src: R, len: u64, device: &str) -> Result<Opened<R>, FetchError> {
-        let mut vd = vec![0u8; SECTOR as usize];
-        let mut primary: Option<Vec<u8>> = None;
-        let mut joliet: Option<Vec<u8>> = None;
-        for n in 16..16 + MAX_DESCRIPTORS {
-            let at = n * SECTOR;
-            if at + SECTOR > len {
-                if n == 16 {
-                    return Ok(Opened::Declined(format!(
-                        "{len} bytes, too small for an ISO 9660 file system"
-                    )));
-                }
-                break;
-            }
-            src.read_exact_at(&mut vd, at)
-                .map_err(|source| FetchError::Read {
-                    what: format!("the volume descriptor at byte {at} of {device}"),
-                    source,
-                })?;
-            if &vd[1..6] != b"CD001" {
-                if n == 16 {
-                    return Ok(Opened::Declined(
-                        "no ISO 9660 volume descriptor (CD001) at byte 32768".into(),
-                    ));
-                }
-                break;
-            }
-            match vd[0] {
-                255 => break,
-                1 if primary.is_none() => primary = Some(vd.clone()),
-                2 if joliet.is_none()
-                    && vd[88] == b'%'
-                    && vd[89] == b'/'
-                    && matches!(vd[90], b'@' | b'C' | b'E') =>
-                {
-                    joliet = Some(vd.clone())
-                }
-                _ => {}
-            }
-        }
-        let Some(pvd) = primary else {
-            return Ok(Opened::Declined(
-                "ISO 9660 volume descriptors but no primary one".into(),
-            ));
+        let Descriptors {
+            primary: pvd,
+            joliet,
+        } = match descriptors(&src, len, device)? {
+            Ok(d) => d,
+            Err(why) => return Ok(Opened::Declined(why)),
         };
         let block_size = u16::from_le_bytes([pvd[128], pvd[129]]) as u64;
         if !matches!(block_size, 512 | 1024 | 2048) {
@@ -558,6 +521,107 @@ impl<R: ReadAt> Seed<R> {
             _ => e.name == name,
         })
     }
+}
+
+/// The volume descriptors imprint uses: the primary one, and the first
+/// Joliet supplementary one.
+struct Descriptors {
+    primary: Vec<u8>,
+    joliet: Option<Vec<u8>>,
+}
+
+/// Walk the volume descriptors from sector 16 (at most [`MAX_DESCRIPTORS`]
+/// of them, to the terminator). `Ok(Err(why))` when `src` is not ISO 9660
+/// (no `CD001` at byte 32768) or has no primary volume descriptor.
+fn descriptors<R: ReadAt + ?Sized>(
+    src: &R,
+    len: u64,
+    device: &str,
+) -> Result<Result<Descriptors, String>, FetchError> {
+    let mut vd = vec![0u8; SECTOR as usize];
+    let mut primary: Option<Vec<u8>> = None;
+    let mut joliet: Option<Vec<u8>> = None;
+    for n in 16..16 + MAX_DESCRIPTORS {
+        let at = n * SECTOR;
+        if at + SECTOR > len {
+            if n == 16 {
+                return Ok(Err(format!(
+                    "{len} bytes, too small for an ISO 9660 file system"
+                )));
+            }
+            break;
+        }
+        src.read_exact_at(&mut vd, at)
+            .map_err(|source| FetchError::Read {
+                what: format!("the volume descriptor at byte {at} of {device}"),
+                source,
+            })?;
+        if &vd[1..6] != b"CD001" {
+            if n == 16 {
+                return Ok(Err(
+                    "no ISO 9660 volume descriptor (CD001) at byte 32768".into()
+                ));
+            }
+            break;
+        }
+        match vd[0] {
+            255 => break,
+            1 if primary.is_none() => primary = Some(vd.clone()),
+            2 if joliet.is_none()
+                && vd[88] == b'%'
+                && vd[89] == b'/'
+                && matches!(vd[90], b'@' | b'C' | b'E') =>
+            {
+                joliet = Some(vd.clone())
+            }
+            _ => {}
+        }
+    }
+    Ok(match primary {
+        Some(primary) => Ok(Descriptors { primary, joliet }),
+        None => Err("ISO 9660 volume descriptors but no primary one".into()),
+    })
+}
+
+/// The file-system label of an ISO 9660 image as Linux's blkid reports it
+/// (its `LABEL`, which udev's `/dev/disk/by-label` links are named after):
+/// the primary volume descriptor's volume identifier, cut at a NUL and
+/// trailing spaces dropped; but when a Joliet descriptor's identifier
+/// (UCS-2, 16 characters) differs from the first 16 characters of that, the
+/// Joliet one. `Ok(None)` when `src` is not ISO 9660 or has no label. Reads
+/// only the volume descriptors (from byte 32768, usually three sectors).
+pub fn volume_label<R: ReadAt + ?Sized>(
+    src: &R,
+    len: u64,
+    device: &str,
+) -> Result<Option<String>, FetchError> {
+    let Ok(d) = descriptors(src, len, device)? else {
+        return Ok(None);
+    };
+    let pvd_id = &d.primary[40..72];
+    let label = match &d.joliet {
+        Some(svd) if !ascii_eq_ucs2(pvd_id, &svd[40..72]) => {
+            let units: Vec<u16> = svd[40..72]
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .take_while(|&u| u != 0)
+                .collect();
+            String::from_utf16_lossy(&units)
+        }
+        _ => {
+            let end = pvd_id.iter().position(|&b| b == 0).unwrap_or(pvd_id.len());
+            String::from_utf8_lossy(&pvd_id[..end]).into_owned()
+        }
+    };
+    let label = label.trim_end().to_string();
+    Ok((!label.is_empty()).then_some(label))
+}
+
+/// Whether the UCS-2 big-endian `ucs2` spells the start of `ascii`.
+fn ascii_eq_ucs2(ascii: &[u8], ucs2: &[u8]) -> bool {
+    ucs2.chunks_exact(2)
+        .zip(ascii)
+        .all(|(u, &a)| u[0] == 0 && u[1] == a)
 }
 
 fn corrupt(device: &str, message: String) -> FetchError {

@@ -133,9 +133,11 @@ pub fn read_device(device: &Path, run_dir: &Path, limit: u64) -> Result<Fetched,
 pub fn absent_message(root: &Root) -> String {
     let _ = root;
     format!(
-        "no NoCloud seed found: looked in /{}, and for /{BY_LABEL}/{{{}}}",
+        "no NoCloud seed found: looked in /{}, and for /{BY_LABEL}/{{{}}} and a \
+         seed-sized device so labelled in /{}",
         SEED_DIRS.join(", /"),
-        NOCLOUD_LABELS.join(",")
+        NOCLOUD_LABELS.join(","),
+        crate::blockdev::SYS_BLOCK
     )
 }
 
