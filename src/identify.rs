@@ -14,9 +14,14 @@
 //!    several are candidates, in order, each taken only on its local
 //!    evidence (a seed or config drive, or DMI) - like cloud-init's
 //!    `datasource_list`, and the list also restricts what may be chosen;
-//! 4. a NoCloud seed that is present (seed directories, a block device
-//!    labelled `cidata`/`CIDATA`), or an OpenStack config drive
-//!    (`config-2`);
+//! 4. a NoCloud seed that is present (cloud-init's `ds=nocloud[;s=SEED]` in
+//!    the SMBIOS system serial, seed directories, a block device labelled
+//!    `cidata`/`CIDATA`), or an OpenStack config drive (`config-2`). The
+//!    serial sits here, below the command line and the manifest, because
+//!    cloud-init treats it so: ds-identify reads it only when NoCloud is in
+//!    `datasource_list`, as NoCloud's evidence next to the `cidata` label.
+//!    Its seed (`s=`) is used whenever NoCloud is chosen without a seed of
+//!    the kernel command line's;
 //! 5. DMI (`/sys/class/dmi/id/*`): the platform's vendor strings.
 //!
 //! A network datasource is chosen only when one of these names it; with
@@ -456,9 +461,21 @@ fn split_cmdline(text: &str) -> Vec<String> {
     words
 }
 
+/// cloud-init's `ds=nocloud[;s=SEED]` in the SMBIOS system serial number
+/// (`/sys/class/dmi/id/product_serial`; QEMU's `-smbios
+/// type=1,serial=ds=nocloud;s=file:///seed/`), parsed as the kernel command
+/// line is. `None` unless it names NoCloud: as in cloud-init, which reads
+/// it only for NoCloud (`DataSourceNoCloud`, ds-identify's `dscheck_NoCloud`).
+fn smbios_nocloud(dmi: &Dmi) -> Option<Cmdline> {
+    let c = Cmdline::parse(dmi.product_serial.as_deref()?);
+    (c.ds.as_deref().and_then(Datasource::parse) == Some(Datasource::NoCloud)).then_some(c)
+}
+
 /// Local evidence of seeds and config drives, probed once.
 #[derive(Debug, Clone, Default)]
 struct Seeds {
+    /// `ds=nocloud[;s=SEED]` in the SMBIOS serial number.
+    serial: Option<Cmdline>,
     /// First seed directory holding `user-data` or `meta-data`.
     dir: Option<PathBuf>,
     /// A device labelled `cidata`/`CIDATA`.
@@ -471,8 +488,11 @@ struct Seeds {
 }
 
 impl Seeds {
-    fn probe(root: &Root) -> Seeds {
-        let mut s = Seeds::default();
+    fn probe(root: &Root, dmi: &Dmi) -> Seeds {
+        let mut s = Seeds {
+            serial: smbios_nocloud(dmi),
+            ..Seeds::default()
+        };
         for d in SEED_DIRS {
             let p = root.join(d);
             if seed_dir_present(&p) {
@@ -496,11 +516,26 @@ impl Seeds {
             }
         ));
         s.config_drive = find_label_in(root, CONFIG_DRIVE_LABELS, &mut s.evidence, &mut scan);
+        let serial = format!("/{}/product_serial", root::DMI_DIR);
+        match (&s.serial, &dmi.product_serial) {
+            (Some(c), _) => s.evidence.push(match &c.seed {
+                Some(seed) => format!("{serial}: ds=nocloud with seed {seed}"),
+                None => format!("{serial}: ds=nocloud"),
+            }),
+            // Not shown: a serial is an id, not evidence.
+            (None, Some(_)) => s.evidence.push(format!("{serial}: no ds=nocloud")),
+            (None, None) => s.evidence.push(format!("{serial}: absent")),
+        }
         s
     }
 
     fn nocloud(&self) -> bool {
-        self.dir.is_some() || self.nocloud_device.is_some()
+        self.serial.is_some() || self.dir.is_some() || self.nocloud_device.is_some()
+    }
+
+    /// The seed the SMBIOS serial names (`s=`), if any.
+    fn serial_seed(&self) -> Option<String> {
+        self.serial.as_ref().and_then(|c| c.seed.clone())
     }
 
     fn config_drive(&self) -> bool {
@@ -620,6 +655,21 @@ impl Explain {
     }
 }
 
+impl Explain {
+    /// Say so in the last rule's evidence when a NoCloud seed `seed` came
+    /// from the SMBIOS serial, not from the command line `c`.
+    fn serial_seed(&mut self, c: &Cmdline, seed: &Option<String>) {
+        let from_cmdline = c.seed.is_some()
+            && c.ds.as_deref().and_then(Datasource::parse) == Some(Datasource::NoCloud);
+        if let (Some(seed), false, Some(rule)) = (seed, from_cmdline, self.rules.last_mut()) {
+            rule.evidence.push_str(&format!(
+                "; seed {seed} from /{}/product_serial",
+                root::DMI_DIR
+            ));
+        }
+    }
+}
+
 fn parse_named(name: &str, from: NamedBy) -> Result<Datasource, IdentifyError> {
     Datasource::parse(name).ok_or_else(|| IdentifyError::Unknown {
         name: name.to_string(),
@@ -675,7 +725,11 @@ pub fn identify(
         (None, None) => ex.no("flags", "no --datasource, no --user-data"),
     }
 
-    // 2. Kernel command line.
+    // 2. Kernel command line. (The SMBIOS serial's `ds=nocloud;s=SEED` is
+    // below it: local evidence of NoCloud, rule 4; but its seed serves a
+    // NoCloud named here without one.)
+    let dmi = Dmi::read(root);
+    let serial_seed = smbios_nocloud(&dmi).and_then(|c| c.seed);
     let cmdline_path = root.join(root::CMDLINE);
     match std::fs::read_to_string(&cmdline_path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -687,11 +741,13 @@ pub fn identify(
         ),
         Ok(text) => {
             let c = Cmdline::parse(&text);
+            // For a NoCloud named here: the seed of `ds=nocloud;s=`, else
+            // the SMBIOS serial's.
             let ds_seed = |c: &Cmdline| match (&c.ds, &c.seed) {
                 (Some(ds), Some(s)) if Datasource::parse(ds) == Some(Datasource::NoCloud) => {
                     Some(s.clone())
                 }
-                _ => None,
+                _ => serial_seed.clone(),
             };
             if let Some(name) = &c.imprint {
                 let ds = parse_named(name, NamedBy::Cmdline("imprint.datasource"))?;
@@ -706,6 +762,7 @@ pub fn identify(
                 } else {
                     None
                 };
+                ex.serial_seed(&c, &seed);
                 return done(ds, seed, device_for(root, ds), ex);
             }
             if let Some(name) = &c.ds {
@@ -716,7 +773,13 @@ pub fn identify(
                     None => format!("ds={name}"),
                 };
                 ex.yes("kernel command line", ev, ds);
-                return done(ds, ds_seed(&c), device_for(root, ds), ex);
+                let seed = if ds == Datasource::NoCloud {
+                    ds_seed(&c)
+                } else {
+                    None
+                };
+                ex.serial_seed(&c, &seed);
+                return done(ds, seed, device_for(root, ds), ex);
             }
             ex.no(
                 "kernel command line",
@@ -730,8 +793,7 @@ pub fn identify(
         .iter()
         .map(|n| parse_named(n, NamedBy::Manifest))
         .collect::<Result<Vec<_>, _>>()?;
-    let seeds = Seeds::probe(root);
-    let dmi = Dmi::read(root);
+    let seeds = Seeds::probe(root, &dmi);
     let platform = dmi.platform();
     match order.as_slice() {
         [] => ex.no(
@@ -745,7 +807,10 @@ pub fn identify(
                 format!("names only {only}"),
                 *only,
             );
-            return done(*only, None, device_for(root, *only), ex);
+            let seed = (*only == Datasource::NoCloud)
+                .then(|| seeds.serial_seed())
+                .flatten();
+            return done(*only, seed, device_for(root, *only), ex);
         }
         many => {
             let mut tried = Vec::new();
@@ -766,12 +831,14 @@ pub fn identify(
                 match local {
                     Some(why) => {
                         ex.yes("manifest datasource.order", why, *ds);
-                        let device = match ds {
-                            Datasource::NoCloud => seeds.nocloud_device.clone(),
-                            Datasource::OpenStack => seeds.config_drive.clone(),
-                            _ => None,
+                        let (seed, device) = match ds {
+                            Datasource::NoCloud => {
+                                (seeds.serial_seed(), seeds.nocloud_device.clone())
+                            }
+                            Datasource::OpenStack => (None, seeds.config_drive.clone()),
+                            _ => (None, None),
                         };
-                        return done(*ds, None, device, ex);
+                        return done(*ds, seed, device, ex);
                     }
                     None => tried.push(format!("{ds}: no local evidence")),
                 }
@@ -803,7 +870,12 @@ pub fn identify(
             seeds.evidence.join("; "),
             Datasource::NoCloud,
         );
-        return done(Datasource::NoCloud, None, seeds.nocloud_device, ex);
+        return done(
+            Datasource::NoCloud,
+            seeds.serial_seed(),
+            seeds.nocloud_device,
+            ex,
+        );
     }
     if seeds.config_drive() {
         ex.yes(

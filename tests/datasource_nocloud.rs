@@ -89,7 +89,7 @@ fn seed_on_the_kernel_command_line() {
     t.write("/proc/cmdline", "ds=nocloud;s=/srv/nowhere/\n");
     let e = fetch_in(&t, &Options::default()).unwrap_err().to_string();
     assert!(
-        e.contains("the seed /srv/nowhere/ named on the kernel command line is not a directory"),
+        e.contains("the seed /srv/nowhere/ named on the kernel command line (or in the SMBIOS serial) is not a directory"),
         "{e}"
     );
     t.write("/proc/cmdline", "ds=nocloud;s=http://10.0.0.1/seed/\n");

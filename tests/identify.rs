@@ -200,6 +200,92 @@ fn cmdline_beats_manifest_seed_and_dmi() {
     assert!(err.contains("needs --user-data"), "{err}");
 }
 
+/// cloud-init's `ds=nocloud;s=SEED` in the SMBIOS system serial (QEMU's
+/// `-smbios type=1,serial=ds=nocloud;s=file:///srv/seed/`): local evidence
+/// of NoCloud (rule 4, above a seed directory's absence and DMI), below the
+/// kernel command line and the manifest's order; its seed is then read.
+#[test]
+fn smbios_serial_names_nocloud_below_the_cmdline() {
+    let t = fixture("qemu");
+    let serial = "/sys/class/dmi/id/product_serial";
+    t.write(serial, "ds=nocloud;s=file:///srv/seed/\n");
+    t.write("/srv/seed/meta-data", "instance-id: iid-serial\n");
+    t.write("/srv/seed/user-data", "#cloud-config\n{}\n");
+    let (c, out, _) = identify_out(&t, &["--explain"]);
+    assert_eq!(c, 0, "{out}");
+    assert!(
+        out.contains("4. nocloud seed / config drive => nocloud\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "   /sys/class/dmi/id/product_serial: ds=nocloud with seed file:///srv/seed/\n"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("offline instance-id: iid-serial\n"), "{out}");
+    let root = Root::at(t.path());
+    let id = ident(&root);
+    assert_eq!(id.seed.as_deref(), Some("file:///srv/seed/"));
+    let f = imprint::fetch::fetch(
+        &root,
+        &id,
+        &Request::default(),
+        &imprint::fetch::Options::default(),
+    )
+    .unwrap();
+    assert_eq!(f.instance_id, "iid-serial");
+    // The kernel command line is above it ...
+    t.write("/proc/cmdline", "imprint.datasource=gce\n");
+    assert_eq!(identify_out(&t, &[]).1, "gce\n");
+    // ... but a NoCloud named there without a seed takes the serial's,
+    t.write("/proc/cmdline", "ds=nocloud\n");
+    let (c, out, _) = identify_out(&t, &["--explain"]);
+    assert_eq!(c, 0, "{out}");
+    assert!(
+        out.contains("2. kernel command line => nocloud\n   ds=nocloud\n   seed file:///srv/seed/ from /sys/class/dmi/id/product_serial\n"),
+        "{out}"
+    );
+    assert_eq!(ident(&root).seed.as_deref(), Some("file:///srv/seed/"));
+    // and one with a seed its own.
+    t.write("/proc/cmdline", "ds=nocloud;s=/other/\n");
+    assert_eq!(ident(&root).seed.as_deref(), Some("/other/"));
+    // The manifest's order is above it too; with several entries it is
+    // NoCloud's local evidence.
+    std::fs::remove_file(t.join("/proc/cmdline")).unwrap();
+    t.write("/etc/imprint/imprint.yaml", "datasource:\n  order: [ec2]\n");
+    assert_eq!(identify_out(&t, &[]).1, "ec2\n");
+    t.write(
+        "/etc/imprint/imprint.yaml",
+        "datasource:\n  order: [ec2, nocloud]\n",
+    );
+    assert_eq!(identify_out(&t, &[]).1, "nocloud\n");
+    let id = identify::identify(
+        &root,
+        &Request::default(),
+        &["ec2".into(), "nocloud".into()],
+    )
+    .unwrap();
+    assert_eq!(id.seed.as_deref(), Some("file:///srv/seed/"));
+    std::fs::remove_file(t.join("/etc/imprint/imprint.yaml")).unwrap();
+    // Other serials are ignored (and not shown: a serial is an id); so is
+    // another datasource named there (cloud-init reads it for NoCloud only).
+    for other in [
+        "VMware-42 1a 2b\n",
+        "ds=ec2\n",
+        "ds=nocloudx;s=/srv/seed/\n",
+    ] {
+        t.write(serial, other);
+        let (c, out, _) = identify_out(&t, &["--explain"]);
+        assert_eq!(c, 69, "{other}: {out}");
+        assert!(
+            out.contains("   /sys/class/dmi/id/product_serial: no ds=nocloud\n"),
+            "{out}"
+        );
+        assert!(!out.contains("VMware-42"), "{out}");
+    }
+}
+
 #[test]
 fn manifest_order_one_entry_names_it() {
     let t = fixture("qemu");

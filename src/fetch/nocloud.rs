@@ -2,7 +2,8 @@
 //! `local-hostname`) and optional `vendor-data`, from
 //!
 //! 1. the seed named on the kernel command line (`ds=nocloud;s=file://DIR/`
-//!    or `s=/DIR/`), which must then exist;
+//!    or `s=/DIR/`), else in the SMBIOS serial (identify decides), which
+//!    must then exist;
 //! 2. a seed directory, `/var/lib/cloud/seed/nocloud`, then `nocloud-net`;
 //! 3. a block device labelled `cidata`/`CIDATA` (ISO 9660 or vfat, as
 //!    `cloud-localds`, Vagrant's `cloud_init` and `genisoimage -V cidata`
@@ -54,7 +55,7 @@ impl Provider for NoCloud {
                 return Err(FetchError::Unavailable {
                     datasource: identify::Datasource::NoCloud,
                     message: format!(
-                        "the seed {seed} named on the kernel command line is not a directory ({})",
+                        "the seed {seed} named on the kernel command line (or in the SMBIOS serial) is not a directory ({})",
                         dir.display()
                     ),
                 });
@@ -148,7 +149,8 @@ fn display_in(root: &Root, p: &Path) -> String {
     }
 }
 
-/// The directory of a seed named on the kernel command line
+/// The directory of a seed named on the kernel command line (or in the
+/// SMBIOS serial)
 /// (`file:///DIR/` or `/DIR/`), inside the root.
 pub fn seed_path(root: &Root, seed: &str) -> Result<PathBuf, FetchError> {
     let path = seed.strip_prefix("file://").unwrap_or(seed);
@@ -156,7 +158,7 @@ pub fn seed_path(root: &Root, seed: &str) -> Result<PathBuf, FetchError> {
         return Err(FetchError::Unavailable {
             datasource: identify::Datasource::NoCloud,
             message: format!(
-                "the seed {seed:?} on the kernel command line is not a local directory \
+                "the seed {seed:?} on the kernel command line (or in the SMBIOS serial) is not a local directory \
                  (file:///DIR/ or /DIR/); network seeds are not supported: use a seed \
                  directory, a cidata device, or a network datasource"
             ),
@@ -166,7 +168,7 @@ pub fn seed_path(root: &Root, seed: &str) -> Result<PathBuf, FetchError> {
         Some(rel) => Ok(root.join(rel)),
         None => Err(FetchError::Unavailable {
             datasource: identify::Datasource::NoCloud,
-            message: format!("the seed {seed:?} on the kernel command line has '..' or is '/'"),
+            message: format!("the seed {seed:?} on the kernel command line (or in the SMBIOS serial) has '..' or is '/'"),
         }),
     }
 }
