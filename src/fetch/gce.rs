@@ -62,8 +62,8 @@ impl Gce {
         // been seen answering 404 without it, googleapis/gcp-metadata#657,
         // and `user-data-encoding` is nearly always absent); other statuses
         // are errors either way, quoting the server's text.
-        let must_be_google = (200..=299).contains(&resp.status)
-            || (resp.status == 404 && also_retry.contains(&404));
+        let must_be_google =
+            (200..=299).contains(&resp.status) || (resp.status == 404 && also_retry.contains(&404));
         if must_be_google && resp.header(FLAVOR_HEADER) != Some(FLAVOR) {
             return Err(self.client.error(
                 &req,

@@ -226,7 +226,8 @@ install_imprint() {
 # only, guest/e2e-kill-run.service, which kills the run in scenario
 # run-killed only, and guest/e2e-wait-deadlock.service, which calls `status
 # --wait` from a unit imprint.service waits for in scenario wait-deadlock
-# only (each by its kernel command line). The probes and the hold are skipped on perf boots
+# only, and guest/e2e-no-seed-links.service, which removes the seed's
+# by-label links in scenario cdrom only (each by its kernel command line). The probes and the hold are skipped on perf boots
 # (ConditionKernelCommandLine); the sshd
 # shapes stay (on perf-imprint boots: two sshd-keygen@ units skipped by
 # their condition).
@@ -245,6 +246,8 @@ install_probes() {
   put_file 0644 "$VM_DIR/guest/e2e-wait-deadlock.service" "$r/etc/systemd/system/e2e-wait-deadlock.service"
   put_file 0755 "$VM_DIR/guest/e2e-wait-deadlock.sh" "$r/usr/local/bin/e2e-wait-deadlock.sh"
   enable_unit /etc/systemd/system/e2e-wait-deadlock.service "$r"
+  put_file 0644 "$VM_DIR/guest/e2e-no-seed-links.service" "$r/etc/systemd/system/e2e-no-seed-links.service"
+  enable_unit /etc/systemd/system/e2e-no-seed-links.service "$r"
   for u in sshd-keygen@.service sshd-keygen.target sshdgenkeys.service ssh.socket ssh@.service ssh-probe.service; do
     put_file 0644 "$g/$u" "$r/etc/systemd/system/$u"
   done

@@ -27,7 +27,7 @@ set -euo pipefail
 
 die() { log "ERROR: $*"; exit 2; }   # infrastructure/usage errors: exit 2, not 1
 
-ALL_SCENARIOS=(first fresh2 second newid bad-missing bad-yaml keys-fail run-killed wait-deadlock)
+ALL_SCENARIOS=(first fresh2 second newid bad-missing bad-yaml keys-fail run-killed wait-deadlock cdrom)
 MEM=${IMPRINT_VM_MEM:-1024}
 SMP=${IMPRINT_VM_SMP:-2}
 BOOT_TIMEOUT=${IMPRINT_VM_BOOT_TIMEOUT:-240}
@@ -173,7 +173,7 @@ boot() {
     -kernel "$KERNEL" -initrd "$INITRD" \
     -append "root=/dev/vda rw console=ttyS0,115200 panic=-1 ${IMPRINT_VM_APPEND:-}" \
     -drive "file=$disk,if=virtio,format=qcow2" \
-    -drive "file=$seediso,if=virtio,format=raw,readonly=on" \
+    -drive "file=$seediso,${SEED_DRIVE:-if=virtio},format=raw,readonly=on" \
     -nic user,model=virtio-net-pci,restrict=on \
     -object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-pci,rng=rng0 \
     -serial "file:$rd/console.log" -serial "file:$rd/report.log" \
@@ -542,6 +542,31 @@ scn_run_killed() {
     "imprint.service failed (signal) before its run wrote a report"
   assert_sshd_shapes made
   assert_shim_probe made 1
+  no_secret_leak
+}
+
+# The seed on a CD-ROM (sr0, IDE: what Vagrant's cloud_init and
+# cloud-localds users attach) whose /dev/disk/by-label links are gone when
+# imprint starts (guest/e2e-no-seed-links.service, enabled by
+# imprint_e2e.no_seed_links=1, after udev settled): imprint finds it by
+# reading the block devices' labels (src/blockdev.rs), as on a boot where
+# udev has not linked it yet (the image has no seed directory, so the scan
+# is the only way left). Without that scan the run exits 69.
+scn_cdrom() {
+  image_for imprint; seed_good
+  SEED_DRIVE="media=cdrom,if=ide" IMPRINT_VM_APPEND="imprint_e2e.no_seed_links=1 ${IMPRINT_VM_APPEND:-}" \
+    boot cdrom "$RUN/disk-cdrom.qcow2" "$SEED"
+  assert_booted || return
+  eq "e2e-no-seed-links.service ran before imprint" success "$(prop e2e-no-seed-links.service.Result)"
+  check "it removed the seed's by-label link" grep -aqE "removed '/dev/disk/by-label/(cidata|CIDATA)'" "$RD/report/no-seed-links"
+  assert_common_good
+  eq "imprint.service ExecMainStatus=0" 0 "$(prop imprint.service.ExecMainStatus)"
+  assert_app_env "$VM_DIR/fixtures/expected/app-first.env"
+  check "seal names instance iid-e2e-0001" grep -q 'iid-e2e-0001' "$RD/report/sealed"
+  check "no by-label link for the seed left after the removal" \
+    bash -c 'sed -n "/^removed/,\$p" "$1" | grep -aq "root -> " && ! sed -n "/^removed/,\$p" "$1" | grep -aqiE "cidata -> "' _ "$RD/report/no-seed-links"
+  check "imprint.service started after the removal" \
+    test "$(prop imprint.service.InactiveExitTimestampMonotonic)" -ge "$(prop e2e-no-seed-links.service.ExecMainExitTimestampMonotonic)"
   no_secret_leak
 }
 

@@ -53,7 +53,7 @@ imprint_status() {
   /usr/bin/imprint status; echo "rc=$?"
 }
 
-UNITS="imprint.service imprint-host-keys.service e2e-keys-fail.service e2e-kill-run.service e2e-wait-deadlock.service empty-oneshot.service early.service app.service ssh.service e2e-report.service
+UNITS="imprint.service imprint-host-keys.service e2e-keys-fail.service e2e-kill-run.service e2e-wait-deadlock.service e2e-no-seed-links.service empty-oneshot.service early.service app.service ssh.service e2e-report.service
 sshd-keygen@ed25519.service sshd-keygen@ecdsa.service sshdgenkeys.service ssh.socket ssh-probe.service empty-plain.service
 cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service
 networking.service systemd-journald.service sysinit.target basic.target multi-user.target"
@@ -166,6 +166,7 @@ sh_env() {   # what POSIX sh's "." makes of the env file (must equal systemd's)
   sec shim-status shim_status
   sec imprint-status-out imprint_status
   sec wait-deadlock catf /run/wait-deadlock
+  sec no-seed-links journalctl -b --no-pager -o cat -u e2e-no-seed-links.service
   sec failed systemctl --failed --no-legend --plain --no-pager
   sec app-seen.env catf /run/app/seen.env
   sec app-sh.env sh_env
