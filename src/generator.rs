@@ -37,7 +37,7 @@
 //! above), so a manifest that `imprint run` would reject for another reason
 //! still orders its units.
 
-use crate::identify::Datasource;
+use crate::identify::{self, Datasource};
 use crate::manifest::is_unit_name;
 use crate::root::{self, Root};
 use crate::systemd::IMPRINT_UNIT;
@@ -72,6 +72,10 @@ pub struct Wanted {
     pub units: Vec<String>,
     /// Whether imprint needs the network (a network datasource).
     pub network: bool,
+    /// The network datasources named, when `network` comes from names
+    /// only (empty for a NoCloud seed over HTTP): [`run`] drops the
+    /// network when each of them is OpenStack and its config drive is here.
+    pub network_sources: Vec<Datasource>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,25 +132,57 @@ pub fn wanted(manifest: Option<&str>, cmdline: &str) -> Result<Wanted, crate::ya
             }
         }
     }
-    let network = match cmdline_datasource(cmdline) {
-        Some(net) => net,
+    let network_sources: Vec<Datasource> = match cmdline_datasource(cmdline) {
+        Some((_, Some(ds))) => vec![ds],
+        Some((_, None)) => vec![],
         None => raw
             .datasource
             .and_then(|d| d.order)
             .unwrap_or_default()
             .iter()
-            .any(|n| Datasource::parse(n).is_some_and(Datasource::is_network)),
+            .filter_map(|n| Datasource::parse(n).filter(|d| d.is_network()))
+            .collect(),
     };
-    Ok(Wanted { units, network })
+    let network = match cmdline_datasource(cmdline) {
+        Some((net, _)) => net,
+        None => !network_sources.is_empty(),
+    };
+    Ok(Wanted {
+        units,
+        network,
+        network_sources,
+    })
+}
+
+/// OpenStack read from its config drive (`/var/lib/cloud/seed/config_drive`,
+/// or a device labelled `config-2`: the by-label link, else the label scan)
+/// needs no network, as the run decides ([`identify::fetches_locally`]):
+/// when every network datasource named is OpenStack and the drive is here,
+/// imprint is not ordered after `network-online.target`, which a boot
+/// without a network would make it wait for in vain.
+fn drive_instead_of_network(root: &Root, wanted: &Wanted) -> bool {
+    wanted.network
+        && !wanted.network_sources.is_empty()
+        && wanted
+            .network_sources
+            .iter()
+            .all(|d| *d == Datasource::OpenStack)
+        && (identify::config_drive_dir_present(&root.join(identify::CONFIG_DRIVE_SEED_DIR))
+            || identify::find_label(root, identify::CONFIG_DRIVE_LABELS, &mut Vec::new()).is_some())
 }
 
 /// Whether the kernel command line names a network datasource
-/// (`Some(false)`: it names a local one; `None`: it names none).
-fn cmdline_datasource(cmdline: &str) -> Option<bool> {
+/// (`Some((false, _))`: it names a local one; `None`: it names none), and
+/// which one when its name is why (not a NoCloud seed over HTTP).
+fn cmdline_datasource(cmdline: &str) -> Option<(bool, Option<Datasource>)> {
+    let named = |name: &str| {
+        let ds = Datasource::parse(name).filter(|d| d.is_network());
+        (ds.is_some(), ds)
+    };
     let mut found = None;
     for w in cmdline.split_whitespace() {
         if let Some(name) = w.strip_prefix("imprint.datasource=") {
-            return Some(Datasource::parse(name).is_some_and(Datasource::is_network));
+            return Some(named(name));
         }
         if let Some(v) = w.strip_prefix("ds=") {
             let mut fields = v.split(';');
@@ -158,8 +194,11 @@ fn cmdline_datasource(cmdline: &str) -> Option<bool> {
                     .unwrap_or_default();
                 s.starts_with("http://") || s.starts_with("https://") || s.starts_with("ftp://")
             });
-            found =
-                Some(remote_seed || Datasource::parse(name).is_some_and(Datasource::is_network));
+            found = Some(if remote_seed {
+                (true, None)
+            } else {
+                named(name)
+            });
         }
     }
     found
@@ -671,7 +710,7 @@ pub fn run(root: &Root, normal_dir: &Path) -> std::io::Result<Dropins> {
     if manifest.is_none() && cmdline_datasource(&cmdline).is_none() {
         return Ok(Dropins::default());
     }
-    let wanted = wanted(manifest.as_deref(), &cmdline).map_err(|e| {
+    let mut wanted = wanted(manifest.as_deref(), &cmdline).map_err(|e| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!(
@@ -680,6 +719,9 @@ pub fn run(root: &Root, normal_dir: &Path) -> std::io::Result<Dropins> {
             ),
         )
     })?;
+    if drive_instead_of_network(root, &wanted) {
+        wanted.network = false;
+    }
     if wanted.units.is_empty() && !wanted.network {
         return Ok(Dropins::default());
     }

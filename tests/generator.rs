@@ -49,6 +49,7 @@ fn wanted(units: &[&str], network: bool) -> Wanted {
     Wanted {
         units: units.iter().map(|s| s.to_string()).collect(),
         network,
+        ..Wanted::default()
     }
 }
 
@@ -493,4 +494,39 @@ fn fast_on_a_real_unit_tree() {
         per < std::time::Duration::from_millis(250),
         "generator took {per:?} per run"
     );
+}
+
+/// OpenStack read from its config drive needs no network (the run reads
+/// the drive, not the metadata service): imprint is not ordered after
+/// network-online.target then; without the drive, or with another network
+/// datasource named beside it, it is.
+#[test]
+fn openstack_with_its_config_drive_is_not_ordered_after_the_network() {
+    // (No fixture units: one of them is before network-online.target, which
+    // leaves imprint with Wants= only.)
+    let net = |manifest: &str, cmdline: &str, drive: bool| {
+        let r = TempRoot::new();
+        r.write("/etc/imprint/imprint.yaml", manifest);
+        r.write("/proc/cmdline", cmdline);
+        if drive {
+            r.write(
+                "/var/lib/cloud/seed/config_drive/openstack/latest/meta_data.json",
+                "{\"uuid\": \"u-1\"}",
+            );
+        }
+        let out = TempRoot::new();
+        let d = generator::run(&Root::at(r.path()), out.path()).unwrap();
+        d.files
+            .iter()
+            .any(|(_, text)| text.contains("After=network-online.target"))
+    };
+    let order = |o: &str| format!("version: 1\ndatasource: {{ order: [{o}] }}\n");
+    assert!(net(&order("openstack"), "", false), "no drive: the service");
+    assert!(!net(&order("openstack"), "", true), "the drive");
+    assert!(net(&order("ec2, openstack"), "", true), "ec2 may be chosen");
+    let plain = "version: 1\n";
+    assert!(net(plain, "imprint.datasource=openstack", false));
+    assert!(!net(plain, "imprint.datasource=openstack", true));
+    assert!(!net(plain, "ds=openstack", true));
+    assert!(net(plain, "ds=ec2", true));
 }

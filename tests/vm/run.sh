@@ -27,7 +27,7 @@ set -euo pipefail
 
 die() { log "ERROR: $*"; exit 2; }   # infrastructure/usage errors: exit 2, not 1
 
-ALL_SCENARIOS=(first fresh2 second newid bad-missing bad-yaml keys-fail run-killed wait-deadlock cdrom)
+ALL_SCENARIOS=(first fresh2 second newid bad-missing bad-yaml keys-fail run-killed wait-deadlock cdrom configdrive)
 MEM=${IMPRINT_VM_MEM:-1024}
 SMP=${IMPRINT_VM_SMP:-2}
 BOOT_TIMEOUT=${IMPRINT_VM_BOOT_TIMEOUT:-240}
@@ -157,6 +157,26 @@ seed_badyaml() { seed badyaml iid-e2e-bad2 cloud-config-badyaml.yaml:text/cloud-
 # --perf: ASCII only, so that cloud-init 22.4 parses it too (it drops a 7bit
 # cloud-config part holding UTF-8 whole: docs/cloud-init.md)
 seed_perf()    { seed perf    iid-e2e-perf cloud-config-perf.yaml:text/cloud-config values.json:application/json; }
+
+# config_drive NAME UUID -> $SEED: an OpenStack config drive (ISO 9660,
+# label config-2, as Nova writes it) holding openstack/latest/meta_data.json
+# with UUID and, as openstack/latest/user_data, seed_good's user-data
+config_drive() {
+  local name=$1 uuid=$2 d="$RUN/configdrive-$1"
+  seed_good
+  if [ ! -f "$d/config.iso" ]; then
+    mkdir -p "$d/tree/openstack/latest"
+    printf '{"uuid": "%s", "hostname": "imprint-e2e", "name": "imprint-e2e"}\n' "$uuid" \
+      > "$d/tree/openstack/latest/meta_data.json"
+    cp "$(dirname "$SEED")/user-data" "$d/tree/openstack/latest/user_data"
+    if command -v genisoimage >/dev/null; then
+      genisoimage -quiet -output "$d/config.iso" -volid config-2 -joliet -rock "$d/tree"
+    else
+      xorriso -as mkisofs -quiet -output "$d/config.iso" -volid config-2 -joliet -rock "$d/tree"
+    fi
+  fi
+  SEED="$d/config.iso"
+}
 
 # ------------------------------------------------------------------ boot
 # boot NAME DISK SEED [TIMEOUT]: DISK is created as a fresh overlay over
@@ -567,6 +587,43 @@ scn_cdrom() {
     bash -c 'sed -n "/^removed/,\$p" "$1" | grep -aq "root -> " && ! sed -n "/^removed/,\$p" "$1" | grep -aqiE "cidata -> "' _ "$RD/report/no-seed-links"
   check "imprint.service started after the removal" \
     test "$(prop imprint.service.InactiveExitTimestampMonotonic)" -ge "$(prop e2e-no-seed-links.service.ExecMainExitTimestampMonotonic)"
+  no_secret_leak
+}
+
+# OpenStack's config drive (label config-2, named on the kernel command line
+# since the image's manifest lists only nocloud): the instance is configured
+# from it; booted again with the same drive it is sealed (77); booted with
+# the drive of a new instance (a clone from a snapshot: another uuid) it is
+# configured again, the drive's uuid being read offline and compared with
+# the seal (before, the seal was trusted for OpenStack and the clone kept
+# the first instance's configuration).
+scn_configdrive() {
+  image_for imprint
+  local disk="$RUN/disk-configdrive.qcow2"
+  local append="imprint.datasource=openstack ${IMPRINT_VM_APPEND:-}"
+  config_drive one cd-e2e-0001
+  IMPRINT_VM_APPEND=$append boot configdrive-1 "$disk" "$SEED"
+  assert_booted || return
+  assert_common_good
+  eq "imprint.service ExecMainStatus=0" 0 "$(prop imprint.service.ExecMainStatus)"
+  assert_app_env "$VM_DIR/fixtures/expected/app-first.env"
+  check "seal names the drive's uuid cd-e2e-0001" grep -q 'cd-e2e-0001' "$RD/report/sealed"
+  check "seal says datasource openstack" grep -q 'openstack' "$RD/report/sealed"
+  check "imprint not ordered after network-online.target (the drive is local)" \
+    bash -c '! grep -q network-online "$1"' _ "$RD/report/generator-dropins"
+  local seal1; seal1=$(prop seal.sha256)
+
+  IMPRINT_VM_APPEND=$append boot configdrive-2 "$disk" "$SEED"
+  assert_booted || return
+  eq "same drive again: imprint.service ExecMainStatus=77 (sealed)" 77 "$(prop imprint.service.ExecMainStatus)"
+  eq "seal unchanged (sha256)" "$seal1" "$(prop seal.sha256)"
+
+  config_drive two cd-e2e-0002
+  IMPRINT_VM_APPEND=$append boot configdrive-3 "$disk" "$SEED"
+  assert_booted || return
+  eq "a new instance's drive: imprint.service ExecMainStatus=0 (configured again)" 0 "$(prop imprint.service.ExecMainStatus)"
+  check "seal names the new uuid cd-e2e-0002" grep -q 'cd-e2e-0002' "$RD/report/sealed"
+  eq "imprint.service Result=success" success "$(prop imprint.service.Result)"
   no_secret_leak
 }
 
