@@ -562,3 +562,47 @@ fn no_socket_is_opened() {
     assert_eq!(code, 0);
     assert!(inet(&calls).is_empty(), "{calls:?}");
 }
+
+/// The config drive is looked for only when it can decide: not once a
+/// NoCloud seed, which rule 4 takes first, is found, nor under an order
+/// that names only NoCloud, or NoCloud before OpenStack with its seed here
+/// (its label scan reads block devices: time on a first boot's path).
+#[test]
+fn config_drive_looked_for_only_when_it_can_decide() {
+    let with = |order: Option<&str>| {
+        let t = fixture("qemu");
+        t.write(
+            "/var/lib/cloud/seed/nocloud/meta-data",
+            "instance-id: i-1\n",
+        );
+        t.write(
+            "/var/lib/cloud/seed/config_drive/openstack/latest/meta_data.json",
+            "{\"uuid\": \"u-1\"}",
+        );
+        if let Some(o) = order {
+            t.write(
+                "/etc/imprint/imprint.yaml",
+                format!("datasource:\n  order: [{o}]\n"),
+            );
+        }
+        let (c, out, _) = identify_out(&t, &["--explain"]);
+        assert_eq!(c, 0, "{out}");
+        (out.contains("config drive: not looked for"), out)
+    };
+    let (skipped, out) = with(None);
+    assert!(skipped, "{out}");
+    assert!(out.contains("datasource: nocloud"), "{out}");
+    let (skipped, out) = with(Some("nocloud, openstack"));
+    assert!(skipped, "{out}");
+    assert!(out.contains("datasource: nocloud"), "{out}");
+    let (skipped, out) = with(Some("openstack, nocloud"));
+    assert!(!skipped, "{out}");
+    assert!(out.contains("datasource: openstack"), "{out}");
+    // Without the NoCloud seed, rule 4 finds the drive.
+    let t = fixture("qemu");
+    t.write(
+        "/var/lib/cloud/seed/config_drive/openstack/latest/meta_data.json",
+        "{\"uuid\": \"u-1\"}",
+    );
+    assert_eq!(identify_out(&t, &[]).1, "openstack\n");
+}
