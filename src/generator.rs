@@ -41,7 +41,6 @@ use crate::identify::{self, Datasource};
 use crate::manifest::is_unit_name;
 use crate::root::{self, Root};
 use crate::systemd::IMPRINT_UNIT;
-use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -78,54 +77,113 @@ pub struct Wanted {
     pub network_sources: Vec<Datasource>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The keys the generator reads, taken from the manifest as a plain value
+/// tree. Not typed structs: those cost the binary ~60 KiB (serde-saphyr and
+/// serde_json each instantiate a deserializer per struct) for four keys.
+/// The rules are serde's for the structs this replaced: a key that is
+/// absent or null is empty; a key that is there must have its shape (a
+/// mapping, a list), else the manifest is invalid; other keys are ignored.
+#[derive(Debug, Default)]
 struct RawGen {
-    datasource: Option<RawDs>,
-    #[serde(default)]
-    files: Vec<RawFile>,
-    units: Option<RawUnits>,
-    ssh_host_keys: Option<Vec<String>>,
+    order: Vec<String>,
+    /// `restart:` and `reload:` of every file, then `units.enable`.
+    units: Vec<String>,
+    ssh_host_keys: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct RawDs {
-    order: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawFile {
-    #[serde(default)]
-    restart: Vec<String>,
-    #[serde(default)]
-    reload: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawUnits {
-    #[serde(default)]
-    enable: Vec<String>,
+impl RawGen {
+    fn from_value(v: &serde_json::Value) -> Result<Self, String> {
+        use serde_json::Value;
+        let top = match v {
+            Value::Object(m) => m,
+            Value::Null => return Ok(Self::default()),
+            _ => return Err("the manifest is not a mapping".into()),
+        };
+        // A mapping under `key` of `m`, or none.
+        fn map<'a>(
+            m: &'a serde_json::Map<String, Value>,
+            key: &str,
+            at: &str,
+        ) -> Result<Option<&'a serde_json::Map<String, Value>>, String> {
+            match m.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Object(o)) => Ok(Some(o)),
+                Some(_) => Err(format!("{at}{key}: expected a mapping")),
+            }
+        }
+        // The strings of the list under `key` of `m` (other scalars are no
+        // unit names: left out); `null_ok`: null is empty (an `Option`).
+        fn list(
+            m: &serde_json::Map<String, Value>,
+            key: &str,
+            at: &str,
+            null_ok: bool,
+            out: &mut Vec<String>,
+        ) -> Result<bool, String> {
+            match m.get(key) {
+                None => Ok(false),
+                Some(Value::Null) if null_ok => Ok(false),
+                Some(Value::Array(a)) => {
+                    for x in a {
+                        match x {
+                            Value::String(s) => out.push(s.clone()),
+                            Value::Array(_) | Value::Object(_) | Value::Null => {
+                                return Err(format!("{at}{key}: expected a list of strings"))
+                            }
+                            _ => {}
+                        }
+                    }
+                    Ok(!a.is_empty())
+                }
+                Some(_) => Err(format!("{at}{key}: expected a list")),
+            }
+        }
+        let mut raw = Self::default();
+        if let Some(ds) = map(top, "datasource", "")? {
+            list(ds, "order", "datasource.", true, &mut raw.order)?;
+        }
+        match top.get("files") {
+            None => {}
+            Some(Value::Array(files)) => {
+                for (i, f) in files.iter().enumerate() {
+                    let Value::Object(f) = f else {
+                        return Err(format!("files[{i}]: expected a mapping"));
+                    };
+                    let at = format!("files[{i}].");
+                    list(f, "restart", &at, false, &mut raw.units)?;
+                    list(f, "reload", &at, false, &mut raw.units)?;
+                }
+            }
+            Some(_) => return Err("files: expected a list".into()),
+        }
+        if let Some(u) = map(top, "units", "")? {
+            list(u, "enable", "units.", false, &mut raw.units)?;
+        }
+        raw.ssh_host_keys = list(top, "ssh_host_keys", "", true, &mut Vec::new())?;
+        Ok(raw)
+    }
 }
 
 /// The units and datasource the manifest text names (`None`: no manifest),
 /// with the kernel command line. Names that are not unit names are left
 /// out (`imprint run` reports them).
 pub fn wanted(manifest: Option<&str>, cmdline: &str) -> Result<Wanted, crate::yaml::YamlError> {
-    let raw: RawGen = match manifest {
-        Some(t) if !t.trim().is_empty() => crate::yaml::parse(t)?,
+    let raw = match manifest {
+        Some(t) if !t.trim().is_empty() => RawGen::from_value(&crate::yaml::parse_tree(t)?)
+            .map_err(|message| crate::yaml::YamlError {
+                line: 0,
+                column: 0,
+                message,
+            })?,
         _ => RawGen::default(),
     };
     let mut units: Vec<String> = Vec::new();
-    let named = raw
-        .files
-        .iter()
-        .flat_map(|f| f.restart.iter().chain(&f.reload))
-        .chain(raw.units.iter().flat_map(|u| &u.enable));
-    for u in named {
-        if is_unit_name(u) && !units.contains(u) {
-            units.push(u.clone());
+    for u in raw.units {
+        if is_unit_name(&u) && !units.contains(&u) {
+            units.push(u);
         }
     }
-    if raw.ssh_host_keys.is_some_and(|k| !k.is_empty()) {
+    if raw.ssh_host_keys {
         for u in ["ssh.service", "sshd.service"] {
             if !units.iter().any(|x| x == u) {
                 units.push(u.to_string());
@@ -136,9 +194,7 @@ pub fn wanted(manifest: Option<&str>, cmdline: &str) -> Result<Wanted, crate::ya
         Some((_, Some(ds))) => vec![ds],
         Some((_, None)) => vec![],
         None => raw
-            .datasource
-            .and_then(|d| d.order)
-            .unwrap_or_default()
+            .order
             .iter()
             .filter_map(|n| Datasource::parse(n).filter(|d| d.is_network()))
             .collect(),

@@ -65,6 +65,15 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     parse_saphyr(text)
 }
 
+/// [`parse`] into a plain value tree: the fast path's own tree when it
+/// has one (not converted again), else serde-saphyr's.
+pub fn parse_tree(text: &str) -> Result<serde_json::Value, YamlError> {
+    match plain_value(text) {
+        Some(v) => Ok(v),
+        None => parse_saphyr(text),
+    }
+}
+
 /// [`parse`] through serde-saphyr only (the reference the fast path must
 /// agree with).
 pub fn parse_saphyr<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {

@@ -352,6 +352,75 @@ fn what_the_manifest_and_kernel_command_line_say() {
     assert_eq!(generator::wanted(Some(""), "").unwrap(), Wanted::default());
 }
 
+/// The keys the generator reads keep serde's rules for the structs they
+/// once were (the same outcome as the binary before, case by case): absent
+/// or null optional keys are empty, a key of the wrong shape makes the
+/// manifest invalid and is named, other scalars in a list are no unit
+/// names, YAML merge keys and tags are followed.
+#[test]
+fn manifest_keys_have_their_shapes() {
+    let units = |m: &str| generator::wanted(Some(m), "").map(|w| w.units);
+    let err = |m: &str| generator::wanted(Some(m), "").unwrap_err().message;
+    for m in [
+        "units: null",
+        "units:\n  enable: []",
+        "datasource: null",
+        "datasource:\n  order: null",
+        "ssh_host_keys: null",
+        "ssh_host_keys: []",
+        "version: 1\nother: {deep: [1]}",
+    ] {
+        assert_eq!(units(m).unwrap(), Vec::<String>::new(), "{m}");
+    }
+    for (m, key) in [
+        ("files: null", "files: expected a list"),
+        ("files: {}", "files: expected a list"),
+        ("files:\n  - /x", "files[0]: expected a mapping"),
+        (
+            "files:\n  - path: /x\n    restart: null",
+            "files[0].restart: expected a list",
+        ),
+        (
+            "files:\n  - path: /x\n    reload: a.service",
+            "files[0].reload: expected a list",
+        ),
+        (
+            "files:\n  - {restart: [[a.service]]}",
+            "files[0].restart: expected a list of strings",
+        ),
+        (
+            "files:\n  - {restart: [null]}",
+            "files[0].restart: expected a list of strings",
+        ),
+        ("units: [a.service]", "units: expected a mapping"),
+        ("units:\n  enable: null", "units.enable: expected a list"),
+        ("datasource: ec2", "datasource: expected a mapping"),
+        (
+            "datasource:\n  order: ec2",
+            "datasource.order: expected a list",
+        ),
+        ("ssh_host_keys: rsa", "ssh_host_keys: expected a list"),
+        ("[]", "the manifest is not a mapping"),
+    ] {
+        assert_eq!(err(m), key, "{m}");
+    }
+    assert_eq!(
+        units("files:\n  - {restart: [1, true, x.service]}").unwrap(),
+        ["x.service"]
+    );
+    assert_eq!(
+        units("b: &b {restart: [m.service]}\nfiles:\n  - <<: *b\n    path: /x").unwrap(),
+        ["m.service"]
+    );
+    assert_eq!(
+        units("files:\n  - {reload: !!seq [t.service]}").unwrap(),
+        ["t.service"]
+    );
+    let w = generator::wanted(Some("datasource:\n  order: [nocloud, gce, 7]"), "").unwrap();
+    assert!(w.network);
+    assert_eq!(w.network_sources, [imprint::identify::Datasource::Gce]);
+}
+
 #[test]
 fn unit_file_syntax() {
     let mut d = UnitDeps::default();
