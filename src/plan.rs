@@ -13,7 +13,7 @@
 //! `root` resolves to 0 even when the root has no passwd file.
 
 use crate::error::ExitCode;
-use crate::model::{Origin, OwnerSpec};
+use crate::model::OwnerSpec;
 use crate::render::{Rendered, RenderedFile, UNIT_DIRS};
 use crate::root::Root;
 use crate::secret::{self, Secrets, MASK};
@@ -516,20 +516,10 @@ enum Reveal {
     Nothing(String),
 }
 
-/// Why a file's content is hidden from the plan, if it is: it comes from a
-/// `write_files` entry and will not be readable by others (no `o+r`). Such
-/// content may be anything private (a licence, a key) that user-data cannot
-/// declare secret, and plan output goes to terminals and CI logs. Files
-/// rendered from the manifest's templates are not hidden: their secrets are
-/// declared, and masked by value.
+/// Why a file's content is hidden from the plan: [`crate::render::hidden_why`]
+/// (a `write_files` entry others will not be able to read).
 fn hidden_why(c: &FileChange) -> Option<String> {
-    let write_files = matches!(c.file.origin, Origin::WriteFiles { .. });
-    (write_files && c.file.mode.0 & 0o004 == 0).then(|| {
-        format!(
-            "content hidden: write_files entry with mode {}; see docs/templates.md",
-            c.file.mode
-        )
-    })
+    crate::render::hidden_why(&c.file)
 }
 
 /// A unified diff of `old` to `new` (3 lines of context), secrets masked.

@@ -677,9 +677,28 @@ fn scan_units(open: &dyn Confined) -> BTreeSet<String> {
     out
 }
 
+/// Why a file's content is hidden from `imprint plan` and `imprint render`,
+/// if it is: it comes from a `write_files` entry and will not be readable by
+/// others (its final mode has no `o+r`). Such content may be anything
+/// private (a licence, a key) that user-data cannot declare secret, and that
+/// output goes to terminals and CI logs. Files rendered from the manifest's
+/// templates are not hidden: their secrets are declared, and masked by
+/// value.
+pub fn hidden_why(f: &RenderedFile) -> Option<String> {
+    let write_files = matches!(f.origin, Origin::WriteFiles { .. });
+    (write_files && f.mode.0 & 0o004 == 0).then(|| {
+        format!(
+            "content hidden: write_files entry with mode {}; see docs/templates.md",
+            f.mode
+        )
+    })
+}
+
 /// Every rendered file as text for `imprint render`: a header line (path,
 /// mode, owner, origin) and the content, secrets masked; binary content is
-/// shown as its size. Then the files skipped by `if:`.
+/// shown as its size. The content of a `write_files` entry that others will
+/// not be able to read is not shown: one line says why ([`hidden_why`]).
+/// Then the files skipped by `if:`.
 pub fn display(rendered: &Rendered, secrets: &Secrets) -> String {
     let mut s = String::new();
     for f in &rendered.files {
@@ -693,6 +712,10 @@ pub fn display(rendered: &Rendered, secrets: &Secrets) -> String {
             "==> {} (mode {}, owner {owner}, {}{append}) <==\n",
             f.path, f.mode, f.origin
         ));
+        if let Some(why) = hidden_why(f) {
+            s.push_str(&format!("({why}; {} bytes)\n", f.content.len()));
+            continue;
+        }
         match std::str::from_utf8(&f.content) {
             Ok(t) if !t.contains('\0') => {
                 s.push_str(&secrets.mask(t));

@@ -1074,3 +1074,61 @@ fn a_template_shared_by_files_some_skipped_renders_each() {
     assert_eq!(r.files.len(), 4);
     assert_eq!(r.skipped.len(), 2);
 }
+
+/// `imprint render` shows every file whole except the content of a
+/// `write_files` entry that others will not be able to read (a licence, a
+/// key: user-data cannot declare it secret): its path, mode and owner, and
+/// why its content is hidden. A world-readable entry is shown whole, and a
+/// private manifest file too (its secrets are declared, and masked by
+/// value).
+#[test]
+fn display_hides_the_content_of_a_private_write_files_entry() {
+    let private = |index, path: &str, content: &str, mode| WriteFile {
+        permissions: Some(Mode(mode)),
+        owner: OwnerSpec::parse("app:app"),
+        ..wf(index, path, content, None)
+    };
+    let mut v = with_write_files(vec![
+        private(
+            0,
+            "/etc/app/licence.key",
+            "LICENCE-1234\nsecond-line\n",
+            0o600,
+        ),
+        private(1, "/etc/app/group.key", "GROUP-ONLY", 0o640),
+        wf(2, "/etc/motd", "hello-world\n", None),
+        // Private by its secret (made 0600 without `permissions`).
+        wf(3, "/etc/app/token", "t=pw-0123456789\n", None),
+    ]);
+    v.values = json!({"db": {"password": "pw-0123456789"}})
+        .as_object()
+        .cloned()
+        .unwrap();
+    v.secrets.add("pw-0123456789");
+    let mut conf = spec("/etc/app/private.conf", "level debug-manifest\n");
+    conf.mode = Some(Mode(0o600));
+    let r = render::render(&v, &manifest(vec![conf])).unwrap();
+    let out = render::display(&r, &r.secrets);
+    for leak in [
+        "LICENCE-1234",
+        "second-line",
+        "GROUP-ONLY",
+        "pw-0123456789",
+        "t=",
+    ] {
+        assert!(!out.contains(leak), "{leak} leaked:\n{out}");
+    }
+    assert_eq!(
+        out,
+        "==> /etc/app/private.conf (mode 0600, owner root:root, manifest files[0]) <==\n\
+         level debug-manifest\n\
+         ==> /etc/app/licence.key (mode 0600, owner app:app, user-data part 1 write_files[0]) <==\n\
+         (content hidden: write_files entry with mode 0600; see docs/templates.md; 25 bytes)\n\
+         ==> /etc/app/group.key (mode 0640, owner app:app, user-data part 1 write_files[1]) <==\n\
+         (content hidden: write_files entry with mode 0640; see docs/templates.md; 10 bytes)\n\
+         ==> /etc/motd (mode 0644, owner root:root, user-data part 1 write_files[2]) <==\n\
+         hello-world\n\
+         ==> /etc/app/token (mode 0600, owner root:root, user-data part 1 write_files[3]) <==\n\
+         (content hidden: write_files entry with mode 0600; see docs/templates.md; 16 bytes)\n"
+    );
+}

@@ -76,6 +76,35 @@ fn render_prints_files_quoted_for_env_with_secrets_masked() {
     );
 }
 
+/// The demo's 0600 licence key from `write_files` (user-data cannot declare
+/// it secret) is listed by `render` with its mode and owner, its content
+/// hidden; the world-readable /etc/motd entry is shown whole.
+#[test]
+fn render_hides_the_demo_licence_key() {
+    let (root, ud) = demo();
+    let o = cmd("render", &root, &ud);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        !out.contains("LICENSE-1234-ABCD") && !stderr(&o).contains("LICENSE-1234-ABCD"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "==> /etc/app/licence.key (mode 0600, owner root:root, user-data part 1 write_files[1]) <==\n\
+             (content hidden: write_files entry with mode 0600; see docs/templates.md; 18 bytes)\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "==> /etc/motd (mode 0644, owner root:root, user-data part 1 write_files[0]) <==\n\
+             This server was configured by imprint at first boot.\n"
+        ),
+        "{out}"
+    );
+}
+
 #[test]
 fn render_missing_value_names_file_template_line_and_key() {
     let (root, ud) = image(
