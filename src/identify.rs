@@ -397,6 +397,11 @@ pub struct Cmdline {
     /// name and the seed (`s=` / `seedfrom=`).
     pub ds: Option<String>,
     pub seed: Option<String>,
+    /// NoCloud's `i=` / `instance-id=` in the `ds=` word: the instance-id,
+    /// over the seed's `meta-data` (cloud-init's `parse_cmdline_data`).
+    pub instance_id: Option<String>,
+    /// NoCloud's `h=` / `local-hostname=` in the `ds=` word.
+    pub hostname: Option<String>,
 }
 
 impl Cmdline {
@@ -419,9 +424,25 @@ impl Cmdline {
                     let mut fields = value.split(';');
                     out.ds = fields.next().map(str::to_string);
                     out.seed = None;
+                    out.instance_id = None;
+                    out.hostname = None;
+                    // cloud-init's short keys and their long forms; a key
+                    // given twice: the last wins, as in cloud-init. An
+                    // empty value is none (an empty instance-id cannot key
+                    // the seal).
                     for f in fields {
-                        if let Some(("s" | "seedfrom", s)) = f.split_once('=') {
-                            out.seed = Some(s.to_string());
+                        let Some((k, v)) = f.split_once('=') else {
+                            continue;
+                        };
+                        match k {
+                            "s" | "seedfrom" => out.seed = Some(v.to_string()),
+                            _ => {}
+                        }
+                        let v = (!v.is_empty()).then(|| v.to_string());
+                        match k {
+                            "i" | "instance-id" => out.instance_id = v,
+                            "h" | "local-hostname" => out.hostname = v,
+                            _ => {}
                         }
                     }
                 }
@@ -469,6 +490,39 @@ fn split_cmdline(text: &str) -> Vec<String> {
 fn smbios_nocloud(dmi: &Dmi) -> Option<Cmdline> {
     let c = Cmdline::parse(dmi.product_serial.as_deref()?);
     (c.ds.as_deref().and_then(Datasource::parse) == Some(Datasource::NoCloud)).then_some(c)
+}
+
+/// What NoCloud's `ds=nocloud;i=ID;h=HOST` says over the seed's
+/// `meta-data`, as cloud-init's `DataSourceNoCloud` reads it: the SMBIOS
+/// serial's first, then the kernel command line's (when its `ds=` names
+/// NoCloud), then the seed's own `meta-data` (cloud-init merges the serial's
+/// keys, then the command line's, then the seed's, each keeping what an
+/// earlier one set). Read for every NoCloud fetch, however NoCloud was
+/// chosen, as cloud-init reads both whenever NoCloud runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NoCloudOverrides {
+    pub instance_id: Option<String>,
+    pub hostname: Option<String>,
+}
+
+impl NoCloudOverrides {
+    /// From the root's SMBIOS serial and `/proc/cmdline`.
+    pub fn read(root: &Root) -> NoCloudOverrides {
+        let cmdline = std::fs::read_to_string(root.join(root::CMDLINE))
+            .ok()
+            .map(|t| Cmdline::parse(&t))
+            .filter(|c| c.ds.as_deref().and_then(Datasource::parse) == Some(Datasource::NoCloud));
+        NoCloudOverrides::of(smbios_nocloud(&Dmi::read(root)), cmdline)
+    }
+
+    /// The serial's values first, then the command line's (pure).
+    pub fn of(serial: Option<Cmdline>, cmdline: Option<Cmdline>) -> NoCloudOverrides {
+        let (s, c) = (serial.unwrap_or_default(), cmdline.unwrap_or_default());
+        NoCloudOverrides {
+            instance_id: s.instance_id.or(c.instance_id),
+            hostname: s.hostname.or(c.hostname),
+        }
+    }
 }
 
 /// Local evidence of seeds and config drives, probed once.
@@ -981,8 +1035,9 @@ pub fn explain(rules: &[Rule], chosen: Option<Datasource>, local: bool) -> Strin
 }
 
 /// The instance-id when it can be known without the network, so a sealed
-/// instance exits at once: `--instance-id`; NoCloud `meta-data`
-/// (`instance-id`) from a seed directory; DMI on EC2 Nitro
+/// instance exits at once: `--instance-id`; NoCloud's `i=` in the SMBIOS
+/// serial or on the kernel command line ([`NoCloudOverrides`]), else
+/// `meta-data` (`instance-id`) from a seed directory; DMI on EC2 Nitro
 /// (`board_asset_tag`, `i-...`), Azure (`product_uuid`, byte-swapped on
 /// Gen1 to match IMDS `vmId`) and DigitalOcean (`product_serial`, the
 /// droplet id); OpenStack `uuid` from a config drive's seed directory
@@ -1001,6 +1056,9 @@ pub fn offline_instance_id(
     match identified.datasource {
         Datasource::File => None,
         Datasource::NoCloud => {
+            if let Some(id) = NoCloudOverrides::read(root).instance_id {
+                return Some(id);
+            }
             let dir = match &identified.seed {
                 Some(s) => Some(crate::fetch::nocloud::seed_path(root, s).ok()?),
                 None => SEED_DIRS

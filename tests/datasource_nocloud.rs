@@ -97,6 +97,80 @@ fn seed_on_the_kernel_command_line() {
     assert!(e.contains("network seeds are not supported"), "{e}");
 }
 
+/// cloud-init's `ds=nocloud;i=ID;h=HOST` (and `instance-id=`,
+/// `local-hostname=`) on the kernel command line or in the SMBIOS serial
+/// overrides the seed's `meta-data`, whichever seed is read and however
+/// NoCloud was chosen; the serial's over the command line's.
+#[test]
+fn instance_id_and_hostname_from_the_cmdline_override_meta_data() {
+    let t = TempRoot::new();
+    t.write(
+        "/var/lib/cloud/seed/nocloud/meta-data",
+        "instance-id: iid-meta\nlocal-hostname: host-meta\n",
+    );
+    t.write("/var/lib/cloud/seed/nocloud/user-data", "a: 1\n");
+    let f = fetch_in(&t, &Options::default()).unwrap();
+    assert_eq!(f.instance_id, "iid-meta");
+    assert_eq!(f.hostname.as_deref(), Some("host-meta"));
+
+    t.write(
+        "/proc/cmdline",
+        "ro ds=nocloud;i=iid-cmdline;h=host-cmdline quiet\n",
+    );
+    let f = fetch_in(&t, &Options::default()).unwrap();
+    assert_eq!(f.instance_id, "iid-cmdline");
+    assert_eq!(f.hostname.as_deref(), Some("host-cmdline"));
+    assert_eq!(f.user_data, b"a: 1\n", "the seed is still read");
+    assert_eq!(f.source, "/var/lib/cloud/seed/nocloud");
+
+    // Long forms, with the seed named beside them.
+    t.write("/srv/seed/meta-data", "instance-id: iid-srv\n");
+    t.write(
+        "/proc/cmdline",
+        "ds=nocloud;s=/srv/seed/;instance-id=iid-long;local-hostname=host-long\n",
+    );
+    let f = fetch_in(&t, &Options::default()).unwrap();
+    assert_eq!(
+        (f.instance_id.as_str(), f.source.as_str()),
+        ("iid-long", "/srv/seed")
+    );
+    assert_eq!(f.hostname.as_deref(), Some("host-long"));
+
+    // A seed without an instance-id of its own takes i= (not a hash).
+    t.write("/srv/seed/meta-data", "");
+    t.write(
+        "/proc/cmdline",
+        "ds=nocloud;s=/srv/seed/;i=iid-only-cmdline\n",
+    );
+    assert_eq!(
+        fetch_in(&t, &Options::default()).unwrap().instance_id,
+        "iid-only-cmdline"
+    );
+
+    // The SMBIOS serial's i= is above the command line's; its h= absent,
+    // the command line's stands.
+    t.write("/proc/cmdline", "ds=nocloud;i=iid-cmdline;h=host-cmdline\n");
+    t.write(
+        "/sys/class/dmi/id/product_serial",
+        "ds=nocloud;i=iid-serial\n",
+    );
+    let f = fetch_in(&t, &Options::default()).unwrap();
+    assert_eq!(f.instance_id, "iid-serial");
+    assert_eq!(f.hostname.as_deref(), Some("host-cmdline"));
+
+    // NoCloud named by --datasource: the overrides count all the same.
+    std::fs::remove_file(t.join("/sys/class/dmi/id/product_serial")).unwrap();
+    let root = Root::at(t.path());
+    let req = Request {
+        datasource: Some("nocloud".into()),
+        ..Request::default()
+    };
+    let id = identify::identify(&root, &req, &[]).unwrap();
+    let f = fetch::fetch(&root, &id, &req, &Options::default()).unwrap();
+    assert_eq!(f.instance_id, "iid-cmdline");
+    assert_eq!(f.source, "/var/lib/cloud/seed/nocloud");
+}
+
 #[test]
 fn named_but_absent() {
     let t = TempRoot::new();

@@ -511,6 +511,84 @@ fn offline_instance_id_of_nocloud_seeds() {
     );
 }
 
+/// cloud-init's NoCloud reads `i=` (instance-id) and `h=` (local-hostname),
+/// or their long forms, in `ds=nocloud;...` (`parse_cmdline_data`); they
+/// override the seed's `meta-data`, the SMBIOS serial's over the kernel
+/// command line's. `i=` keys the seal, so the offline instance-id is it.
+#[test]
+fn nocloud_instance_id_from_the_cmdline_and_serial() {
+    use identify::{Cmdline, NoCloudOverrides};
+    let c = Cmdline::parse("ro ds=nocloud;s=/srv/s/;i=iid-short;h=host-short quiet");
+    assert_eq!(c.ds.as_deref(), Some("nocloud"));
+    assert_eq!(c.seed.as_deref(), Some("/srv/s/"));
+    assert_eq!(c.instance_id.as_deref(), Some("iid-short"));
+    assert_eq!(c.hostname.as_deref(), Some("host-short"));
+    let c = Cmdline::parse("ds=nocloud-net\\;instance-id=iid-long\\;local-hostname=host-long");
+    assert_eq!(c.ds.as_deref(), Some("nocloud-net"));
+    assert_eq!(c.seed, None);
+    assert_eq!(c.instance_id.as_deref(), Some("iid-long"));
+    assert_eq!(c.hostname.as_deref(), Some("host-long"));
+    // The last key wins; an empty value is none; the last ds= word wins whole.
+    let c = Cmdline::parse("ds=nocloud;i=a;i=b;h=");
+    assert_eq!((c.instance_id.as_deref(), c.hostname), (Some("b"), None));
+    let c = Cmdline::parse("ds=nocloud;i=a ds=nocloud;s=/x/");
+    assert_eq!((c.instance_id, c.seed.as_deref()), (None, Some("/x/")));
+    // The serial's first, then the command line's, key by key.
+    let o = NoCloudOverrides::of(
+        Some(Cmdline::parse("ds=nocloud;h=serial-host")),
+        Some(Cmdline::parse("ds=nocloud;i=cmd-iid;h=cmd-host")),
+    );
+    assert_eq!(o.instance_id.as_deref(), Some("cmd-iid"));
+    assert_eq!(o.hostname.as_deref(), Some("serial-host"));
+
+    let t = fixture("qemu");
+    t.write(
+        "/var/lib/cloud/seed/nocloud/meta-data",
+        "instance-id: iid-meta\nlocal-hostname: h\n",
+    );
+    let root = Root::at(t.path());
+    let offline =
+        |root: &Root| identify::offline_instance_id(root, &ident(root), &Request::default());
+    assert_eq!(offline(&root).as_deref(), Some("iid-meta"));
+    t.write("/proc/cmdline", "ro ds=nocloud;i=iid-cmdline quiet\n");
+    assert_eq!(ident(&root).datasource, Datasource::NoCloud);
+    assert_eq!(offline(&root).as_deref(), Some("iid-cmdline"));
+    let (c, out, _) = identify_out(&t, &["--explain"]);
+    assert_eq!(c, 0, "{out}");
+    assert!(out.contains("offline instance-id: iid-cmdline\n"), "{out}");
+    // Long form; and named by imprint.datasource= with ds=nocloud beside it.
+    t.write(
+        "/proc/cmdline",
+        "imprint.datasource=nocloud ds=nocloud;instance-id=iid-long\n",
+    );
+    assert_eq!(offline(&root).as_deref(), Some("iid-long"));
+    // A ds= that names another datasource says nothing about NoCloud's.
+    t.write(
+        "/proc/cmdline",
+        "imprint.datasource=nocloud ds=ec2;i=iid-not-nocloud\n",
+    );
+    assert_eq!(offline(&root).as_deref(), Some("iid-meta"));
+    // The SMBIOS serial's i= is above the command line's.
+    t.write("/proc/cmdline", "ds=nocloud;i=iid-cmdline\n");
+    t.write(
+        "/sys/class/dmi/id/product_serial",
+        "ds=nocloud;i=iid-serial\n",
+    );
+    assert_eq!(offline(&root).as_deref(), Some("iid-serial"));
+    // It counts without a command line too (NoCloud found by its seed).
+    std::fs::remove_file(t.join("/proc/cmdline")).unwrap();
+    assert_eq!(offline(&root).as_deref(), Some("iid-serial"));
+    // --instance-id still wins.
+    let req = Request {
+        instance_id: Some("given".into()),
+        ..Request::default()
+    };
+    assert_eq!(
+        identify::offline_instance_id(&root, &ident(&root), &req).as_deref(),
+        Some("given")
+    );
+}
+
 /// Run the binary under `strace -f -e trace=network`; return its exit code
 /// and every network system call it made.
 fn network_calls(args: &[&str]) -> (i32, Vec<String>) {

@@ -15,7 +15,10 @@
 //!
 //! A seed with no `user-data` has none (empty). A seed whose `meta-data`
 //! has no `instance-id` gets `nocloud-` and a hash of its user-data, like
-//! the `file` source: same bytes, same instance.
+//! the `file` source: same bytes, same instance. `i=ID` / `h=HOST` (or
+//! `instance-id=`, `local-hostname=`) in `ds=nocloud;...` of the SMBIOS
+//! serial or the kernel command line override `meta-data`, as in
+//! cloud-init ([`identify::NoCloudOverrides`]).
 
 use super::iso9660;
 use super::mount::{self, read_file_opt};
@@ -48,7 +51,25 @@ impl NoCloud {
 }
 
 impl Provider for NoCloud {
+    /// The seed's files, then what the SMBIOS serial and the kernel command
+    /// line's `ds=nocloud;i=ID;h=HOST` say over its `meta-data`
+    /// ([`identify::NoCloudOverrides`], as cloud-init).
     fn fetch(&self) -> Result<Option<Fetched>, FetchError> {
+        let overrides = identify::NoCloudOverrides::read(&self.root);
+        Ok(self.fetch_seed()?.map(|mut f| {
+            if let Some(id) = overrides.instance_id {
+                f.instance_id = id;
+            }
+            if let Some(h) = overrides.hostname {
+                f.hostname = Some(h);
+            }
+            f
+        }))
+    }
+}
+
+impl NoCloud {
+    fn fetch_seed(&self) -> Result<Option<Fetched>, FetchError> {
         if let Some(seed) = &self.seed {
             let dir = seed_path(&self.root, seed)?;
             if !dir.is_dir() {
