@@ -241,7 +241,7 @@ fn stop_at(inputs: &Inputs, until: Until, so: &mut dyn Write) -> Result<ExitCode
             .unwrap_or_default(),
         Until::Fetch => {
             let manifest = out.manifest.clone().unwrap_or_else(Manifest::absent);
-            let secrets = crate::validate::secrets_of_parts(&out.parts, &manifest);
+            let masks = crate::validate::part_masks(&out.parts, &manifest);
             out.parts
                 .iter()
                 .map(|p| {
@@ -251,7 +251,7 @@ fn stop_at(inputs: &Inputs, until: Until, so: &mut dyn Write) -> Result<ExitCode
                         .map(|f| format!(", filename {f}"))
                         .unwrap_or_default();
                     let body = match std::str::from_utf8(&p.body) {
-                        Ok(t) => crate::validate::mask_text(t, &secrets),
+                        Ok(t) => masks.body(p, t),
                         Err(_) => format!("<{} bytes of binary data>", p.body.len()),
                     };
                     let nl = if body.ends_with('\n') || body.is_empty() {
@@ -307,14 +307,15 @@ fn fetch_json(inputs: &Inputs, so: &mut dyn Write) -> Result<ExitCode, Failure> 
         return Err(Box::new((e, out.secrets)));
     }
     let manifest = out.manifest.clone().unwrap_or_else(Manifest::absent);
-    let secrets = crate::validate::secrets_of_parts(&out.parts, &manifest);
+    let masks = crate::validate::part_masks(&out.parts, &manifest);
+    let secrets = &masks.secrets;
     let parts: Vec<serde_json::Value> = out
         .parts
         .iter()
         .map(|p| {
             let (document, error) = match crate::merge::part_document(p) {
                 Ok(Some(mut d)) => {
-                    crate::validate::mask_document(&mut d, &secrets);
+                    masks.document(p, &mut d);
                     (d, serde_json::Value::Null)
                 }
                 Ok(None) => (serde_json::Value::Null, serde_json::Value::Null),
@@ -328,7 +329,7 @@ fn fetch_json(inputs: &Inputs, so: &mut dyn Write) -> Result<ExitCode, Failure> 
                 "size": p.body.len(),
                 "body": std::str::from_utf8(&p.body)
                     .ok()
-                    .map(|t| crate::validate::mask_text(t, &secrets)),
+                    .map(|t| masks.body(p, t)),
                 "document": document,
                 "error": error,
             })

@@ -137,6 +137,7 @@ pub fn merge(parts: &[Part], manifest: &Manifest) -> Result<Merged, MergeError> 
         problems: Vec::new(),
         notices: Vec::new(),
         soft: Vec::new(),
+        invalid: None,
     };
     for part in parts {
         m.part(part);
@@ -181,9 +182,30 @@ pub fn part_values(part: &Part) -> Values {
         problems: Vec::new(),
         notices: Vec::new(),
         soft: Vec::new(),
+        invalid: None,
     };
     m.part(part);
     m.merged.values
+}
+
+/// Every `write_files` entry of the parts, as merge reads them, problems
+/// ignored: entries with a problem are kept too (as far as they could be
+/// read), and their origins are the second list. For `imprint fetch`,
+/// which masks what it cannot merge.
+pub fn write_files_of_parts(parts: &[Part]) -> (Vec<WriteFile>, Vec<Origin>) {
+    let mut m = Merger {
+        write_files_enabled: true,
+        binary: Vec::new(),
+        merged: Merged::default(),
+        problems: Vec::new(),
+        notices: Vec::new(),
+        soft: Vec::new(),
+        invalid: Some(Vec::new()),
+    };
+    for p in parts {
+        m.part(p);
+    }
+    (m.merged.write_files, m.invalid.unwrap_or_default())
 }
 
 /// A part's document parsed as JSON-shaped data: `Ok(None)` for a part that
@@ -205,6 +227,9 @@ struct Merger {
     notices: Vec<Notice>,
     /// Warnings whatever the policy.
     soft: Vec<Notice>,
+    /// `Some` for [`write_files_of_parts`]: `write_files` entries with a
+    /// problem are kept too, and their origins listed here.
+    invalid: Option<Vec<Origin>>,
 }
 
 fn problem(part: usize, message: impl Into<String>) -> Problem {
@@ -591,7 +616,10 @@ impl Merger {
                 });
             }
             if self.problems.len() > before {
-                continue;
+                match &mut self.invalid {
+                    Some(invalid) => invalid.push(Origin::WriteFiles { part, index }),
+                    None => continue,
+                }
             }
             if let Some(w) = decimal_warning {
                 self.soft.push(Notice {

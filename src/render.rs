@@ -694,6 +694,37 @@ pub fn hidden_why(f: &RenderedFile) -> Option<String> {
     })
 }
 
+/// The `write_files` entries (part, index) whose content [`hidden_why`]
+/// hides once rendered: each entry whose file, folded as render folds it
+/// (the last entry's permissions win; without any, 0600 when it holds a
+/// secret), will not be readable by others, and each entry that itself
+/// asks for such a mode. For `imprint fetch`, which prints the entries as
+/// user-data gives them.
+pub fn private_write_files(entries: &[WriteFile], secrets: &Secrets) -> BTreeSet<(usize, usize)> {
+    let mut files = Vec::new();
+    let mut at = std::collections::HashMap::new();
+    let (plain, deferred): (Vec<_>, Vec<_>) = entries.iter().partition(|w| !w.defer);
+    for w in plain.into_iter().chain(deferred) {
+        if let Ok(f) = write_file(w, secrets) {
+            fold(&mut files, &mut at, f, w.permissions);
+        }
+    }
+    let private = |m: Mode| m.0 & 0o004 == 0;
+    entries
+        .iter()
+        .filter(|w| {
+            w.permissions.is_some_and(private)
+                || at
+                    .get(&normal(&w.path))
+                    .is_some_and(|&(i, _)| private(files[i].mode))
+        })
+        .filter_map(|w| match w.origin {
+            Origin::WriteFiles { part, index } => Some((part, index)),
+            Origin::Manifest { .. } => None,
+        })
+        .collect()
+}
+
 /// Every rendered file as text for `imprint render`: a header line (path,
 /// mode, owner, origin) and the content, secrets masked; binary content is
 /// shown as its size. The content of a `write_files` entry that others will

@@ -21,6 +21,7 @@ use crate::merge::{Merged, Notice, WriteFile};
 use crate::model::Values;
 use crate::secret::{self, Secrets};
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Values checked and completed with defaults.
 #[derive(Debug, Clone, Default)]
@@ -186,6 +187,113 @@ pub fn secrets_of_parts(parts: &[crate::decode::Part], manifest: &Manifest) -> S
         }
     }
     s
+}
+
+/// What `imprint fetch` hides of the parts it prints: secret values
+/// ([`secrets_of_parts`]), and the content of every `write_files` entry
+/// whose file others will not be able to read
+/// ([`crate::render::private_write_files`]: what `plan` and `render` hide),
+/// or that merge could not read (its mode unknown).
+#[derive(Debug, Clone, Default)]
+pub struct PartMasks {
+    pub secrets: Secrets,
+    /// By part number: the index and content (as YAML gives it) of each
+    /// such entry.
+    private: BTreeMap<usize, Vec<(usize, String)>>,
+}
+
+/// [`PartMasks`] of the parts (each read on its own, problems ignored).
+pub fn part_masks(parts: &[crate::decode::Part], manifest: &Manifest) -> PartMasks {
+    let secrets = secrets_of_parts(parts, manifest);
+    let (entries, invalid) = crate::merge::write_files_of_parts(parts);
+    let mut hidden = crate::render::private_write_files(&entries, &secrets);
+    for o in invalid {
+        if let crate::model::Origin::WriteFiles { part, index } = o {
+            hidden.insert((part, index));
+        }
+    }
+    let mut private: BTreeMap<usize, Vec<(usize, String)>> = BTreeMap::new();
+    for w in entries {
+        if let crate::model::Origin::WriteFiles { part, index } = w.origin {
+            if hidden.contains(&(part, index)) {
+                private.entry(part).or_default().push((index, w.content));
+            }
+        }
+    }
+    PartMasks { secrets, private }
+}
+
+impl PartMasks {
+    /// A part's body, as text, for display. In a cloud-config part, each
+    /// scalar that means the content of a hidden `write_files` entry (the
+    /// entry's own, or the anchor it aliases) is replaced by `********` in
+    /// place, found by where the YAML parser says it is written (a block
+    /// scalar keeps its line break); then secrets are masked. When one
+    /// such content is not found that way, the whole body is withheld: a
+    /// line says why.
+    pub fn body(&self, part: &crate::decode::Part, text: &str) -> String {
+        let hide: BTreeSet<&str> = self
+            .private
+            .get(&part.number)
+            .into_iter()
+            .flatten()
+            .map(|(_, c)| c.as_str())
+            .filter(|c| !c.is_empty())
+            .collect();
+        if hide.is_empty() {
+            return mask_text(text, &self.secrets);
+        }
+        let (bom, yaml) = match text.strip_prefix('\u{feff}') {
+            Some(rest) => ("\u{feff}", rest),
+            None => ("", text),
+        };
+        let withheld = || {
+            "(part withheld: it holds the content of a write_files entry others will \
+             not be able to read, which imprint could not find in its text to mask; \
+             see docs/user-data.md)\n"
+                .to_string()
+        };
+        let Some(scalars) = crate::yaml::string_scalars(yaml) else {
+            return withheld();
+        };
+        let mut found = BTreeSet::new();
+        let mut out = String::from(bom);
+        let mut pos = 0;
+        for (r, v) in scalars {
+            if !hide.contains(v.as_str()) || r.start < pos {
+                continue;
+            }
+            found.insert(v);
+            let written = &yaml[r.clone()];
+            let kept = &written[written.trim_end().len()..];
+            out.push_str(&yaml[pos..r.start]);
+            out.push_str(secret::MASK);
+            // A block scalar's span runs to the next line's indentation.
+            if kept.contains('\n') {
+                out.push_str(kept);
+            }
+            pos = r.end;
+        }
+        out.push_str(&yaml[pos..]);
+        if found.len() < hide.len() {
+            return withheld();
+        }
+        mask_text(&out, &self.secrets)
+    }
+
+    /// A part's parsed document for display (`imprint fetch --json`): the
+    /// content of each hidden `write_files` entry is `********`, then
+    /// [`mask_document`].
+    pub fn document(&self, part: &crate::decode::Part, doc: &mut Value) {
+        for (index, _) in self.private.get(&part.number).into_iter().flatten() {
+            if let Some(c) = doc.pointer_mut(&format!("/write_files/{index}/content")) {
+                if !c.is_null() {
+                    *c = Value::String(secret::MASK.into());
+                }
+            }
+        }
+        mask_document(doc, &self.secrets);
+    }
 }
 
 /// `text` with every secret masked for display. A secret of four or more
@@ -391,7 +499,6 @@ fn set_path(values: &mut Values, dotted: &str, v: Value) -> Result<(), String> {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn decl(ty: ValueType) -> ValueDecl {
         ValueDecl {
@@ -539,5 +646,38 @@ mod tests {
     fn no_declarations_accept_anything() {
         let v = validate(merged(json!({"x": {"y": 1}})), &Manifest::absent()).unwrap();
         assert_eq!(v.values["x"]["y"], json!(1));
+    }
+
+    /// A hidden content that cannot be found in the part's text (here: a
+    /// text that does not parse) withholds the whole body, never shows it.
+    #[test]
+    fn part_masks_withhold_a_body_they_cannot_mask() {
+        let part = crate::decode::Part {
+            number: 1,
+            content_type: "text/cloud-config".into(),
+            kind: crate::decode::PartKind::CloudConfig,
+            filename: None,
+            body: Vec::new(),
+        };
+        let masks = PartMasks {
+            secrets: Secrets::new(),
+            private: BTreeMap::from([(1, vec![(0, "KEY-TEXT".to_string())])]),
+        };
+        for text in [
+            "#cloud-config\nwrite_files: [{content: KEY-TEXT\n",
+            "#cloud-config\nwrite_files:\n- content: OTHER # KEY-TEXT\n",
+        ] {
+            let out = masks.body(&part, text);
+            assert!(out.starts_with("(part withheld: "), "{out}");
+            assert!(!out.contains("KEY-TEXT"), "{out}");
+        }
+        let out = masks.body(
+            &part,
+            "\u{feff}#cloud-config\nwrite_files:\n- content: KEY-TEXT\n  path: /k\n",
+        );
+        assert_eq!(
+            out,
+            "\u{feff}#cloud-config\nwrite_files:\n- content: ********\n  path: /k\n"
+        );
     }
 }

@@ -584,6 +584,35 @@ pub fn parse_value(text: &str) -> Result<Document, YamlError> {
     })
 }
 
+/// Every scalar of `text` that [`parse_value`] reads as a string: its byte
+/// range in `text` (the scalar as written: quotes, a block scalar's
+/// indicator and lines; not its tag) and the string it means. `None` when
+/// the text does not parse, or the parser cannot say where a scalar is.
+/// For masking a scalar's text by what it means (`imprint fetch`).
+pub fn string_scalars(text: &str) -> Option<Vec<(std::ops::Range<usize>, String)>> {
+    use serde_saphyr::granit_parser::{Event, Parser};
+    let mut c = Composer {
+        anchors: std::collections::HashMap::new(),
+        stack: Vec::new(),
+        root: None,
+        alias_nodes: 0,
+        binary: Vec::new(),
+        docs: 0,
+    };
+    let mut out = Vec::new();
+    for ev in Parser::new_from_str(text) {
+        let (ev, span) = ev.ok()?;
+        if let Event::Scalar(t, style, _, tag) = ev {
+            if let Ok(serde_json::Value::String(v)) = c.scalar(&t, style, tag.as_deref()) {
+                let range = span.byte_range()?;
+                text.get(range.clone())?;
+                out.push((range, v));
+            }
+        }
+    }
+    Some(out)
+}
+
 fn line_col(span: &serde_saphyr::granit_parser::Span) -> (u64, u64) {
     (span.start.line() as u64, span.start.col() as u64 + 1)
 }
@@ -1060,6 +1089,34 @@ fn resolve_float(t: &str) -> Option<Result<serde_json::Value, String>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn string_scalars_give_where_each_string_is_written() {
+        let t = "a:\n- content: |\n    one\n    two\n  mode: '0600'\n- content: \"q\\n\"\n  b: !!binary aGVsbG8=\n  n: 12\nd: &a plain\ne: *a\n";
+        let got: Vec<(&str, String)> = string_scalars(t)
+            .unwrap()
+            .into_iter()
+            .map(|(r, v)| (&t[r], v))
+            .collect();
+        let want = [
+            ("a", "a"),
+            ("content", "content"),
+            ("one\n    two\n  ", "one\ntwo\n"),
+            ("mode", "mode"),
+            ("'0600'", "0600"),
+            ("content", "content"),
+            ("\"q\\n\"", "q\n"),
+            ("b", "b"),
+            ("aGVsbG8=", "hello"),
+            ("n", "n"),
+            ("d", "d"),
+            ("plain", "plain"),
+            ("e", "e"),
+        ];
+        let want: Vec<(&str, String)> = want.iter().map(|(a, b)| (*a, b.to_string())).collect();
+        assert_eq!(got, want);
+        assert_eq!(string_scalars("a: [\n"), None);
+    }
     use super::*;
     use serde_json::json;
 

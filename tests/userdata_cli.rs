@@ -312,6 +312,108 @@ fn fetch_json_masks_documents() {
     );
 }
 
+/// `fetch` prints the content of a `write_files` entry that others will not
+/// be able to read (what `plan` and `render` hide) as `********`, in place:
+/// a plain, quoted or block scalar, an anchor the entry aliases, an entry
+/// made 0600 by a later part's entry for its path, one made 0600 by the
+/// secret it holds, and one merge cannot read (its mode unknown); the rest
+/// of the text stays as written. World-readable entries are shown. `--json`
+/// masks the documents and bodies the same way.
+#[test]
+fn fetch_hides_the_content_of_private_write_files_entries() {
+    let part1 = "#cloud-config\n\
+        imprint:\n  db:\n    password: pw-0123456789\n\
+        write_files:\n\
+        - path: /etc/app/licence.key\n  permissions: '0600'\n  content: |\n    LICENCE-LINE-1\n    LICENCE-LINE-2\n  owner: root:root\n\
+        - path: /etc/motd\n  content: hello-motd\n\
+        - path: /etc/app/anchored\n  permissions: '0640'\n  content: &lic \"ANCHORED-SECRET\"\n\
+        - path: /etc/app/alias\n  permissions: '0600'\n  content: *lic\n\
+        - path: /etc/app/later\n  content: LATER-PRIVATE\n\
+        - path: /etc/app/token\n  content: 'x=pw-0123456789 TOKEN-LINE'\n\
+        - path: /etc/app/bad\n  permissions: '0600'\n  encoding: rot13\n  content: BAD-ENCODING\n\
+        - path: /etc/app/public\n  permissions: '0644'\n  content: PUBLIC-TEXT\n";
+    let part2 = "#cloud-config\nwrite_files:\n- path: /etc/app/later\n  append: true\n  permissions: '0600'\n  content: MORE\n";
+    let mime = format!(
+        "Content-Type: multipart/mixed; boundary=\"B\"\nMIME-Version: 1.0\n\n\
+         --B\nContent-Type: text/cloud-config\n\n{part1}\n--B\nContent-Type: text/cloud-config\n\n{part2}\n--B--\n"
+    );
+    let ud = temp_user_data(mime.as_bytes());
+    let root = TempRoot::new();
+    let fetch = |json: bool| {
+        let mut c = imprint();
+        c.arg("fetch");
+        if json {
+            c.arg("--json");
+        }
+        let o = run(c
+            .arg("--user-data")
+            .arg(ud.path())
+            .arg("--root")
+            .arg(root.path()));
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        stdout(&o)
+    };
+    let out = fetch(false);
+    for leak in [
+        "LICENCE-LINE",
+        "ANCHORED-SECRET",
+        "LATER-PRIVATE",
+        "TOKEN-LINE",
+        "pw-0123456789",
+        "BAD-ENCODING",
+        "MORE",
+    ] {
+        assert!(!out.contains(leak), "{leak} leaked:\n{out}");
+    }
+    assert!(
+        out.contains(
+            "- path: /etc/app/licence.key\n  permissions: '0600'\n  content: |\n    ********\n  owner: root:root\n\
+             - path: /etc/motd\n  content: hello-motd\n\
+             - path: /etc/app/anchored\n  permissions: '0640'\n  content: &lic ********\n\
+             - path: /etc/app/alias\n  permissions: '0600'\n  content: *lic\n\
+             - path: /etc/app/later\n  content: ********\n\
+             - path: /etc/app/token\n  content: ********\n\
+             - path: /etc/app/bad\n  permissions: '0600'\n  encoding: rot13\n  content: ********\n\
+             - path: /etc/app/public\n  permissions: '0644'\n  content: PUBLIC-TEXT\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("  append: true\n  permissions: '0600'\n  content: ********\n"),
+        "{out}"
+    );
+
+    let out = fetch(true);
+    assert!(
+        !out.contains("LICENCE-LINE") && !out.contains("LATER-PRIVATE"),
+        "{out}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let wf = &v["parts"][0]["document"]["write_files"];
+    let contents: Vec<&str> = (0..7).map(|i| wf[i]["content"].as_str().unwrap()).collect();
+    assert_eq!(
+        contents,
+        [
+            "********",
+            "hello-motd",
+            "********",
+            "********",
+            "********",
+            "********",
+            "********"
+        ]
+    );
+    assert_eq!(wf[7]["content"], "PUBLIC-TEXT");
+    assert_eq!(
+        v["parts"][1]["document"]["write_files"][0]["content"],
+        "********"
+    );
+    assert!(v["parts"][0]["body"]
+        .as_str()
+        .unwrap()
+        .contains("content: &lic ********\n"));
+}
+
 #[test]
 fn a_gzip_bomb_stops_at_the_cap() {
     // 1 GiB of zeros as 1024 gzip members of 1 MiB each (about 1 MiB).
