@@ -1042,9 +1042,10 @@ pub fn explain(rules: &[Rule], chosen: Option<Datasource>, local: bool) -> Strin
 /// Gen1 to match IMDS `vmId`) and DigitalOcean (`product_serial`, the
 /// droplet id); OpenStack `uuid` from a config drive's seed directory
 /// (`/var/lib/cloud/seed/config_drive`). `None` elsewhere (GCE, the
-/// OpenStack metadata service, a seed or config drive on a device that
-/// would need mounting): then the seal is trusted, or the local source is
-/// read ([`fetches_locally`]) and its id compared.
+/// OpenStack metadata service, a seed or config drive on a device: fetch
+/// reads that, in-process when it is ISO 9660, mounted when vfat): then
+/// the seal is trusted, or the local source is read ([`fetches_locally`])
+/// and its id compared.
 pub fn offline_instance_id(
     root: &Root,
     identified: &Identified,
@@ -1084,8 +1085,9 @@ pub fn offline_instance_id(
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())),
         Datasource::OpenStack => {
             // The config drive's seed directory. A `config-2` device is
-            // read by fetch instead (it needs mounting; still local, and
-            // compared with the seal before any network: the pipeline).
+            // read by fetch instead (once, in-process or mounted; still
+            // local, and compared with the seal before any network: the
+            // pipeline).
             let dir = root.join(CONFIG_DRIVE_SEED_DIR);
             let meta = std::fs::read(dir.join(crate::fetch::openstack::META_DATA)).ok()?;
             crate::fetch::openstack::parse_meta_data(&meta, "meta_data.json")

@@ -282,8 +282,10 @@ pub fn run(
             }))
         }
         // A sealed OpenStack instance whose config drive cannot be read
-        // (a device under --root, a failed mount): the seal stands, as it
-        // did when the config drive was never read.
+        // (a device under --root, a failed mount, an ISO 9660 drive whose
+        // volume descriptors or root directory the in-process reader
+        // cannot read): the seal stands, as it did when the config drive
+        // was never read.
         (
             Err(Error::Fetch(
                 e @ (fetch::FetchError::Unavailable { .. } | fetch::FetchError::Mount { .. }),

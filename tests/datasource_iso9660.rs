@@ -20,7 +20,7 @@ mod common;
 
 use common::TempRoot;
 use imprint::fetch::iso9660::{self, Names, Opened, Seed};
-use imprint::fetch::{self, nocloud, FetchError, Options};
+use imprint::fetch::{self, nocloud, openstack, FetchError, Options};
 use imprint::identify::{self, Datasource, Request};
 use imprint::root::Root;
 use proptest::prelude::*;
@@ -792,4 +792,496 @@ proptest! {
 fn good_image_cached() -> &'static Vec<u8> {
     static IMG: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     IMG.get_or_init(good_image)
+}
+
+// ------------------------------------------------ subdirectories, config-2
+
+/// An OpenStack config drive's tree as Nova writes it (`openstack/VERSION/`
+/// and `openstack/latest/`, `ec2/`), plus a directory 7 levels down (a file
+/// at the deepest path ISO 9660 nests without relocating: 8 names).
+fn config_drive_tree(dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
+    let mut user = b"#cloud-config\nimprint: {greeting: \"h\xc3\xa9llo\"}\n# ".to_vec();
+    user.extend((0..5000u32).map(|i| (i % 251) as u8));
+    let files: Vec<(&'static str, Vec<u8>)> = vec![
+        (
+            "openstack/latest/meta_data.json",
+            br#"{"uuid": "5a1f2b7e-0c9d-4e8f-a1b2-c3d4e5f60718", "hostname": "cd.novalocal", "name": "cd"}"#.to_vec(),
+        ),
+        ("openstack/latest/user_data", user),
+        ("openstack/latest/vendor_data.json", b"{}".to_vec()),
+        ("openstack/latest/network_data.json", b"{\"links\": []}".to_vec()),
+        (
+            "openstack/2012-08-10/meta_data.json",
+            br#"{"uuid": "old-version"}"#.to_vec(),
+        ),
+        ("ec2/latest/meta-data.json", b"{}".to_vec()),
+        ("a/b/c/d/e/f/g/deep", b"eight names down\n".to_vec()),
+    ];
+    for (p, bytes) in &files {
+        let path = dir.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    files
+}
+
+/// Files in subdirectories are found by each name as the kernel shows it,
+/// in every naming variant: Rock Ridge and Joliet give Nova's names (Joliet
+/// case-insensitively), plain ISO 9660 the level-1 names (`openstac/latest/
+/// meta_dat.jso`), as the kernel's `map=normal` shows them.
+#[test]
+fn subdirectories_in_every_naming_variant() {
+    let t = TempRoot::new();
+    let dir = t.join("/content");
+    let files = config_drive_tree(&dir);
+    let variants: &[(&str, &[&str], Names)] = &[
+        ("genisoimage", &["-r"], Names::RockRidge),
+        ("genisoimage", &["-J"], Names::Joliet),
+        ("genisoimage", &["-r", "-J"], Names::RockRidge),
+        ("genisoimage", &[], Names::Plain),
+        ("xorriso", &["-r", "-J"], Names::RockRidge),
+        ("xorriso", &["--norock", "-J"], Names::Joliet),
+        ("xorriso", &["--norock"], Names::Plain),
+    ];
+    for (tool, flags, names) in variants {
+        let img = t.join(&format!("/cd-{tool}-{}.iso", flags.join("")));
+        make_iso(tool, flags, "config-2", &dir, &img);
+        let seed = open_file(&img);
+        let ctx = format!("{tool} {flags:?}");
+        assert_eq!(seed.names, *names, "{ctx}");
+        if *names == Names::Plain {
+            for (path, plain) in [
+                (
+                    "openstack/latest/meta_data.json",
+                    "openstac/latest/meta_dat.jso",
+                ),
+                ("openstack/latest/user_data", "openstac/latest/user_dat"),
+            ] {
+                let want = &files.iter().find(|f| f.0 == path).unwrap().1;
+                assert!(seed.read(path, 1 << 20, path).unwrap().is_none(), "{ctx}");
+                assert_eq!(
+                    seed.read(plain, 1 << 20, plain).unwrap().as_ref(),
+                    Some(want),
+                    "{ctx}: {plain}"
+                );
+            }
+            let mut listed: Vec<String> = seed
+                .list("openstac")
+                .unwrap()
+                .unwrap()
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            listed.sort();
+            assert_eq!(listed, ["2012_08_", "latest"], "{ctx}");
+            continue;
+        }
+        for (path, bytes) in &files {
+            if path.starts_with("a/") && *names != Names::RockRidge {
+                // Without Rock Ridge, genisoimage leaves out what is
+                // nested over 6 levels (it says so).
+                continue;
+            }
+            assert_eq!(
+                seed.read(path, 1 << 20, path).unwrap().as_ref(),
+                Some(bytes),
+                "{ctx}: {path}"
+            );
+        }
+        let mut listed: Vec<String> = seed
+            .list("openstack/latest")
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        listed.sort();
+        assert_eq!(
+            listed,
+            [
+                "meta_data.json",
+                "network_data.json",
+                "user_data",
+                "vendor_data.json"
+            ],
+            "{ctx}"
+        );
+        // Joliet: every name case-insensitively; Rock Ridge: exactly.
+        let upper = seed
+            .read("OPENSTACK/Latest/META_DATA.JSON", 1 << 20, "m")
+            .unwrap();
+        assert_eq!(upper.is_some(), *names == Names::Joliet, "{ctx}");
+        // Absent on the way: absent, not an error.
+        for absent in [
+            "openstack/latest/missing",
+            "openstack/2013-04-04/meta_data.json",
+            "nope/latest/meta_data.json",
+        ] {
+            assert!(
+                seed.read(absent, 1 << 20, "x").unwrap().is_none(),
+                "{ctx}: {absent}"
+            );
+        }
+        assert!(seed.list("openstack/nope").unwrap().is_none(), "{ctx}");
+        // A directory where a file is asked for, a file on the way.
+        let e = seed
+            .read("openstack/latest", 1 << 20, "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a directory, not a regular file"), "{ctx}: {e}");
+        let e = seed
+            .read("openstack/latest/user_data/x", 1 << 20, "x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("openstack/latest/user_data is not a directory"),
+            "{ctx}: {e}"
+        );
+        assert!(e.contains(&img.display().to_string()), "{ctx}: {e}");
+        // Caps apply in subdirectories too, before reading.
+        let e = seed
+            .read("openstack/latest/user_data", 100, "user_data of X")
+            .unwrap_err();
+        assert!(
+            matches!(e, FetchError::TooLarge { limit: 100, .. }),
+            "{ctx}: {e}"
+        );
+        // The root's entries are still there for the NoCloud reader.
+        assert!(seed.lookup("openstack").is_some(), "{ctx}");
+    }
+}
+
+/// Paths deeper than ISO 9660 nests (Rock Ridge relocates such directories
+/// into `rr_moved`, `CL`/`RE`) are refused by the depth cap, before any
+/// directory is read; the relocated directory is hidden in `rr_moved`, as
+/// the kernel hides it; odd paths are refused.
+#[test]
+fn depth_is_capped_and_relocated_directories_hidden() {
+    let t = TempRoot::new();
+    let dir = t.join("/content");
+    config_drive_tree(&dir);
+    let deep = dir.join("a/b/c/d/e/f/g/h/i/j");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("file"), b"ten down\n").unwrap();
+    let img = t.join("/deep.iso");
+    make_iso("genisoimage", &["-r", "-J"], "config-2", &dir, &img);
+    let seed = open_file(&img);
+    assert_eq!(
+        seed.read("a/b/c/d/e/f/g/deep", 100, "d")
+            .unwrap()
+            .as_deref(),
+        Some(&b"eight names down\n"[..])
+    );
+    let e = seed
+        .read("a/b/c/d/e/f/g/h/i/j/file", 100, "d")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a path 11 names deep"), "{e}");
+    assert!(
+        e.contains(&format!("at most {}", iso9660::MAX_DEPTH)),
+        "{e}"
+    );
+    // genisoimage relocated h: in rr_moved it is hidden (RE), and the
+    // placeholder in g is a directory (CL), not a file.
+    let moved: Vec<String> = seed
+        .list("rr_moved")
+        .unwrap()
+        .expect("genisoimage -r relocates deep directories into rr_moved")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(moved.is_empty(), "{moved:?}");
+    assert!(seed
+        .read("rr_moved/h/i/j/file", 100, "d")
+        .unwrap()
+        .is_none());
+    let e = seed
+        .read("a/b/c/d/e/f/g/h", 100, "d")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a directory, not a regular file"), "{e}");
+    let e = seed
+        .list("a/b/c/d/e/f/g/h")
+        .expect_err("a relocated directory is not followed")
+        .to_string();
+    assert!(e.contains("relocated by Rock Ridge (CL)"), "{e}");
+    for bad in [
+        "/openstack/latest/user_data",
+        "openstack//latest",
+        "openstack/../x",
+        "./x",
+        "",
+    ] {
+        let e = seed.read(bad, 100, "b").unwrap_err().to_string();
+        assert!(e.contains("not a relative path of names"), "{bad:?}: {e}");
+    }
+}
+
+/// A small good config drive (genisoimage -r -J) to damage.
+fn good_drive() -> Vec<u8> {
+    let t = TempRoot::new();
+    config_drive_tree(&t.join("/c"));
+    let img = t.join("/cd.iso");
+    make_iso(
+        "genisoimage",
+        &["-r", "-J"],
+        "config-2",
+        &t.join("/c"),
+        &img,
+    );
+    std::fs::read(img).unwrap()
+}
+
+/// The offset of the record named `name` (Rock Ridge `NM` or plain name)
+/// in the directory at byte `dir` of `img` (one block).
+fn record_of(img: &[u8], dir: usize, name: &[u8]) -> usize {
+    let mut at = dir;
+    while img[at] != 0 && at < dir + 2048 {
+        let len = img[at] as usize;
+        if img[at..at + len].windows(name.len()).any(|w| w == name) {
+            return at;
+        }
+        at += len;
+    }
+    panic!("no record {:?}", String::from_utf8_lossy(name));
+}
+
+/// Read a config drive's files; the result as text.
+fn read_drive(img: Vec<u8>) -> Result<String, String> {
+    match parse_bytes(img).map_err(|e| e.to_string())? {
+        Opened::Declined(why) => Ok(format!("declined: {why}")),
+        Opened::Seed(seed) => {
+            let mut found = 0;
+            for n in [
+                "openstack/latest/meta_data.json",
+                "openstack/latest/user_data",
+                "openstack/latest/vendor_data.json",
+                "a/b/c/d/e/f/g/deep",
+            ] {
+                found += seed
+                    .read(n, 1 << 20, n)
+                    .map_err(|e| e.to_string())?
+                    .is_some() as usize;
+            }
+            Ok(format!("read {found}"))
+        }
+    }
+}
+
+#[test]
+fn damaged_subdirectories_are_errors_that_say_what_is_wrong() {
+    let good = good_drive();
+    assert_eq!(read_drive(good.clone()).unwrap(), "read 4");
+    let root = root_dir_offset(&good);
+    let openstack = record_of(&good, root, b"openstack");
+    let os_block = u32::from_le_bytes(good[openstack + 2..openstack + 6].try_into().unwrap());
+    let latest = record_of(&good, os_block as usize * 2048, b"latest");
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+    let table: Vec<(&str, Damage, &str)> = vec![
+        (
+            "a subdirectory past the end",
+            Box::new(move |i: &mut Vec<u8>| put32(i, openstack + 2, 0x00ff_ffff)),
+            "the directory openstack (block 16777215, 2048 bytes) lies past the end",
+        ),
+        (
+            "a subdirectory of 3 GB",
+            Box::new(move |i: &mut Vec<u8>| put32(i, latest + 10, 3_000_000_000)),
+            "the directory openstack/latest is 3000000000 bytes, more than imprint reads",
+        ),
+        (
+            "a subdirectory of 10 bytes",
+            Box::new(move |i: &mut Vec<u8>| put32(i, latest + 10, 10)),
+            "the directory openstack/latest is 10 bytes, too small",
+        ),
+        (
+            "a subdirectory that is not one",
+            Box::new(move |i: &mut Vec<u8>| i[openstack + 25] &= !2),
+            "openstack is not a directory",
+        ),
+        (
+            "a malformed record in a subdirectory",
+            Box::new(move |i: &mut Vec<u8>| {
+                let dir = os_block as usize * 2048;
+                let dot = i[dir] as usize;
+                i[dir + dot + 32] = 250;
+            }),
+            "the directory openstack's record at byte",
+        ),
+        (
+            "a file in a subdirectory past the end",
+            Box::new(move |i: &mut Vec<u8>| {
+                let l = u32::from_le_bytes(i[latest + 2..latest + 6].try_into().unwrap());
+                let m = record_of(i, l as usize * 2048, b"meta_data.json");
+                put32(i, m + 2, 0x00ff_ffff);
+            }),
+            "openstack/latest/meta_data.json on the seed (block 16777215",
+        ),
+    ];
+    for (what, damage, expect) in table {
+        let mut img = good.clone();
+        damage(&mut img);
+        let e = read_drive(img).expect_err(what);
+        assert!(e.contains("/dev/test0"), "{what}: names the device: {e}");
+        assert!(e.contains(expect), "{what}: {e}");
+    }
+    // A directory that points back at the root (a cycle): the walk is
+    // bounded by the path, and finds nothing there.
+    let mut img = good.clone();
+    let root_block = (root / 2048) as u32;
+    put32(&mut img, openstack + 2, root_block);
+    let root_size = u32::from_le_bytes(
+        good[16 * 2048 + 156 + 10..16 * 2048 + 156 + 14]
+            .try_into()
+            .unwrap(),
+    );
+    put32(&mut img, openstack + 10, root_size);
+    assert_eq!(read_drive(img.clone()).unwrap(), "read 1");
+    let Opened::Seed(seed) = parse_bytes(img).unwrap() else {
+        panic!("declined")
+    };
+    assert!(seed
+        .read(
+            "openstack/openstack/openstack/openstack/openstack/openstack/openstack/x",
+            10,
+            "x"
+        )
+        .unwrap()
+        .is_none());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    /// Random damage to a config drive's volume descriptors and
+    /// directories (the root, `openstack`, `openstack/latest`, the deep
+    /// chain): an answer or an error every time, no panic.
+    #[test]
+    fn random_damage_to_subdirectories_never_panics(
+        edits in prop::collection::vec((16 * 2048usize..48 * 2048, any::<u8>()), 1..24),
+        cut in prop::option::of(0usize..60 * 2048),
+    ) {
+        let mut img = good_drive_cached().clone();
+        for (at, b) in edits {
+            if at < img.len() {
+                img[at] = b;
+            }
+        }
+        if let Some(c) = cut {
+            img.truncate(c);
+        }
+        let _ = read_drive(img);
+    }
+}
+
+fn good_drive_cached() -> &'static Vec<u8> {
+    static IMG: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    IMG.get_or_init(good_drive)
+}
+
+/// End to end: a `config-2` ISO as Nova writes it, found by its label
+/// (by-label link, or the scan of `/sys/class/block`), read in-process:
+/// nothing mounted, no mount point made. Before, it was mounted (and an
+/// image file cannot be: the fetch failed).
+#[test]
+fn openstack_config_drive_read_without_mounting() {
+    for linked in [true, false] {
+        let t = TempRoot::new();
+        let files = config_drive_tree(&t.join("/content"));
+        std::fs::create_dir_all(t.join("/dev/disk/by-label")).unwrap();
+        make_iso(
+            "genisoimage",
+            &["-r", "-J"],
+            "config-2",
+            &t.join("/content"),
+            &t.join("/dev/sr0"),
+        );
+        if linked {
+            std::os::unix::fs::symlink("../../sr0", t.join("/dev/disk/by-label/config-2")).unwrap();
+        } else {
+            fake_block(&t, "sr0", "11:0", None);
+        }
+        let root = Root::at(t.path());
+        let req = Request {
+            datasource: Some("openstack".into()),
+            // Not asked: the drive is read first.
+            metadata_url: Some("http://127.0.0.1:9/".into()),
+            ..Request::default()
+        };
+        let id = identify::identify(&root, &req, &[]).unwrap();
+        assert_eq!(id.device.as_deref(), Some(t.join("/dev/sr0").as_path()));
+        assert!(identify::fetches_locally(&root, &id));
+        let opts = Options {
+            allow_mount: Some(true),
+            ..Options::default()
+        };
+        let f = fetch::fetch(&root, &id, &req, &opts).unwrap();
+        assert_eq!(f.instance_id, "5a1f2b7e-0c9d-4e8f-a1b2-c3d4e5f60718");
+        assert_eq!(f.hostname.as_deref(), Some("cd.novalocal"));
+        assert_eq!(f.user_data, files[1].1);
+        assert_eq!(f.meta_data.as_deref(), Some(&files[0].1[..]));
+        assert_eq!(f.source, t.join("/dev/sr0").display().to_string());
+        assert!(!t.join("/run/imprint").exists(), "no mount point made");
+        // Under --root (devices not read): refused, saying where the files
+        // belong instead.
+        let e = fetch::fetch(&root, &id, &req, &Options::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("found the config drive"), "{e}");
+        assert!(e.contains("var/lib/cloud/seed/config_drive"), "{e}");
+    }
+}
+
+/// The config drive's reader on its own: no `user_data` is none; no
+/// `meta_data.json` (the drive of a different layout) says so; a drive
+/// whose volume descriptors or root cannot be read is "unavailable" (as a
+/// drive that fails to mount: a sealed instance keeps its seal); what is
+/// not ISO 9660 (vfat, Nova's other format) is mounted, which an image
+/// file cannot be (the mount error names it).
+#[test]
+fn openstack_config_drive_variants() {
+    let t = TempRoot::new();
+    let run = t.join("/run/imprint");
+    let dir = t.join("/content");
+    config_drive_tree(&dir);
+    std::fs::remove_file(dir.join("openstack/latest/user_data")).unwrap();
+    let img = t.join("/dev/sr0");
+    std::fs::create_dir_all(img.parent().unwrap()).unwrap();
+    make_iso("xorriso", &["-r", "-J"], "config-2", &dir, &img);
+    let f = openstack::read_device(&img, &run, 1 << 20).unwrap();
+    assert!(f.user_data.is_empty());
+    assert_eq!(f.instance_id, "5a1f2b7e-0c9d-4e8f-a1b2-c3d4e5f60718");
+    // The files at the root (a NoCloud-like layout): no meta_data.json.
+    let flat = t.join("/flat");
+    write_content(&flat, &[("meta_data.json", b"{\"uuid\": \"u\"}".to_vec())]);
+    make_iso("genisoimage", &["-r"], "config-2", &flat, &img);
+    let e = openstack::read_device(&img, &run, 1 << 20).unwrap_err();
+    assert!(
+        matches!(&e, FetchError::Unavailable { message, .. }
+            if message.contains("has no openstack/latest/meta_data.json")),
+        "{e}"
+    );
+    // The root directory past the end: unavailable, saying why.
+    let mut bytes = good_drive();
+    put32(&mut bytes, 16 * 2048 + 156 + 2, 0x00ff_ffff);
+    std::fs::write(&img, &bytes).unwrap();
+    let e = openstack::read_device(&img, &run, 1 << 20).unwrap_err();
+    assert!(matches!(e, FetchError::Unavailable { .. }), "{e}");
+    let e = e.to_string();
+    assert!(e.contains("could not be read"), "{e}");
+    assert!(e.contains("lies past the end of the device"), "{e}");
+    // vfat: declined by the reader, so mounted (which fails on a file).
+    make_vfat(&img, 1 << 20, false, "config-2");
+    let e = openstack::read_device(&img, &run, 1 << 20).unwrap_err();
+    assert!(matches!(e, FetchError::Mount { .. }), "{e}");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "failed to mount {} (labelled config-2)",
+            img.display()
+        )),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&run).unwrap().count(),
+        0,
+        "mount point removed"
+    );
 }

@@ -1,15 +1,19 @@
-//! A read-only, in-process reader of the files at the root of an ISO 9660
-//! seed image (NoCloud `cidata`), so that imprint need not mount it.
+//! A read-only, in-process reader of the files of an ISO 9660 seed image
+//! (NoCloud `cidata` at its root, an OpenStack config drive `config-2`
+//! under `openstack/latest/`), so that imprint need not mount it.
 //!
 //! Why: under emulation at boot, mounting the seed (the kernel loads and
 //! runs isofs, then the unmount) cost 0.16-2.2 s of imprint's unit time
 //! (docs/benchmarks.md §3), for reading three small files. Reading the
 //! device directly is a handful of `pread`s.
 //!
-//! What it reads: the volume descriptors, the root directory, and files in
-//! it, by the names the Linux kernel's isofs shows for them (cloud-init
-//! mounts the seed and opens `user-data` & co. by those names), so imprint
-//! finds exactly what cloud-init would:
+//! What it reads: the volume descriptors, the root directory, the
+//! directories on the way to a file (a path like
+//! `openstack/latest/meta_data.json`, at most [`MAX_DEPTH`] names deep),
+//! and the file, by the names the Linux kernel's isofs shows for them
+//! (cloud-init mounts the seed and opens `user-data` & co. by those names),
+//! so imprint finds exactly what cloud-init would; each name of a path is
+//! matched by the same rule:
 //!
 //! - Rock Ridge (`genisoimage -r`, `cloud-localds`) when the primary
 //!   volume's root has an `ER` entry: `NM` names, exact match; an entry
@@ -23,20 +27,29 @@
 //!   `USER_DAT.;1` is `user_dat`, which is not `user-data`, for the kernel
 //!   as for imprint.
 //!
-//! Associated files are skipped (kernel default). Multi-extent and
-//! interleaved files, directories, Rock Ridge symlinks and special files
-//! are refused with an error naming the file; so are sizes over the
-//! caller's cap, before anything is allocated.
+//! Associated files are skipped (kernel default), and so are Rock Ridge's
+//! relocated directories (`RE`, in `rr_moved`), as the kernel hides them.
+//! Multi-extent and interleaved files, directories, Rock Ridge symlinks and
+//! special files are refused with an error naming the file; so are sizes
+//! over the caller's cap, before anything is allocated. On the way to a
+//! file, a name that is not a directory, a Rock Ridge symlink (not
+//! followed, unlike the kernel's mount; no seed tool writes one) or a
+//! directory that Rock Ridge relocated (`CL`: only deeper than
+//! [`MAX_DEPTH`], where no path read goes) is an error naming it; a name
+//! that is absent is an absent file. The directories of the last path read
+//! are kept, so reading three files of one directory reads it once.
 //!
 //! What it declines (the caller then mounts the device): no `CD001` volume
 //! descriptor (vfat, other file systems), no primary volume descriptor.
 //! Everything it reads is bounds-checked against the device's size and the
 //! structure it comes from: a damaged or hostile image is an error naming
-//! the device and what is wrong, never a panic or a large allocation (the
-//! root directory is capped at [`MAX_DIR`], Rock Ridge continuation chains
-//! at [`MAX_CONTINUATIONS`], names at 255 bytes).
+//! the device and what is wrong, never a panic or a large allocation (each
+//! directory is capped at [`MAX_DIR`], Rock Ridge continuation chains at
+//! [`MAX_CONTINUATIONS`] and in all at [`MAX_CONTINUATIONS_TOTAL`], names at
+//! 255 bytes, paths at [`MAX_DEPTH`] names).
 
 use super::FetchError;
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
@@ -48,9 +61,13 @@ const SECTOR: u64 = 2048;
 /// How many volume descriptors are looked at before giving up (the
 /// kernel's limit too).
 const MAX_DESCRIPTORS: u64 = 100;
-/// Largest root directory read (a seed's has a handful of entries in one
-/// 2 KiB block).
+/// Largest directory read (a seed's root, or a config drive's
+/// `openstack/latest`, has a handful of entries in one 2 KiB block).
 pub const MAX_DIR: u64 = 1 << 20;
+/// Most names in a path read: ISO 9660 nests directories 8 levels deep,
+/// the root being the first (deeper ones Rock Ridge relocates, `CL`), so
+/// a file is at most 8 names down.
+pub const MAX_DEPTH: usize = 8;
 /// Longest chain of Rock Ridge continuation areas followed (the kernel's
 /// limit, against loops).
 pub const MAX_CONTINUATIONS: usize = 32;
@@ -100,14 +117,19 @@ pub enum Names {
     Plain,
 }
 
-/// One entry of the root directory, with the name the kernel shows.
+/// One entry of a directory, with the name the kernel shows.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub name: String,
     /// First block of the data (extended attribute record skipped).
     block: u64,
     pub size: u64,
+    /// A directory, for the kernel (the ISO 9660 flag or Rock Ridge's mode).
     dir: bool,
+    /// The ISO 9660 directory flag itself: whether its data is records.
+    dir_flag: bool,
+    /// A Rock Ridge child link (`CL`): a directory relocated elsewhere.
+    child_link: bool,
     multi_extent: bool,
     interleaved: bool,
     /// From Rock Ridge: a symlink, or a `PX` mode that is not a regular
@@ -132,8 +154,13 @@ pub struct Seed<R> {
     device: String,
     pub names: Names,
     pub volume_id: String,
+    /// The root directory's entries.
     pub entries: Vec<Entry>,
+    /// Bytes to skip in each record's system use area (Rock Ridge's `SP`).
+    skip: usize,
     continuations: std::cell::Cell<usize>,
+    /// The directory last walked to (its path, its entries).
+    last_dir: RefCell<Option<(String, Vec<Entry>)>>,
 }
 
 /// Open `path` (a block device or an image file) and read its root.
@@ -218,6 +245,7 @@ struct Rock {
     symlink: bool,
     mode: Option<u32>,
     relocated: bool,
+    child_link: bool,
 }
 
 impl<R: ReadAt> Seed<R> {
@@ -251,7 +279,9 @@ impl<R: ReadAt> Seed<R> {
             names: Names::Plain,
             volume_id,
             entries: Vec::new(),
+            skip: 0,
             continuations: std::cell::Cell::new(0),
+            last_dir: RefCell::new(None),
         };
         let root_of = |vd: &[u8]| vd[156..190].to_vec();
         let primary_root = root_of(&pvd);
@@ -270,7 +300,8 @@ impl<R: ReadAt> Seed<R> {
             (Names::Plain, dir, 0)
         };
         seed.names = names;
-        seed.entries = seed.entries_of(&dir, skip)?;
+        seed.skip = skip;
+        seed.entries = seed.entries_of(&dir, "the root directory")?;
         Ok(Opened::Seed(seed))
     }
 
@@ -322,8 +353,10 @@ impl<R: ReadAt> Seed<R> {
         Ok(buf)
     }
 
-    /// The entries of a directory's data (skipping "." and "..").
-    fn entries_of(&self, dir: &[u8], skip: usize) -> Result<Vec<Entry>, FetchError> {
+    /// The entries of a directory's data (skipping "." and ".."); `which`
+    /// names the directory in messages.
+    fn entries_of(&self, dir: &[u8], which: &str) -> Result<Vec<Entry>, FetchError> {
+        let skip = self.skip;
         let bs = self.block_size as usize;
         let mut out = Vec::new();
         let mut pos = 0usize;
@@ -336,7 +369,7 @@ impl<R: ReadAt> Seed<R> {
             }
             let rec = Record::parse(&dir[pos..]).ok_or_else(|| {
                 self.corrupt(format!(
-                    "the root directory's record at byte {pos} is malformed \
+                    "{which}'s record at byte {pos} is malformed \
                      (length {len}, name length {})",
                     dir.get(pos + 32).copied().unwrap_or(0)
                 ))
@@ -375,7 +408,9 @@ impl<R: ReadAt> Seed<R> {
                 name,
                 block: rec.block(),
                 size: rec.size(),
-                dir: dir_flag || mode_type == Some(0o040000),
+                dir: dir_flag || mode_type == Some(0o040000) || rock.child_link,
+                dir_flag,
+                child_link: rock.child_link,
                 multi_extent: flags & 0x80 != 0,
                 interleaved: rec.rec[26] != 0 || rec.rec[27] != 0,
                 symlink: rock.symlink || mode_type == Some(0o120000),
@@ -423,6 +458,7 @@ impl<R: ReadAt> Seed<R> {
                     b"PX" if len >= 12 => rock.mode = Some(both_u32(e, 4) as u32),
                     b"SL" => rock.symlink = true,
                     b"RE" => rock.relocated = true,
+                    b"CL" => rock.child_link = true,
                     b"ST" => stop = true,
                     _ => {}
                 }
@@ -441,8 +477,8 @@ impl<R: ReadAt> Seed<R> {
             self.continuations.set(self.continuations.get() + 1);
             if self.continuations.get() > MAX_CONTINUATIONS_TOTAL {
                 return Err(self.corrupt(format!(
-                    "more than {MAX_CONTINUATIONS_TOTAL} Rock Ridge continuation areas in the \
-                     root directory"
+                    "more than {MAX_CONTINUATIONS_TOTAL} Rock Ridge continuation areas in \
+                     the directories read"
                 )));
             }
             if hops > MAX_CONTINUATIONS {
@@ -463,13 +499,15 @@ impl<R: ReadAt> Seed<R> {
         Ok(rock)
     }
 
-    /// Read the file called `name` at the root, at most `limit` bytes;
-    /// `Ok(None)` when there is none. `what` names it in messages.
-    pub fn read(&self, name: &str, limit: u64, what: &str) -> Result<Option<Vec<u8>>, FetchError> {
-        let Some(e) = self.lookup(name) else {
+    /// Read the file at `path` (a name at the root, or names joined by
+    /// `/`, as `openstack/latest/meta_data.json`), at most `limit` bytes;
+    /// `Ok(None)` when there is none (nor a directory on the way). `what`
+    /// names it in messages.
+    pub fn read(&self, path: &str, limit: u64, what: &str) -> Result<Option<Vec<u8>>, FetchError> {
+        let what = format!("{what} ({path} on the ISO 9660 seed {})", self.device);
+        let Some(e) = self.lookup_path(path, &what)? else {
             return Ok(None);
         };
-        let what = format!("{what} ({name} on the ISO 9660 seed {})", self.device);
         let refuse = |message: &str| FetchError::Invalid {
             what: what.clone(),
             message: message.to_string(),
@@ -507,13 +545,18 @@ impl<R: ReadAt> Seed<R> {
         if e.size == 0 {
             return Ok(Some(Vec::new()));
         }
-        self.read_extent(e.block, e.size, &format!("{name} on the seed"))
+        self.read_extent(e.block, e.size, &format!("{path} on the seed"))
             .map(Some)
     }
 
-    /// The first entry the kernel would open for `name`.
+    /// The first entry the kernel would open for `name` at the root.
     pub fn lookup(&self, name: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| match self.names {
+        self.find(&self.entries, name)
+    }
+
+    /// The first entry of `entries` the kernel would open for `name`.
+    fn find<'e>(&self, entries: &'e [Entry], name: &str) -> Option<&'e Entry> {
+        entries.iter().find(|e| match self.names {
             Names::Joliet => e
                 .name
                 .trim_end_matches('.')
@@ -521,6 +564,135 @@ impl<R: ReadAt> Seed<R> {
             _ => e.name == name,
         })
     }
+
+    /// The entries of the directory at `path` (`""` or `"/"`: the root),
+    /// as the kernel lists them; `Ok(None)` when there is no such
+    /// directory.
+    pub fn list(&self, path: &str) -> Result<Option<Vec<Entry>>, FetchError> {
+        let path = path.trim_matches('/');
+        if path.is_empty() {
+            return Ok(Some(self.entries.clone()));
+        }
+        let what = format!("{path} on the ISO 9660 seed {}", self.device);
+        let names = split_path(path, &what)?;
+        self.in_dir(&names, &what, |entries| entries.to_vec())
+    }
+
+    /// The entry at `path`, walking its directories; `Ok(None)` when a name
+    /// on the way is absent.
+    fn lookup_path(&self, path: &str, what: &str) -> Result<Option<Entry>, FetchError> {
+        let names = split_path(path, what)?;
+        let Some((last, dirs)) = names.split_last() else {
+            return Ok(None);
+        };
+        Ok(self
+            .in_dir(dirs, what, |entries| self.find(entries, last).cloned())?
+            .flatten())
+    }
+
+    /// Call `f` with the entries of the directory that `dirs` names, from
+    /// the root; `Ok(None)` when one of them is absent. The directory last
+    /// walked to is kept for the next call.
+    fn in_dir<T>(
+        &self,
+        dirs: &[&str],
+        what: &str,
+        f: impl FnOnce(&[Entry]) -> T,
+    ) -> Result<Option<T>, FetchError> {
+        if dirs.is_empty() {
+            return Ok(Some(f(&self.entries)));
+        }
+        let key = dirs.join("/");
+        if let Some((k, entries)) = &*self.last_dir.borrow() {
+            if *k == key {
+                return Ok(Some(f(entries)));
+            }
+        }
+        let mut entries: Option<Vec<Entry>> = None;
+        for (i, name) in dirs.iter().enumerate() {
+            let here = entries.as_deref().unwrap_or(&self.entries);
+            let Some(e) = self.find(here, name) else {
+                return Ok(None);
+            };
+            let sub = self.descend(e, &dirs[..=i].join("/"), what)?;
+            entries = Some(sub);
+        }
+        let entries = entries.unwrap_or_default();
+        let out = f(&entries);
+        *self.last_dir.borrow_mut() = Some((key, entries));
+        Ok(Some(out))
+    }
+
+    /// Read the directory `e` (at `at`, a path from the root) on the way to
+    /// what `what` names.
+    fn descend(&self, e: &Entry, at: &str, what: &str) -> Result<Vec<Entry>, FetchError> {
+        let refuse = |message: String| FetchError::Invalid {
+            what: what.to_string(),
+            message,
+        };
+        if e.symlink {
+            return Err(refuse(format!(
+                "{at} is a symbolic link; links on a seed are not followed: put the \
+                 directory itself there"
+            )));
+        }
+        if e.child_link {
+            return Err(refuse(format!(
+                "{at} is a directory relocated by Rock Ridge (CL), which imprint does not \
+                 follow; no path it reads is that deep"
+            )));
+        }
+        if !e.dir || !e.dir_flag || e.special {
+            return Err(refuse(format!("{at} is not a directory")));
+        }
+        if e.multi_extent || e.interleaved {
+            return Err(refuse(format!(
+                "{at} is a multi-extent or interleaved directory, which imprint does not read"
+            )));
+        }
+        let which = format!("the directory {at}");
+        if e.size > MAX_DIR {
+            return Err(self.corrupt(format!(
+                "{which} is {} bytes, more than imprint reads ({MAX_DIR}); a seed's \
+                 directories hold a few files",
+                e.size
+            )));
+        }
+        if e.size < 34 {
+            return Err(self.corrupt(format!(
+                "{which} is {} bytes, too small for its \".\" entry",
+                e.size
+            )));
+        }
+        let data = self.read_extent(e.block, e.size, &which)?;
+        self.entries_of(&data, &which)
+    }
+}
+
+/// The names of a path read (`a/b/c`): at most [`MAX_DEPTH`], none empty,
+/// `.` or `..`.
+fn split_path<'p>(path: &'p str, what: &str) -> Result<Vec<&'p str>, FetchError> {
+    let names: Vec<&str> = path.split('/').collect();
+    let bad = |message: String| FetchError::Invalid {
+        what: what.to_string(),
+        message,
+    };
+    if names.len() > MAX_DEPTH {
+        return Err(bad(format!(
+            "a path {} names deep; imprint reads at most {MAX_DEPTH} (as deep as ISO 9660 \
+             nests directories)",
+            names.len()
+        )));
+    }
+    if names
+        .iter()
+        .any(|n| n.is_empty() || *n == "." || *n == "..")
+    {
+        return Err(bad(
+            "not a relative path of names (an empty name, \".\" or \"..\")".into(),
+        ));
+    }
+    Ok(names)
 }
 
 /// The volume descriptors imprint uses: the primary one, and the first

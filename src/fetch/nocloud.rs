@@ -253,7 +253,8 @@ pub trait SeedFiles {
     fn read(&self, name: &str, limit: u64, what: &str) -> Result<Option<Vec<u8>>, FetchError>;
 }
 
-struct Dir<'a>(&'a Path);
+/// A directory's files (a seed directory, a mounted device).
+pub struct Dir<'a>(pub &'a Path);
 
 impl SeedFiles for Dir<'_> {
     fn read(&self, name: &str, limit: u64, what: &str) -> Result<Option<Vec<u8>>, FetchError> {

@@ -4,13 +4,19 @@
 //! - Config drive: cloud-init's seed directory for it,
 //!   `/var/lib/cloud/seed/config_drive` (when it holds `meta_data.json`;
 //!   read under `--root` too, as a NoCloud seed directory is), else a
-//!   device labelled `config-2` (ISO 9660 or vfat), mounted read-only like
-//!   a NoCloud seed (only when the root is the host), files
-//!   `openstack/latest/meta_data.json` (`uuid` is the instance-id,
-//!   `hostname`) and `openstack/latest/user_data` (absent = none). Both
-//!   are local: a sealed instance reads its `uuid` there at every boot and
-//!   compares it with the seal, so a new instance booted from a snapshot
-//!   of a configured one is configured (src/pipeline.rs).
+//!   device labelled `config-2`, read like a NoCloud seed device (only
+//!   when the root is the host): ISO 9660, as Nova writes it, in-process
+//!   (`iso9660`, no mount: mounting cost up to seconds at boot under
+//!   emulation), anything else (a vfat drive) mounted read-only for the
+//!   time of the read (`mount`). Files `openstack/latest/meta_data.json`
+//!   (`uuid` is the instance-id, `hostname`) and
+//!   `openstack/latest/user_data` (absent = none). Both are local: a
+//!   sealed instance reads its `uuid` there at every boot and compares it
+//!   with the seal, so a new instance booted from a snapshot of a
+//!   configured one is configured (src/pipeline.rs). An ISO 9660 drive
+//!   whose volume descriptors or root directory cannot be read is
+//!   "unavailable", as a drive that fails to mount is: a sealed instance
+//!   then keeps its seal.
 //! - Metadata service: the same two documents under
 //!   `http://169.254.169.254/openstack/latest/` (404 on `user_data` = none;
 //!   on `meta_data.json`, a service not ready yet: retried within the
@@ -19,7 +25,9 @@
 //! Vendor data (`vendor_data.json`) is not read.
 
 use super::http::{self, Client, Req};
-use super::mount::{self, read_file_opt};
+use super::iso9660;
+use super::mount;
+use super::nocloud::{self, SeedFiles};
 use super::{FetchError, Fetched, Options, Provider};
 use crate::identify::{
     self, Datasource, Identified, Request, CONFIG_DRIVE_LABELS, CONFIG_DRIVE_SEED_DIR,
@@ -53,25 +61,30 @@ pub fn parse_meta_data(bytes: &[u8], what: &str) -> Result<(String, Option<Strin
     Ok((uuid.to_string(), hostname))
 }
 
-/// Read a config drive's files from `dir` (a mounted drive).
+/// Read a config drive's files from `dir` (a mounted drive, or the seed
+/// directory).
 pub fn read_config_drive(dir: &Path, what: &str, limit: u64) -> Result<Fetched, FetchError> {
+    read_config_drive_from(&nocloud::Dir(dir), what, limit)
+}
+
+/// Read a config drive's `meta_data.json` and `user_data` (from a
+/// directory or an ISO 9660 image). `what` names it in messages.
+pub fn read_config_drive_from(
+    files: &impl SeedFiles,
+    what: &str,
+    limit: u64,
+) -> Result<Fetched, FetchError> {
     let meta_what = format!("{META_DATA} of {what}");
-    let meta = read_file_opt(
-        &dir.join(META_DATA),
-        super::nocloud::MAX_META_DATA,
-        &meta_what,
-    )?
-    .ok_or_else(|| FetchError::Unavailable {
-        datasource: Datasource::OpenStack,
-        message: format!("the config drive {what} has no {META_DATA}"),
-    })?;
+    let meta = files
+        .read(META_DATA, nocloud::MAX_META_DATA, &meta_what)?
+        .ok_or_else(|| FetchError::Unavailable {
+            datasource: Datasource::OpenStack,
+            message: format!("the config drive {what} has no {META_DATA}"),
+        })?;
     let (instance_id, hostname) = parse_meta_data(&meta, &meta_what)?;
-    let user_data = read_file_opt(
-        &dir.join(USER_DATA),
-        limit,
-        &format!("{USER_DATA} of {what}"),
-    )?
-    .unwrap_or_default();
+    let user_data = files
+        .read(USER_DATA, limit, &format!("{USER_DATA} of {what}"))?
+        .unwrap_or_default();
     Ok(Fetched {
         instance_id,
         user_data,
@@ -119,22 +132,67 @@ impl Provider for ConfigDrive {
             return Err(FetchError::Unavailable {
                 datasource: Datasource::OpenStack,
                 message: format!(
-                    "found the config drive {} (labelled config-2), but devices are mounted \
-                     only when the root is the host, not under --root",
-                    device.display()
+                    "found the config drive {} (labelled config-2), but devices are read \
+                     only when the root is the host, not under --root; put the drive's files \
+                     in {}/{CONFIG_DRIVE_SEED_DIR} instead",
+                    device.display(),
+                    self.root.dir().display(),
                 ),
             });
         }
-        let what = device.display().to_string();
-        let limit = self.limit;
-        mount::with_mounted(
-            &device,
-            "config-2",
-            &self.root.join(root::RUN_DIR),
-            mount::SEED_FS_TYPES,
-            |dir| read_config_drive(dir, &what, limit),
-        )
-        .map(Some)
+        read_device(&device, &self.root.join(root::RUN_DIR), self.limit).map(Some)
+    }
+}
+
+/// Read a config drive device: in-process when it is ISO 9660 (as Nova
+/// writes it), else (vfat) mounted under `run_dir`.
+pub fn read_device(device: &Path, run_dir: &Path, limit: u64) -> Result<Fetched, FetchError> {
+    let what = device.display().to_string();
+    // The volume descriptors and the root directory are what the kernel's
+    // mount reads: an image it cannot read is a drive that did not mount.
+    let opened = iso9660::open(device).map_err(|e| FetchError::Unavailable {
+        datasource: Datasource::OpenStack,
+        message: format!("the config drive {what} could not be read: {e}"),
+    })?;
+    match opened {
+        iso9660::Opened::Seed(seed) => {
+            tracing::debug!(
+                device = %what,
+                names = ?seed.names,
+                volume = %seed.volume_id,
+                "reading the ISO 9660 config drive in-process"
+            );
+            let fetched = read_config_drive_from(&seed, &what, limit);
+            if let Err(FetchError::Unavailable { .. }) = &fetched {
+                // No meta_data.json: say what the drive holds.
+                let names = |dir: &str| -> String {
+                    match seed.list(dir) {
+                        Ok(Some(entries)) => entries
+                            .iter()
+                            .take(8)
+                            .map(|e| e.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        Ok(None) => "absent".into(),
+                        Err(e) => e.to_string(),
+                    }
+                };
+                tracing::warn!(
+                    "the config drive {what} has no {META_DATA} ({:?} names; its root \
+                     holds: {}; openstack/latest: {})",
+                    seed.names,
+                    names(""),
+                    names("openstack/latest")
+                );
+            }
+            fetched
+        }
+        iso9660::Opened::Declined(why) => {
+            tracing::debug!(device = %what, "not read in-process ({why}); mounting it");
+            mount::with_mounted(device, "config-2", run_dir, mount::SEED_FS_TYPES, |dir| {
+                read_config_drive(dir, &what, limit)
+            })
+        }
     }
 }
 
