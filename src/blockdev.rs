@@ -29,8 +29,10 @@
 //!   image builds use them.
 //! - the label: ISO 9660 first (the volume descriptors, from byte 32768:
 //!   [`iso9660::volume_label`], blkid's rule for Joliet included), then vfat
-//!   (the boot sector, and the volume-label entry of the root directory's
-//!   first 16 KiB): a few sectors per device.
+//!   (the boot sector, and the volume-label entry of the root directory:
+//!   FAT12/16's first 16 KiB, FAT32's cluster chain as blkid follows it, at
+//!   most [`MAX_FAT32_CLUSTERS`] clusters and [`MAX_FAT32_DIR`] bytes): a
+//!   few sectors per device.
 //!
 //! Devices are read in name order; the first labelled as asked wins. All
 //! paths are under the [`Root`]. Not found: a device whose driver (`sr_mod`,
@@ -54,6 +56,12 @@ pub const MAX_SIZE: u64 = 128 << 20;
 /// (512 entries: all of a FAT12/16 root as `mkfs.vfat` makes it; the label
 /// is the first entry `mkfs.vfat -n` and `fatlabel` write).
 const MAX_FAT_DIR: u64 = 16 << 10;
+/// Most clusters of a FAT32 root directory read looking for its
+/// volume-label entry: blkid's limit (its loop stops at the 100th).
+pub const MAX_FAT32_CLUSTERS: usize = 99;
+/// Most bytes of a FAT32 root directory read in all (99 clusters of up to
+/// 10 KiB, what `mkfs.vfat` makes for a seed-sized volume: 512 bytes).
+pub const MAX_FAT32_DIR: u64 = 1 << 20;
 /// What a vfat boot sector says when it has no label.
 const NO_NAME: &[u8; 11] = b"NO NAME    ";
 
@@ -265,8 +273,12 @@ fn le32(b: &[u8], at: usize) -> u64 {
 /// 0x2B, FAT32 at 0x47; what `mkfs.vfat -n` also writes), 11 bytes, space
 /// padded, `NO NAME` meaning none. `None` when `src` is not FAT (blkid's
 /// magic and sanity checks of the boot sector). Reads the boot sector and at
-/// most [`MAX_FAT_DIR`] of the root directory (on FAT32, of its first
-/// cluster: the label entry comes first there too).
+/// most [`MAX_FAT_DIR`] of a FAT12/16 root directory; a FAT32 root
+/// directory is a cluster chain, followed as blkid does (each cluster
+/// searched up to its end marker, then the next from the FAT, while the
+/// cluster number is within the FAT), for at most [`MAX_FAT32_CLUSTERS`]
+/// clusters and [`MAX_FAT32_DIR`] bytes, stopping at a cluster seen before
+/// (a loop) or one past the end of the device.
 pub fn vfat_labels<R: ReadAt + ?Sized>(src: &R, len: u64) -> Option<Vec<String>> {
     let mut bs = [0u8; 512];
     if len < 512 {
@@ -315,26 +327,41 @@ pub fn vfat_labels<R: ReadAt + ?Sized>(src: &R, len: u64) -> Option<Vec<String>>
     if clusters > max {
         return None;
     }
-    let (boot, dir_at, dir_len) = if fat16_len != 0 {
-        let at = (reserved + fat_size) * sector;
-        (&bs[0x2b..0x36], at, dir_entries * 32)
+    let mut out = Vec::new();
+    let mut found = |name: &[u8]| {
+        if name != NO_NAME {
+            out.extend(label_text(name));
+        }
+    };
+    let boot = if fat16_len != 0 {
+        let dir_at = (reserved + fat_size) * sector;
+        let dir_len = (dir_entries * 32)
+            .min(MAX_FAT_DIR)
+            .min(len.saturating_sub(dir_at))
+            / 32
+            * 32;
+        let mut dir = vec![0u8; dir_len as usize];
+        if dir_len > 0 && src.read_exact_at(&mut dir, dir_at).is_ok() {
+            if let Some(name) = root_dir_label(&dir) {
+                found(name);
+            }
+        }
+        &bs[0x2b..0x36]
     } else if fat32_len != 0 {
-        let root = le32(&bs, 0x2c);
-        let at = (reserved + fat_size + root.checked_sub(2)? * cluster) * sector;
-        (&bs[0x47..0x52], at, cluster * sector)
+        let geometry = Fat32 {
+            sector,
+            cluster,
+            fat_at: reserved * sector,
+            data_at: (reserved + fat_size) * sector,
+            fat_entries: fat32_len * sector / 4,
+        };
+        if let Some(name) = fat32_root_label(src, len, &geometry, le32(&bs, 0x2c)) {
+            found(&name);
+        }
+        &bs[0x47..0x52]
     } else {
         return None;
     };
-    let mut out = Vec::new();
-    let dir_len = dir_len.min(MAX_FAT_DIR).min(len.saturating_sub(dir_at)) / 32 * 32;
-    let mut dir = vec![0u8; dir_len as usize];
-    if dir_len > 0 && src.read_exact_at(&mut dir, dir_at).is_ok() {
-        if let Some(name) = root_dir_label(&dir) {
-            if name != NO_NAME {
-                out.extend(label_text(name));
-            }
-        }
-    }
     if boot != NO_NAME {
         if let Some(l) = label_text(boot) {
             if !out.contains(&l) {
@@ -343,6 +370,64 @@ pub fn vfat_labels<R: ReadAt + ?Sized>(src: &R, len: u64) -> Option<Vec<String>>
         }
     }
     Some(out)
+}
+
+/// Where a FAT32 file system keeps its FAT and its clusters (bytes).
+struct Fat32 {
+    sector: u64,
+    /// Sectors per cluster.
+    cluster: u64,
+    fat_at: u64,
+    data_at: u64,
+    /// Entries the first FAT has room for.
+    fat_entries: u64,
+}
+
+/// The volume-label entry's name in the FAT32 root directory starting at
+/// cluster `first`: blkid's walk of the cluster chain (each cluster
+/// searched on its own), bounded by [`MAX_FAT32_CLUSTERS`],
+/// [`MAX_FAT32_DIR`], the device's end, and a cluster seen before.
+fn fat32_root_label<R: ReadAt + ?Sized>(
+    src: &R,
+    len: u64,
+    g: &Fat32,
+    first: u64,
+) -> Option<[u8; 11]> {
+    let cluster_len = g.cluster.checked_mul(g.sector)?;
+    if cluster_len == 0 || cluster_len > MAX_FAT32_DIR {
+        return None;
+    }
+    let mut buf = vec![0u8; cluster_len as usize];
+    let mut seen: Vec<u64> = Vec::new();
+    let mut read = 0u64;
+    let mut next = first;
+    while next >= 2 && next < g.fat_entries && seen.len() < MAX_FAT32_CLUSTERS {
+        if seen.contains(&next) {
+            return None; // a loop: nothing new to read
+        }
+        seen.push(next);
+        let at = (next - 2)
+            .checked_mul(cluster_len)
+            .and_then(|o| o.checked_add(g.data_at))?;
+        if at.checked_add(cluster_len)? <= len {
+            read += cluster_len;
+            if read > MAX_FAT32_DIR {
+                return None;
+            }
+            src.read_exact_at(&mut buf, at).ok()?;
+            if let Some(name) = root_dir_label(&buf) {
+                return name.try_into().ok();
+            }
+        }
+        let mut entry = [0u8; 4];
+        let fat_at = g.fat_at.checked_add(next.checked_mul(4)?)?;
+        if fat_at.checked_add(4)? > len {
+            return None;
+        }
+        src.read_exact_at(&mut entry, fat_at).ok()?;
+        next = le32(&entry, 0) & 0x0fff_ffff;
+    }
+    None
 }
 
 /// The volume-label entry's name in a FAT directory, as blkid finds it:

@@ -1285,3 +1285,215 @@ fn openstack_config_drive_variants() {
         "mount point removed"
     );
 }
+
+// ------------------------------------------------ FAT32 root cluster chain
+
+/// blkid's labels of an image file (`blkid -p`: the superblock itself,
+/// no cache): `LABEL` (the root directory's entry), then `LABEL_FATBOOT`
+/// (the boot sector's) when it is reported.
+fn blkid_labels(img: &Path) -> Vec<String> {
+    let o = Command::new("blkid")
+        .args(["-p", "-o", "export"])
+        .arg(img)
+        .output()
+        .unwrap_or_else(|e| panic!("blkid is not installed (apt-get install util-linux): {e}"));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(str::to_string)
+    };
+    let mut out: Vec<String> = get("LABEL").into_iter().collect();
+    if let Some(b) = get("LABEL_FATBOOT") {
+        if !out.contains(&b) {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// A 40 MiB FAT32 image (`mkfs.vfat -F 32`: 512-byte clusters, 16 entries
+/// each) with 40 files at its root (`mcopy`, each a long-name entry and a
+/// short one), then labelled `label` by `mlabel`, which writes the label
+/// entry in the root directory's first free slot: the 8th cluster of its
+/// chain.
+fn fat32_with_full_root(img: &Path, label: Option<&str>) {
+    make_vfat_unlabelled_fat32(img);
+    let src = img.with_extension("files");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut names = Vec::new();
+    for i in 0..40 {
+        let p = src.join(format!("file-number-{i}.txt"));
+        std::fs::write(&p, format!("{i}\n")).unwrap();
+        names.push(p);
+    }
+    let tool = |c: &mut Command, name: &str| {
+        let o = c
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .unwrap_or_else(|e| panic!("{name} is not installed (apt-get install mtools): {e}"));
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    tool(
+        Command::new("mcopy")
+            .arg("-i")
+            .arg(img)
+            .args(&names)
+            .arg("::"),
+        "mcopy",
+    );
+    if let Some(l) = label {
+        tool(
+            Command::new("mlabel")
+                .arg("-i")
+                .arg(img)
+                .arg(format!("::{l}")),
+            "mlabel",
+        );
+    }
+}
+
+fn make_vfat_unlabelled_fat32(img: &Path) {
+    std::fs::create_dir_all(img.parent().unwrap()).unwrap();
+    std::fs::File::create(img)
+        .unwrap()
+        .set_len(40 << 20)
+        .unwrap();
+    let o = Command::new("mkfs.vfat")
+        .args(["-F", "32"])
+        .arg(img)
+        .output()
+        .unwrap_or_else(|e| panic!("mkfs.vfat is not installed (apt-get install dosfstools): {e}"));
+    assert!(
+        o.status.success(),
+        "mkfs.vfat: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The FAT32 root directory's clusters, in chain order (at most 64), and
+/// the byte offsets of the first FAT and of cluster 2.
+fn fat32_root_chain(img: &[u8]) -> (Vec<u32>, usize, usize, usize) {
+    let le16 = |at: usize| u16::from_le_bytes([img[at], img[at + 1]]) as usize;
+    let le32 = |at: usize| u32::from_le_bytes(img[at..at + 4].try_into().unwrap());
+    let sector = le16(0x0b);
+    let cluster = img[0x0d] as usize * sector;
+    let fat = le16(0x0e) * sector;
+    let data = fat + img[0x10] as usize * le32(0x24) as usize * sector;
+    let mut chain = vec![le32(0x2c)];
+    loop {
+        let next = le32(fat + *chain.last().unwrap() as usize * 4) & 0x0fff_ffff;
+        if next >= 0x0fff_fff8 || chain.len() >= 64 {
+            break;
+        }
+        chain.push(next);
+    }
+    (chain, fat, data, cluster)
+}
+
+/// The label entry of a FAT32 root directory beyond its first cluster is
+/// found, as blkid finds it (blkid -p is the oracle); before, only the first
+/// cluster was read and the drive below was not found at all.
+#[test]
+fn fat32_label_beyond_the_first_cluster() {
+    let t = TempRoot::new();
+    let img = t.join("/dev/vdb");
+    fat32_with_full_root(&img, Some("config-2"));
+    let bytes = std::fs::read(&img).unwrap();
+    let (chain, _, data, cluster) = fat32_root_chain(&bytes);
+    // The layout this test is about: the label entry is not in the first
+    // cluster.
+    assert!(chain.len() > 2, "{chain:?}");
+    let first = &bytes[data + (chain[0] as usize - 2) * cluster..][..cluster];
+    assert!(
+        !first.chunks(32).any(|e| e[11] & 0x3f == 0x08),
+        "the label entry is in the first cluster"
+    );
+    let oracle = blkid_labels(&img);
+    assert_eq!(oracle, ["CONFIG-2", "config-2"], "blkid -p");
+    assert_eq!(
+        imprint::blockdev::vfat_labels(&bytes, bytes.len() as u64),
+        Some(oracle)
+    );
+    // The boot sector's label blanked ("NO NAME", as mkfs.vfat writes it
+    // without -n): only the root directory's entry names the drive, for
+    // blkid as for imprint, which finds it with no by-label link.
+    let mut bytes = bytes;
+    bytes[0x47..0x52].copy_from_slice(b"NO NAME    ");
+    std::fs::write(&img, &bytes).unwrap();
+    assert_eq!(blkid_labels(&img), ["CONFIG-2"], "blkid -p");
+    fake_block(&t, "vdb", "252:16", None);
+    let root = Root::at(t.path());
+    let req = Request {
+        datasource: Some("openstack".into()),
+        ..Request::default()
+    };
+    let id = identify::identify(&root, &req, &[]).unwrap();
+    assert_eq!(
+        id.device.as_deref(),
+        Some(img.as_path()),
+        "{}",
+        evidence(&id)
+    );
+    let id = identify::identify(&root, &Request::default(), &[]).unwrap();
+    assert_eq!(id.datasource, Datasource::OpenStack, "{}", evidence(&id));
+    assert!(
+        evidence(&id).contains("/sys/class/block/vdb: vfat labelled CONFIG-2"),
+        "{}",
+        evidence(&id)
+    );
+}
+
+/// A FAT32 root directory's cluster chain that loops, or runs off the
+/// FAT or the device: the scan ends (blkid's answer where it has one), no
+/// hang, no panic.
+#[test]
+fn fat32_root_chain_loops_and_damage_end_the_scan() {
+    let t = TempRoot::new();
+    let img = t.join("/f.img");
+    // No label anywhere: the whole chain is walked.
+    fat32_with_full_root(&img, None);
+    let good = std::fs::read(&img).unwrap();
+    assert_eq!(blkid_labels(&img), Vec::<String>::new());
+    let (chain, fat, _, _) = fat32_root_chain(&good);
+    let last = *chain.last().unwrap() as usize;
+    let len = good.len() as u64;
+    // The last cluster points back at the first: a loop.
+    let mut looped = good.clone();
+    looped[fat + last * 4..fat + last * 4 + 4].copy_from_slice(&chain[0].to_le_bytes());
+    assert_eq!(imprint::blockdev::vfat_labels(&looped, len), Some(vec![]));
+    // ... at itself.
+    let mut selfloop = good.clone();
+    selfloop[fat + last * 4..fat + last * 4 + 4].copy_from_slice(&(last as u32).to_le_bytes());
+    assert_eq!(imprint::blockdev::vfat_labels(&selfloop, len), Some(vec![]));
+    // With a label, in a looping chain: found (blkid agrees).
+    fat32_with_full_root(&img, Some("cidata"));
+    let mut labelled = std::fs::read(&img).unwrap();
+    let (chain, fat, _, _) = fat32_root_chain(&labelled);
+    let last = *chain.last().unwrap() as usize;
+    labelled[fat + last * 4..fat + last * 4 + 4].copy_from_slice(&chain[0].to_le_bytes());
+    std::fs::write(&img, &labelled).unwrap();
+    let oracle = blkid_labels(&img);
+    assert_eq!(oracle, ["CIDATA", "cidata"]);
+    assert_eq!(
+        imprint::blockdev::vfat_labels(&labelled, labelled.len() as u64),
+        Some(oracle)
+    );
+    // A next cluster past the FAT, past the device, or the image cut: the
+    // boot sector's label still stands, nothing panics.
+    for next in [0x0fff_fff0u32, 0x00ff_ffff, 1, 0] {
+        let mut b = labelled.clone();
+        let first = chain[0] as usize;
+        b[fat + first * 4..fat + first * 4 + 4].copy_from_slice(&next.to_le_bytes());
+        let got = imprint::blockdev::vfat_labels(&b, b.len() as u64).unwrap();
+        assert_eq!(got, ["cidata"], "next {next:#x}");
+    }
+    for cut in [600usize, 40 << 10, 400 << 10] {
+        let b = &labelled[..cut.min(labelled.len())];
+        let _ = imprint::blockdev::vfat_labels(b, b.len() as u64);
+    }
+}
