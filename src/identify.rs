@@ -263,15 +263,19 @@ pub struct Dmi {
 }
 
 impl Dmi {
-    /// Read the DMI strings under the root.
-    pub fn read(root: &Root) -> Dmi {
-        let dir = root.join(root::DMI_DIR);
-        let get = |name: &str| {
-            std::fs::read(dir.join(name)).ok().and_then(|b| {
+    /// One DMI string under the root (`None`: absent, unreadable or blank).
+    fn read_one(root: &Root, name: &str) -> Option<String> {
+        std::fs::read(root.join(root::DMI_DIR).join(name))
+            .ok()
+            .and_then(|b| {
                 let s = String::from_utf8_lossy(&b).trim().to_string();
                 (!s.is_empty()).then_some(s)
             })
-        };
+    }
+
+    /// Read the DMI strings under the root.
+    pub fn read(root: &Root) -> Dmi {
+        let get = |name: &str| Dmi::read_one(root, name);
         Dmi {
             sys_vendor: get("sys_vendor"),
             product_name: get("product_name"),
@@ -506,13 +510,18 @@ pub struct NoCloudOverrides {
 }
 
 impl NoCloudOverrides {
-    /// From the root's SMBIOS serial and `/proc/cmdline`.
+    /// From the root's SMBIOS serial and `/proc/cmdline`: those two files
+    /// only (called on the boot's path, by the seal's check and by fetch).
     pub fn read(root: &Root) -> NoCloudOverrides {
         let cmdline = std::fs::read_to_string(root.join(root::CMDLINE))
             .ok()
             .map(|t| Cmdline::parse(&t))
             .filter(|c| c.ds.as_deref().and_then(Datasource::parse) == Some(Datasource::NoCloud));
-        NoCloudOverrides::of(smbios_nocloud(&Dmi::read(root)), cmdline)
+        let serial = Dmi {
+            product_serial: Dmi::read_one(root, "product_serial"),
+            ..Dmi::default()
+        };
+        NoCloudOverrides::of(smbios_nocloud(&serial), cmdline)
     }
 
     /// The serial's values first, then the command line's (pure).
