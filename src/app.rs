@@ -41,6 +41,7 @@ fn inputs_of(a: &InputArgs, no_restart: bool, force: bool) -> Inputs {
         request: request_of(&a.source),
         no_restart,
         force,
+        read_devices: None,
     }
 }
 
@@ -61,7 +62,11 @@ fn log_failure(e: &Error, secrets: &crate::secret::Secrets) {
     let msg = secrets.mask(&e.to_string());
     match e {
         // Loud: the operator expected new user-data to take effect.
-        Error::Sealed(s) if s.user_data_changed => {
+        // Loud too: a seed device that is there but unreadable is broken.
+        Error::Sealed(s)
+            if s.user_data_changed
+                || s.trusted.as_ref().is_some_and(|t| t.unreadable.is_some()) =>
+        {
             tracing::warn!(message_id = crate::logging::MSG_ALREADY_SEALED, "{msg}")
         }
         Error::Sealed(_) => {

@@ -98,6 +98,10 @@ pub struct Trusted {
     /// was there at the first boot and is not now, an OpenStack config
     /// drive that could not be read).
     pub gone: Option<String>,
+    /// A NoCloud seed device that is there but could not be read (a failed
+    /// mount, an I/O error, a damaged image); `gone` then says why. Logged
+    /// as a warning: the seed is broken, not merely detached.
+    pub unreadable: Option<String>,
 }
 
 impl fmt::Display for Sealed {
@@ -106,6 +110,7 @@ impl fmt::Display for Sealed {
             gone: Some(gone),
             sealed_at,
             datasource: crate::identify::Datasource::OpenStack,
+            ..
         }) = &self.trusted
         {
             return write!(
@@ -114,6 +119,25 @@ impl fmt::Display for Sealed {
                  drive could not be read ({gone}), so imprint could not compare this machine's \
                  instance-id with the seal, and did nothing. If this machine is a new instance \
                  (booted from a snapshot of instance {id}), run `imprint run --force` on it now",
+                id = self.instance_id,
+            );
+        }
+        if let Some(Trusted {
+            gone: Some(gone),
+            sealed_at,
+            unreadable: Some(device),
+            ..
+        }) = &self.trusted
+        {
+            return write!(
+                f,
+                "sealed for instance {id} (configured {sealed_at}); the seal stands: the NoCloud \
+                 seed device {device} is there but could not be read ({gone}), so imprint could \
+                 not compare this machine's instance-id with the seal, and did nothing. Check \
+                 the device (`imprint fetch` reads it again and says what is wrong; a damaged \
+                 seed image is made again, with cloud-localds or genisoimage, not repaired); if \
+                 this machine is a new instance, give it a readable seed and run \
+                 `imprint run --force` (or `imprint run --force --user-data FILE`)",
                 id = self.instance_id,
             );
         }

@@ -41,6 +41,11 @@ pub struct Inputs {
     /// Record restarts instead of doing them (always so under `--root`).
     pub no_restart: bool,
     pub force: bool,
+    /// Whether a labelled seed device may be read (fetch's
+    /// `Options::allow_mount`): `None`, only when the root is the host
+    /// (never under `--root`, which is all the command line gives). Tests
+    /// set it to read an image file under a temporary root.
+    pub read_devices: Option<bool>,
 }
 
 /// What the pipeline produced, as far as it went.
@@ -219,6 +224,7 @@ pub fn run(
                         datasource: identified.datasource,
                         sealed_at: s.time.clone(),
                         gone: None,
+                        unreadable: None,
                     }),
                 }));
             }
@@ -245,11 +251,21 @@ pub fn run(
     });
     let options = fetch::Options {
         timeout: manifest.datasource_timeout,
+        allow_mount: inputs.read_devices,
         ..fetch::Options::default()
     };
     let fetched = out.timer.time("fetch", || {
         fetch::fetch(root, &identified, &inputs.request, &options)
     });
+    // A NoCloud seed device that is there but cannot be read (a failed
+    // mount, an I/O error, a damaged image), asked for by nothing but
+    // detection or the kernel command line, on a sealed instance.
+    let unreadable = match (&fetched, &sealed_offline, &sealed) {
+        (Err(Error::Fetch(e)), None, Some(_)) if inputs.request.datasource.is_none() => {
+            fetch::nocloud::unreadable_device(root, &identified, e)
+        }
+        _ => None,
+    };
     let fetched = match (fetched, sealed_offline, &sealed) {
         (Err(_), Some(id), _) => {
             return Err(Error::Sealed(Sealed {
@@ -278,6 +294,23 @@ pub fn run(
                     datasource: Datasource::NoCloud,
                     sealed_at: s.time.clone(),
                     gone: Some(message),
+                    unreadable: None,
+                }),
+            }))
+        }
+        // The same for a seed device that is there but cannot be read: no
+        // instance-id and no user-data to read either, so the seal stands
+        // as it does when the seed is gone, with a warning that names the
+        // device and the error (docs/lockout.md).
+        (Err(Error::Fetch(e)), None, Some(s)) if unreadable.is_some() => {
+            return Err(Error::Sealed(Sealed {
+                instance_id: s.instance_id.clone(),
+                user_data_changed: false,
+                trusted: Some(Trusted {
+                    datasource: Datasource::NoCloud,
+                    sealed_at: s.time.clone(),
+                    gone: Some(e.to_string()),
+                    unreadable: unreadable.map(|d| d.display().to_string()),
                 }),
             }))
         }
@@ -300,6 +333,7 @@ pub fn run(
                     datasource: Datasource::OpenStack,
                     sealed_at: s.time.clone(),
                     gone: Some(e.to_string()),
+                    unreadable: None,
                 }),
             }))
         }
@@ -587,6 +621,7 @@ mod tests {
             },
             no_restart: false,
             force: false,
+            read_devices: None,
         };
         let mut out = Outcome::default();
         let e = run(&inputs, Until::Run, &mut Failing, &mut out).unwrap_err();

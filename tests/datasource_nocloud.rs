@@ -469,3 +469,89 @@ fn nocloud_from_an_iso9660_cidata_image() {
         "read in-process: no mount point made"
     );
 }
+
+/// A sealed instance whose `cidata` device is there but cannot be read
+/// (here: a `genisoimage` seed cut short, as a half-written or damaged
+/// image is) is the case of a seed that is gone: the seal stands, 77,
+/// nothing changes, and the message names the device and the error.
+/// Asked for by name (`--datasource nocloud`), or on an instance that is
+/// not sealed, it is an error (69), as before.
+#[test]
+fn unreadable_seed_device_on_a_sealed_instance_leaves_the_seal_standing() {
+    use imprint::pipeline::{self, Inputs, Outcome, Until};
+    use imprint::systemd::Recorder;
+    let t = TempRoot::new();
+    t.write("/proc/cmdline", "ro quiet\n");
+    t.write(
+        "/var/lib/cloud/seed/nocloud/meta-data",
+        "instance-id: iid-dev-1\n",
+    );
+    let user_data = "#cloud-config\nwrite_files:\n- path: /etc/motd\n  content: hello\n";
+    t.write("/var/lib/cloud/seed/nocloud/user-data", user_data);
+    let inputs = |datasource: Option<&str>, force: bool| Inputs {
+        root: Root::at(t.path()),
+        config: None,
+        request: Request {
+            datasource: datasource.map(str::to_string),
+            ..Request::default()
+        },
+        no_restart: true,
+        force,
+        read_devices: Some(true),
+    };
+    let run = |i: &Inputs| pipeline::run(i, Until::Run, &mut Recorder, &mut Outcome::default());
+    run(&inputs(None, false)).expect("first boot configures");
+    assert_eq!(t.read("/etc/motd"), "hello");
+    // Later boots: the seed directory is gone and a damaged seed image is
+    // on the device (the same seed, cut after its volume descriptors).
+    std::fs::remove_dir_all(t.join("/var/lib/cloud/seed/nocloud")).unwrap();
+    let content = t.join("/content");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("meta-data"), "instance-id: iid-dev-1\n").unwrap();
+    std::fs::write(content.join("user-data"), user_data).unwrap();
+    let img = t.join("/dev/sr0");
+    std::fs::create_dir_all(t.join("/dev/disk/by-label")).unwrap();
+    let o = Command::new("genisoimage")
+        .args(["-quiet", "-volid", "cidata", "-joliet", "-rock", "-output"])
+        .arg(&img)
+        .arg(content.join("user-data"))
+        .arg(content.join("meta-data"))
+        .output()
+        .expect("genisoimage is not installed");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_dir_all(&content).unwrap();
+    let iso = std::fs::read(&img).unwrap();
+    std::fs::write(&img, &iso[..19 * 2048]).unwrap();
+    std::os::unix::fs::symlink("../../sr0", t.join("/dev/disk/by-label/cidata")).unwrap();
+    let device = img.display().to_string();
+    let before = common::tree_hash(t.path(), &["run/imprint"]);
+    let e = run(&inputs(None, false)).unwrap_err();
+    assert_eq!(e.exit_code(), imprint::ExitCode::Sealed, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("sealed for instance iid-dev-1 (configured ")
+            && msg.contains(&format!(
+                "the seal stands: the NoCloud seed device {device} is there but could not be read (failed to parse the ISO 9660 seed {device}: "
+            ))
+            && msg.contains("a truncated or damaged image")
+            && msg.contains("run `imprint run --force`"),
+        "{msg}"
+    );
+    assert_eq!(
+        common::tree_hash(t.path(), &["run/imprint"]),
+        before,
+        "nothing changed"
+    );
+    // Asked for by name: the seed must be readable.
+    let e = run(&inputs(Some("nocloud"), false)).unwrap_err();
+    assert_eq!(e.exit_code(), imprint::ExitCode::Unavailable, "{e}");
+    assert!(e.to_string().contains(&device), "{e}");
+    // Not sealed (--force): nothing to stand on, 69.
+    let e = run(&inputs(None, true)).unwrap_err();
+    assert_eq!(e.exit_code(), imprint::ExitCode::Unavailable, "{e}");
+    assert_eq!(
+        common::tree_hash(t.path(), &["run/imprint"]),
+        before,
+        "nothing changed"
+    );
+}

@@ -151,6 +151,34 @@ pub fn read_device(device: &Path, run_dir: &Path, limit: u64) -> Result<Fetched,
     }
 }
 
+/// The seed device whose read failed, when `e` is the failure of a NoCloud
+/// fetch that went to a labelled device and found it there but could not
+/// read it: a failed mount, an I/O error, a damaged image, a `meta-data`
+/// that does not parse. `None` for anything else: a seed named on the
+/// kernel command line (or in the SMBIOS serial) or a seed directory (read
+/// before any device), a seed that is not there at all
+/// ([`FetchError::Unavailable`]), user-data over the size limit (invalid
+/// user-data). The pipeline lets the seal of a sealed instance stand on it
+/// (docs/lockout.md).
+pub fn unreadable_device(root: &Root, identified: &Identified, e: &FetchError) -> Option<PathBuf> {
+    if identified.datasource != identify::Datasource::NoCloud
+        || identified.seed.is_some()
+        || !matches!(
+            e,
+            FetchError::Read { .. } | FetchError::Invalid { .. } | FetchError::Mount { .. }
+        )
+        || SEED_DIRS
+            .iter()
+            .any(|d| identify::seed_dir_present(&root.join(d)))
+    {
+        return None;
+    }
+    identified
+        .device
+        .clone()
+        .or_else(|| identify::find_label(root, NOCLOUD_LABELS, &mut Vec::new()))
+}
+
 /// The message when no seed was found anywhere.
 pub fn absent_message(root: &Root) -> String {
     let _ = root;
