@@ -134,21 +134,71 @@ fn not_ready_yet_is_retried() {
     assert_eq!(f.user_data, USER_DATA);
 }
 
-/// userData that is not base64 is an error naming it.
+/// userData that is not base64 is invalid user-data (65, not 69: asking
+/// again gives the same bytes): the error names the source, the first bad
+/// byte (counted in the body as served, white space included) and what to
+/// do; `imprint run` writes nothing.
 #[test]
 fn user_data_not_base64() {
-    let s = Server::start(Arc::new(|r: &Seen| {
-        if r.route().ends_with("/userData") {
-            Reply::new(200, "#cloud-config\n")
-        } else {
-            Reply::new(200, "vm-1")
-        }
-    }));
+    let serve = |body: &'static str| {
+        Server::start(Arc::new(move |r: &Seen| {
+            if r.route().ends_with("/userData") {
+                Reply::new(200, body)
+            } else {
+                Reply::new(200, "vm-1")
+            }
+        }))
+    };
+    let s = serve("aGVsbG8g\nd29y!GQ=");
+    let e = fetch_from("azure", &s.url(), &options(Duration::from_secs(5))).unwrap_err();
+    let msg = e.to_string();
+    for says in [
+        &format!(
+            "invalid user-data: Azure userData from {}/metadata/instance/compute/userData?",
+            s.url()
+        )[..],
+        "not base64: byte 14 of 17 is '!', which is not a base64 character",
+        "give the VM its user-data base64-encoded (Terraform: user_data = base64encode(...)",
+    ] {
+        assert!(msg.contains(says), "{says:?} in {msg}");
+    }
+    assert_eq!(
+        imprint::error::Error::from(e).exit_code(),
+        imprint::ExitCode::DataErr
+    );
+    // Cut short; and plain text (what a configuration that forgot
+    // base64encode sends).
+    let s = serve("aGVsbG8gd29ybGQ");
     let e = fetch_from("azure", &s.url(), &options(Duration::from_secs(5))).unwrap_err();
     assert!(
         e.to_string()
-            .contains("userData base64-encoded, but this is not"),
+            .contains("not base64: the = padding at its end is wrong"),
         "{e}"
+    );
+    let s = serve("aGVsbG8gd29yb");
+    let e = fetch_from("azure", &s.url(), &options(Duration::from_secs(5))).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("not base64: 13 base64 characters cannot be complete"),
+        "{e}"
+    );
+    let s = serve("#cloud-config\n");
+    let t = common::TempRoot::new();
+    let o = common::run(
+        common::imprint()
+            .args(["run", "--root"])
+            .arg(t.path())
+            .args(["--datasource", "azure", "--metadata-url", &s.url()]),
+    );
+    let err = common::stderr(&o);
+    assert_eq!(common::code(&o), 65, "{err}");
+    assert!(
+        err.contains("not base64: byte 1 of 14 is '#', which is not a base64 character"),
+        "{err}"
+    );
+    assert!(
+        !t.join("/etc").exists() && !t.join("/var/lib/imprint/sealed").exists(),
+        "nothing written"
     );
 }
 

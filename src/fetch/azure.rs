@@ -5,7 +5,8 @@
 //! leaves use `format=text`. `compute/vmId` is the instance-id (the same
 //! value DMI's `product_uuid` gives offline, byte-swapped on Gen1);
 //! `compute/osProfile/computerName` the hostname; `compute/userData` the
-//! user-data, base64-encoded (empty = none). IMDS answers 404 and 410
+//! user-data, base64-encoded (empty = none; not base64 = invalid user-data,
+//! exit 65, naming the first bad byte). IMDS answers 404 and 410
 //! while it is not ready yet after boot: both are retried for vmId (as
 //! cloud-init does), besides 429 and 5xx.
 //!
@@ -79,16 +80,15 @@ impl Provider for Azure {
         req.also_retry = &[410];
         let resp = self.client.send(&req)?;
         let encoded = http::ok_or_absent(&self.client, &req, resp)?.unwrap_or_default();
-        let text: Vec<u8> = encoded
-            .into_iter()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        let user_data = base64::engine::general_purpose::STANDARD
-            .decode(&text)
-            .map_err(|e| FetchError::Invalid {
-                what: format!("userData from {}", req.url),
-                message: format!("IMDS gives userData base64-encoded, but this is not: {e}"),
-            })?;
+        let user_data = decode_user_data(&encoded).map_err(|why| FetchError::UserData {
+            what: format!("Azure userData from {}", req.url),
+            message: format!(
+                "IMDS serves userData base64-encoded, as it was given to the VM, but this is \
+                 not base64: {why}; give the VM its user-data base64-encoded (Terraform: \
+                 user_data = base64encode(...) on azurerm_linux_virtual_machine; the API and \
+                 `az vm update --user-data` take it base64 too), then boot it again"
+            ),
+        })?;
         if user_data.is_empty() {
             tracing::warn!("{CUSTOM_DATA_WARNING}");
         }
@@ -106,5 +106,53 @@ impl Provider for Azure {
             source: self.base.clone(),
             ..Fetched::default()
         }))
+    }
+}
+
+/// `userData` as IMDS serves it: base64 (standard alphabet, padded), white
+/// space ignored. `Err` says what is wrong and where, counting bytes of the
+/// body as served (1-based).
+pub fn decode_user_data(encoded: &[u8]) -> Result<Vec<u8>, String> {
+    // Where each base64 character sits in the body (white space dropped).
+    let (text, at): (Vec<u8>, Vec<usize>) = encoded
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| !b.is_ascii_whitespace())
+        .map(|(i, &b)| (b, i))
+        .unzip();
+    let byte = |i: usize| at.get(i).map_or(0, |p| p + 1);
+    base64::engine::general_purpose::STANDARD
+        .decode(&text)
+        .map_err(|e| match e {
+            base64::DecodeError::InvalidByte(i, b) => format!(
+                "byte {} of {} is {}, which is not a base64 character",
+                byte(i),
+                encoded.len(),
+                shown(b)
+            ),
+            base64::DecodeError::InvalidLength(n) => {
+                format!("{n} base64 characters cannot be complete (a multiple of 4 is): cut short?")
+            }
+            base64::DecodeError::InvalidLastSymbol {
+                offset: i,
+                symbol: b,
+                ..
+            } => format!(
+                "the last character, {} (byte {} of {}), has bits set past the end of the data",
+                shown(b),
+                byte(i),
+                encoded.len()
+            ),
+            base64::DecodeError::InvalidPadding => {
+                "the = padding at its end is wrong (missing, or too much)".to_string()
+            }
+        })
+}
+
+fn shown(b: u8) -> String {
+    if b.is_ascii_graphic() || b == b' ' {
+        format!("{:?}", char::from(b))
+    } else {
+        format!("the byte 0x{b:02x}")
     }
 }
