@@ -6,6 +6,7 @@
 
 use crate::model::{Mode, OwnerSpec};
 use crate::root::{self, Root};
+pub use crate::yaml::KeyAt;
 use crate::yaml::{self, YamlError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -147,6 +148,10 @@ pub struct Manifest {
     /// the key; logged as warnings by every command that reads the manifest
     /// and listed in the report.
     pub warnings: Vec<String>,
+    /// The manifest's text as read (empty for [`Manifest::absent`]), for
+    /// the line and column of what is found wrong after parsing
+    /// ([`Manifest::env_key_at`]); read again only then.
+    pub text: String,
 }
 
 /// imprint.service's `TimeoutStartSec=` (units/imprint.service; a test
@@ -169,7 +174,17 @@ impl Manifest {
             write_files: true,
             unsupported: UnsupportedPolicy::Warn,
             warnings: Vec::new(),
+            text: String::new(),
         }
+    }
+
+    /// Where the key `var` of `files[index].env` is written in the
+    /// manifest ([`yaml::item_map_key_at`]); `None` when the text does not
+    /// say (a manifest built in code). The text is read again for it only
+    /// here: errors found after parsing (render's `env:` values) pay for
+    /// it, a manifest that renders does not.
+    pub fn env_key_at(&self, index: usize, var: &str) -> Option<KeyAt> {
+        yaml::item_map_key_at(&self.text, "files", index, "env", var)
     }
 }
 
@@ -518,6 +533,7 @@ fn parse_with(
         write_files: raw.cloud_config.and_then(|c| c.write_files).unwrap_or(true),
         unsupported: raw.unsupported.unwrap_or_default(),
         warnings,
+        text: text.to_string(),
     })
 }
 
@@ -686,6 +702,33 @@ fn distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `env:` keys are found where they are written: in place, in flow
+    /// style, and merged in from an anchored map.
+    #[test]
+    fn env_keys_located() {
+        let text = "files:\n  - path: /etc/a\n    env: &common\n      A_VAR: db.host\n      B_VAR: db.host\n  - path: /etc/b\n    env: {ONE: db.host,  TWO: db.host}\n  - path: /etc/c\n    env:\n      <<: *common\n      OWN: db.host\n";
+        let m = parse(Path::new("/m.yaml"), text, Path::new("/nonexistent")).unwrap();
+        let at = |i, v| m.env_key_at(i, v).map(|k| k.to_string());
+        assert_eq!(at(0, "A_VAR").as_deref(), Some("line 4, column 7"));
+        assert_eq!(
+            m.env_key_at(0, "B_VAR"),
+            Some(KeyAt {
+                line: 5,
+                column: 7,
+                merged_at: None
+            })
+        );
+        assert_eq!(at(1, "TWO").as_deref(), Some("line 7, column 26"));
+        assert_eq!(at(2, "OWN").as_deref(), Some("line 11, column 7"));
+        assert_eq!(
+            at(2, "A_VAR").as_deref(),
+            Some("line 4, column 7 (merged in with << at line 10)")
+        );
+        assert_eq!(at(0, "NOPE"), None);
+        assert_eq!(at(3, "A_VAR"), None);
+        assert_eq!(Manifest::absent().env_key_at(0, "A"), None);
+    }
 
     fn with_mode(mode: &str) -> Result<Manifest, ManifestError> {
         let text = format!("files:\n  - path: /etc/x\n    env: {{X: x}}\n    mode: {mode}\n");

@@ -389,10 +389,21 @@ fn env_lines(
     path: &str,
     st: &mut FileState,
 ) -> Result<(Vec<u8>, bool), RenderError> {
-    let err = |message: String| RenderError::File {
-        origin: origin.clone(),
-        path: path.to_string(),
-        message,
+    // `env.VAR`, with where the manifest writes the key (looked up only
+    // for an error: the manifest is parsed again for it).
+    let err = |var: &str, message: String| {
+        let at = match origin {
+            Origin::Manifest { index } => manifest.env_key_at(*index, var),
+            _ => None,
+        };
+        let at = at
+            .map(|at| format!(" ({at} of {})", manifest.path.display()))
+            .unwrap_or_default();
+        RenderError::File {
+            origin: origin.clone(),
+            path: path.to_string(),
+            message: format!("env.{var}{at}: {message}"),
+        }
     };
     st.holds_secret = false;
     let mut out = String::new();
@@ -400,25 +411,28 @@ fn env_lines(
         match lookup(&validated.values, key) {
             None | Some(serde_json::Value::Null) => {
                 if !manifest.values.contains_key(key) && lookup(&validated.values, key).is_none() {
-                    return Err(err(format!(
-                        "env.{var}: value {key} is neither declared in the manifest's values: \
-                         nor set by user-data; declare it (or fix the key)"
-                    )));
+                    return Err(err(
+                        var,
+                        format!(
+                            "value {key} is neither declared in the manifest's values: \
+                             nor set by user-data; declare it (or fix the key)"
+                        ),
+                    ));
                 }
             }
             Some(v @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => {
-                return Err(err(format!(
-                    "env.{var}: value {key} is a {}; env: takes strings, numbers and booleans \
-                     (use a template with join or json)",
-                    if v.is_array() { "list" } else { "map" }
-                )))
+                return Err(err(
+                    var,
+                    format!(
+                        "value {key} is a {}; env: takes strings, numbers and booleans \
+                         (use a template with join or json)",
+                        if v.is_array() { "list" } else { "map" }
+                    ),
+                ))
             }
             Some(v) => {
-                let q = escape::env(&template::text(v)).map_err(|e| {
-                    err(format!(
-                        "env.{var}: failed to quote value {key} for env: {e}"
-                    ))
-                })?;
+                let q = escape::env(&template::text(v))
+                    .map_err(|e| err(var, format!("failed to quote value {key} for env: {e}")))?;
                 st.derived(v, &q);
                 out.push_str(var);
                 out.push('=');

@@ -468,6 +468,215 @@ pub fn item_fields_written(text: &str, key: &str, field: &str) -> Vec<(usize, Wr
     out
 }
 
+/// Where a mapping key is written: 1-based line and column, and the line
+/// of the `<<` that merged it in when it was written in another (anchored
+/// or inline) mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyAt {
+    pub line: u64,
+    pub column: u64,
+    pub merged_at: Option<u64>,
+}
+
+impl fmt::Display for KeyAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}, column {}", self.line, self.column)?;
+        if let Some(m) = self.merged_at {
+            write!(f, " (merged in with << at line {m})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the key `name` of the mapping at `LIST[index].MAP` of the
+/// top-level mapping (say `files[3].env`) is written: in that mapping, in
+/// the mapping it is an alias of (`env: *common`), or in one it merges in
+/// (`<<: *a`, `<<: [*a, *b]`, `<<: {..}`, merges within merges; its own
+/// keys first, then the merged ones in order). Only the first document;
+/// `None` when the text does not parse or does not have it. From the
+/// parser's events, as [`item_fields_written`]: no deserializer is
+/// instantiated for it (they are large, in a binary with a size budget).
+pub fn item_map_key_at(
+    text: &str,
+    list: &str,
+    index: usize,
+    map: &str,
+    name: &str,
+) -> Option<KeyAt> {
+    use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
+    #[derive(Clone, PartialEq)]
+    enum Seg {
+        Key(String),
+        Merge,
+        Other,
+        Index(usize),
+    }
+    enum Frame {
+        /// A mapping (its index in `maps`) and its pending key.
+        Map(usize, Option<Seg>),
+        Seq(usize),
+    }
+    #[derive(Default)]
+    struct MapInfo {
+        keys: Vec<(String, KeyAt)>,
+        /// Merged in: an anchor's mapping, or an inline one; the `<<` line.
+        merges: Vec<(Result<usize, usize>, u64)>,
+    }
+    let mut maps: Vec<MapInfo> = Vec::new();
+    let mut anchors: std::collections::HashMap<usize, usize> = Default::default();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut path: Vec<Seg> = Vec::new();
+    // The mapping at LIST[index].MAP: `Ok(map)`, or `Err(anchor)` for an alias.
+    let mut target: Option<Result<usize, usize>> = None;
+    let want = [
+        Seg::Key(list.to_string()),
+        Seg::Index(index),
+        Seg::Key(map.to_string()),
+    ];
+    // The segment of the node starting now; `None`: it is a key.
+    fn position(stack: &[Frame]) -> Option<Seg> {
+        match stack.last() {
+            None => Some(Seg::Index(0)),
+            Some(Frame::Seq(n)) => Some(Seg::Index(*n)),
+            Some(Frame::Map(_, key)) => key.clone(),
+        }
+    }
+    // A value is complete: its parent moves on.
+    fn done(stack: &mut [Frame]) {
+        match stack.last_mut() {
+            Some(Frame::Seq(n)) => *n += 1,
+            Some(Frame::Map(_, key)) => *key = None,
+            None => {}
+        }
+    }
+    // The mapping a merge source at `seg` goes to: the mapping of `<<`, or
+    // the one holding the list `<<: [..]`.
+    fn merge_into(stack: &[Frame], path: &[Seg], seg: &Seg) -> Option<usize> {
+        match (seg, path.last(), stack.len()) {
+            (Seg::Merge, _, n) if n >= 1 => match stack[n - 1] {
+                Frame::Map(m, _) => Some(m),
+                _ => None,
+            },
+            (Seg::Index(_), Some(Seg::Merge), n) if n >= 2 => match stack[n - 2] {
+                Frame::Map(m, _) => Some(m),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    for ev in Parser::new_from_str(text) {
+        let (ev, span) = ev.ok()?;
+        let line = span.start.line() as u64;
+        let at = KeyAt {
+            line,
+            column: span.start.col() as u64 + 1,
+            merged_at: None,
+        };
+        match ev {
+            Event::DocumentEnd => break,
+            Event::Scalar(t, style, _, tag) => match position(&stack) {
+                None => {
+                    let merge = t == "<<"
+                        && match &tag {
+                            None => matches!(style, ScalarStyle::Plain),
+                            Some(tag) => core(tag) == Some("merge"),
+                        };
+                    if let Some(Frame::Map(m, key)) = stack.last_mut() {
+                        *key = Some(if merge {
+                            Seg::Merge
+                        } else {
+                            maps[*m].keys.push((t.to_string(), at));
+                            Seg::Key(t.into_owned())
+                        });
+                    }
+                }
+                Some(_) => done(&mut stack),
+            },
+            Event::Alias(id) => match position(&stack) {
+                None => {
+                    if let Some(Frame::Map(_, key)) = stack.last_mut() {
+                        *key = Some(Seg::Other);
+                    }
+                }
+                Some(seg) => {
+                    if let Some(m) = merge_into(&stack, &path, &seg) {
+                        maps[m].merges.push((Err(id), line));
+                    }
+                    if path
+                        .get(1..)
+                        .is_some_and(|p| p.len() == 2 && p == &want[..2])
+                        && seg == want[2]
+                    {
+                        target = Some(Err(id));
+                    }
+                    done(&mut stack);
+                }
+            },
+            Event::MappingStart(_, anchor, _) | Event::SequenceStart(_, anchor, _) => {
+                let seg = position(&stack).unwrap_or(Seg::Other);
+                let frame = if matches!(ev, Event::MappingStart(..)) {
+                    maps.push(MapInfo::default());
+                    let m = maps.len() - 1;
+                    if anchor > 0 {
+                        anchors.insert(anchor, m);
+                    }
+                    if let Some(into) = merge_into(&stack, &path, &seg) {
+                        maps[into].merges.push((Ok(m), line));
+                    }
+                    Frame::Map(m, None)
+                } else {
+                    Frame::Seq(0)
+                };
+                path.push(seg);
+                if let (Frame::Map(m, _), true) = (&frame, path.get(1..) == Some(&want[..])) {
+                    target = Some(Ok(*m));
+                }
+                stack.push(frame);
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+                path.pop();
+                match stack.last_mut() {
+                    // A collection as a key: its value comes next.
+                    Some(Frame::Map(_, key @ None)) => *key = Some(Seg::Other),
+                    _ => done(&mut stack),
+                }
+            }
+            _ => {}
+        }
+    }
+    fn find(
+        maps: &[MapInfo],
+        anchors: &std::collections::HashMap<usize, usize>,
+        m: usize,
+        name: &str,
+        depth: usize,
+    ) -> Option<KeyAt> {
+        let info = maps.get(m)?;
+        if let Some((_, at)) = info.keys.iter().find(|(k, _)| k == name) {
+            return Some(*at);
+        }
+        if depth > 32 {
+            return None;
+        }
+        info.merges.iter().find_map(|(source, line)| {
+            let from = match source {
+                Ok(m) => *m,
+                Err(anchor) => *anchors.get(anchor)?,
+            };
+            find(maps, anchors, from, name, depth + 1).map(|at| KeyAt {
+                merged_at: Some(*line),
+                ..at
+            })
+        })
+    }
+    let m = match target? {
+        Ok(m) => m,
+        Err(anchor) => *anchors.get(&anchor)?,
+    };
+    find(&maps, &anchors, m, name, 0)
+}
+
 // ------------------------------------------------------------ user-data YAML
 
 /// How deep collections may nest (serde_json's own limit is 128).
@@ -1118,6 +1327,32 @@ mod tests {
         assert_eq!(string_scalars("a: [\n"), None);
     }
     use super::*;
+
+    /// A key of `files[i].env` through an alias, merged lists, inline
+    /// merges and merges within merges; nothing where there is none.
+    #[test]
+    fn map_keys_located_through_aliases_and_merges() {
+        let text = "x: &a\n  A: 1\ny: &b\n  <<: *a\n  B: 1\nfiles:\n  - env: *a\n  - env:\n      <<: [*b, {C: 1}]\n      A: 2\n  - path: /p\n";
+        let at = |i, k| item_map_key_at(text, "files", i, "env", k).map(|a| a.to_string());
+        assert_eq!(at(0, "A").as_deref(), Some("line 2, column 3"));
+        // Its own key first.
+        assert_eq!(at(1, "A").as_deref(), Some("line 10, column 7"));
+        assert_eq!(
+            at(1, "B").as_deref(),
+            Some("line 5, column 3 (merged in with << at line 9)")
+        );
+        assert_eq!(
+            at(1, "C").as_deref(),
+            Some("line 9, column 17 (merged in with << at line 9)")
+        );
+        assert_eq!(at(2, "A"), None);
+        assert_eq!(at(3, "A"), None);
+        assert_eq!(item_map_key_at(text, "x", 0, "env", "A"), None);
+        assert_eq!(
+            item_map_key_at("files: [unclosed", "files", 0, "env", "A"),
+            None
+        );
+    }
     use serde_json::json;
 
     #[test]

@@ -198,3 +198,42 @@ fn immutable_directory_fails_and_is_rolled_back() {
         &["/etc/app/licence.key", "every file was rolled back"],
     );
 }
+
+/// A value the `env:` shorthand cannot quote (a newline, a NUL) is 65, and
+/// the error gives the manifest line and column of the `env:` key besides
+/// the file and the variable; nothing is written.
+#[test]
+fn env_shorthand_refused_value_names_the_manifest_line_and_column() {
+    let manifest = "version: 1\nvalues:\n  db.host: { type: string, required: true }\n  db.port: { type: integer, default: 5432 }\nfiles:\n  - path: /etc/motd\n    env: {MOTD_PORT: db.port}\n  - path: /etc/default/worker\n    env:\n      WORKER_PORT: db.port\n      WORKER_DB:   db.host\n";
+    for (value, what) in [("db1\\nevil", "a newline"), ("db1\\u0000", "a NUL byte")] {
+        let root = TempRoot::new();
+        root.write("/etc/imprint/imprint.yaml", manifest);
+        root.write(
+            "/ud",
+            format!("{{\"db\": {{\"host\": \"{value}\", \"port\": 1}}}}\n"),
+        );
+        let before = tree_hash(root.path(), &["run", "var", "ud"]);
+        for cmd in ["validate", "run"] {
+            let o = run(imprint()
+                .arg(cmd)
+                .arg("--root")
+                .arg(root.path())
+                .arg("--user-data")
+                .arg(root.join("/ud"))
+                .args(["--instance-id", "i-1"]));
+            let err = stderr(&o);
+            assert_eq!(code(&o), 65, "{cmd}: {err}");
+            let want = format!(
+                "manifest files[1] (/etc/default/worker): env.WORKER_DB (line 11, column 7 of {}): failed to quote value db.host for env: the value has {what} at byte 3",
+                root.join("/etc/imprint/imprint.yaml").display()
+            );
+            assert!(err.contains(&want), "{cmd}: {want:?} in:\n{err}");
+        }
+        assert_eq!(
+            tree_hash(root.path(), &["run", "var", "ud"]),
+            before,
+            "nothing written"
+        );
+        assert!(!root.join("/etc/default/worker").exists());
+    }
+}
