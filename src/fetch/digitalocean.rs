@@ -35,16 +35,9 @@ impl DigitalOcean {
         })
     }
 
-    /// GET `path`: `Ok(None)` on 404, unless `also_retry` lists it.
-    fn get(
-        &self,
-        path: &str,
-        what: &'static str,
-        cap: u64,
-        also_retry: &'static [u16],
-    ) -> Result<Option<Vec<u8>>, FetchError> {
-        let req =
-            Req::get(format!("{}{PREFIX}/{path}", self.base), what, cap).also_retry(also_retry);
+    /// GET `path`: `Ok(None)` on 404.
+    fn get(&self, path: &str, what: &'static str, cap: u64) -> Result<Option<Vec<u8>>, FetchError> {
+        let req = Req::get(format!("{}{PREFIX}/{path}", self.base), what, cap);
         let resp = self.client.send(&req)?;
         http::ok_or_absent(&self.client, &req, resp)
     }
@@ -54,24 +47,24 @@ impl Provider for DigitalOcean {
     fn fetch(&self) -> Result<Option<Fetched>, FetchError> {
         let cap = super::nocloud::MAX_META_DATA;
         // 404 here is a service not ready yet (cloud-init polls it until
-        // 2xx): retried within the budget.
-        let instance_id = match self.get("id", "droplet id", cap, &[404])? {
-            Some(b) => http::text(b, "droplet id", "/metadata/v1/id")?,
-            None => {
-                return Err(FetchError::Unavailable {
-                    datasource: Datasource::DigitalOcean,
-                    message: "/metadata/v1/id is missing (404)".into(),
-                })
-            }
-        };
+        // 2xx): retried within the budget, so never the answer (a 404 for
+        // good ends at the deadline); any other status is an error.
+        let req =
+            Req::get(format!("{}{PREFIX}/id", self.base), "droplet id", cap).also_retry(&[404]);
+        let resp = self.client.send(&req)?;
+        let instance_id = http::text(
+            http::ok(&self.client, &req, resp)?,
+            "droplet id",
+            "/metadata/v1/id",
+        )?;
         let hostname = self
-            .get("hostname", "hostname", cap, &[])?
+            .get("hostname", "hostname", cap)?
             .and_then(|b| http::text(b, "hostname", "").ok());
         let user_data = self
-            .get("user-data", "user-data", self.limit, &[])?
+            .get("user-data", "user-data", self.limit)?
             .unwrap_or_default();
         let vendor_data = self
-            .get("vendor-data", "vendor-data", self.limit, &[])?
+            .get("vendor-data", "vendor-data", self.limit)?
             .filter(|v| !v.is_empty());
         Ok(Some(Fetched {
             instance_id,

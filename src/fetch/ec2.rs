@@ -106,15 +106,21 @@ impl Ec2 {
         Ok(t)
     }
 
-    /// GET `path` with the token; a 401 gets a new token and one more try.
-    /// `Ok(None)` on 404, unless `also_retry` lists it.
-    fn get(
+    /// GET `path` with the token: `Ok(None)` on 404.
+    fn get(&self, path: &str, what: &'static str, cap: u64) -> Result<Option<Vec<u8>>, FetchError> {
+        let (req, resp) = self.send(path, what, cap, &[])?;
+        http::ok_or_absent(&self.client, &req, resp)
+    }
+
+    /// GET `path` with the token, retrying `also_retry` too; a 401 gets a
+    /// new token and one more try. The answer, and the request that got it.
+    fn send(
         &self,
         path: &str,
         what: &'static str,
         cap: u64,
         also_retry: &'static [u16],
-    ) -> Result<Option<Vec<u8>>, FetchError> {
+    ) -> Result<(Req, http::Resp), FetchError> {
         let mut renewed = false;
         loop {
             let (base, token) = self.token()?;
@@ -134,7 +140,7 @@ impl Ec2 {
                     format!("status 401{} even with a new IMDSv2 token", resp.snippet()),
                 ));
             }
-            return http::ok_or_absent(&self.client, &req, resp);
+            return Ok((req, resp));
         }
     }
 }
@@ -144,26 +150,19 @@ impl Provider for Ec2 {
         let meta_cap = super::nocloud::MAX_META_DATA;
         let id_path = "/latest/meta-data/instance-id";
         // 404 here is a service not ready yet (cloud-init polls it until
-        // 2xx): retried within the budget.
-        let instance_id = match self.get(id_path, "instance-id", meta_cap, &[404])? {
-            Some(b) => http::text(b, "instance-id", id_path)?,
-            None => {
-                return Err(FetchError::Unavailable {
-                    datasource: Datasource::Ec2,
-                    message: format!("{id_path} is missing (404): not an EC2 metadata service?"),
-                })
-            }
-        };
+        // 2xx): retried within the budget, so never the answer (a 404 for
+        // good ends at the deadline); any other status is an error.
+        let (req, resp) = self.send(id_path, "instance-id", meta_cap, &[404])?;
+        let instance_id = http::text(http::ok(&self.client, &req, resp)?, "instance-id", id_path)?;
         let hostname = self
             .get(
                 "/latest/meta-data/local-hostname",
                 "local-hostname",
                 meta_cap,
-                &[],
             )?
             .and_then(|b| http::text(b, "local-hostname", "").ok());
         let user_data = self
-            .get("/latest/user-data", "user-data", self.limit, &[])?
+            .get("/latest/user-data", "user-data", self.limit)?
             .unwrap_or_default();
         let (base, _) = self.token()?;
         Ok(Some(Fetched {

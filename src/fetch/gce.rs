@@ -41,15 +41,23 @@ impl Gce {
         })
     }
 
-    /// GET `path`: `Ok(None)` on 404, unless `also_retry` lists it (then a
-    /// 404 from Google's server, with its header, is retried).
-    fn get(
+    /// GET `path`: `Ok(None)` on 404.
+    fn get(&self, path: &str, what: &'static str, cap: u64) -> Result<Option<Vec<u8>>, FetchError> {
+        let (req, resp) = self.send(path, what, cap, &[])?;
+        http::ok_or_absent(&self.client, &req, resp)
+    }
+
+    /// GET `path`, retrying `also_retry` too when the answer is Google's
+    /// (a 404 from Google's server, with its header); an answer that must
+    /// be Google's and is not is an error. The answer, and the request
+    /// that got it.
+    fn send(
         &self,
         path: &str,
         what: &'static str,
         cap: u64,
         also_retry: &'static [u16],
-    ) -> Result<Option<Vec<u8>>, FetchError> {
+    ) -> Result<(Req, http::Resp), FetchError> {
         let mut req = Req::get(format!("{}{PREFIX}/{path}", self.base), what, cap)
             .header(FLAVOR_HEADER, FLAVOR)
             .also_retry(also_retry);
@@ -75,7 +83,7 @@ impl Gce {
                 ),
             ));
         }
-        http::ok_or_absent(&self.client, &req, resp)
+        Ok((req, resp))
     }
 }
 
@@ -83,33 +91,26 @@ impl Provider for Gce {
     fn fetch(&self) -> Result<Option<Fetched>, FetchError> {
         let cap = super::nocloud::MAX_META_DATA;
         // 404 here is a server not ready yet (cloud-init polls it until
-        // 2xx): retried within the budget.
-        let instance_id = match self.get("instance/id", "instance-id", cap, &[404])? {
-            Some(b) => http::text(b, "instance-id", "instance/id")?,
-            None => {
-                return Err(FetchError::Unavailable {
-                    datasource: Datasource::Gce,
-                    message: "instance/id is missing (404)".into(),
-                })
-            }
-        };
+        // 2xx): Google's is retried within the budget, so never the answer
+        // (a 404 for good ends at the deadline), and any other is refused
+        // by `send` as not Google's; any other status is an error.
+        let (req, resp) = self.send("instance/id", "instance-id", cap, &[404])?;
+        let instance_id = http::text(
+            http::ok(&self.client, &req, resp)?,
+            "instance-id",
+            "instance/id",
+        )?;
         let hostname = self
-            .get("instance/hostname", "hostname", cap, &[])?
+            .get("instance/hostname", "hostname", cap)?
             .and_then(|b| http::text(b, "hostname", "instance/hostname").ok());
         let mut user_data = self
-            .get(
-                "instance/attributes/user-data",
-                "user-data",
-                self.limit,
-                &[],
-            )?
+            .get("instance/attributes/user-data", "user-data", self.limit)?
             .unwrap_or_default();
         let encoding = self
             .get(
                 "instance/attributes/user-data-encoding",
                 "user-data-encoding",
                 256,
-                &[],
             )?
             .map(|b| String::from_utf8_lossy(&b).trim().to_ascii_lowercase());
         match encoding.as_deref() {
