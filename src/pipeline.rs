@@ -261,8 +261,26 @@ pub fn run(
     // mount, an I/O error, a damaged image), asked for by nothing but
     // detection or the kernel command line, on a sealed instance.
     let unreadable = match (&fetched, &sealed_offline, &sealed) {
-        (Err(Error::Fetch(e)), None, Some(_)) if inputs.request.datasource.is_none() => {
+        (Err(Error::Fetch(e)), None, Some(_))
+            if identified.datasource == Datasource::NoCloud
+                && inputs.request.datasource.is_none() =>
+        {
             fetch::nocloud::unreadable_device(root, &identified, e)
+        }
+        // An OpenStack config drive device (not its seed directory) that
+        // did not mount or whose files could not be read.
+        (
+            Err(Error::Fetch(
+                fetch::FetchError::Mount { .. }
+                | fetch::FetchError::Read { .. }
+                | fetch::FetchError::Invalid { .. },
+            )),
+            None,
+            Some(_),
+        ) if identified.datasource == Datasource::OpenStack
+            && !identify::config_drive_dir_present(&root.join(identify::CONFIG_DRIVE_SEED_DIR)) =>
+        {
+            identified.device.clone()
         }
         _ => None,
     };
@@ -302,7 +320,9 @@ pub fn run(
         // instance-id and no user-data to read either, so the seal stands
         // as it does when the seed is gone, with a warning that names the
         // device and the error (docs/lockout.md).
-        (Err(Error::Fetch(e)), None, Some(s)) if unreadable.is_some() => {
+        (Err(Error::Fetch(e)), None, Some(s))
+            if identified.datasource == Datasource::NoCloud && unreadable.is_some() =>
+        {
             return Err(Error::Sealed(Sealed {
                 instance_id: s.instance_id.clone(),
                 user_data_changed: false,
@@ -315,17 +335,15 @@ pub fn run(
             }))
         }
         // A sealed OpenStack instance whose config drive cannot be read
-        // (a device under --root, a failed mount, an ISO 9660 drive whose
-        // volume descriptors or root directory the in-process reader
-        // cannot read): the seal stands, as it did when the config drive
-        // was never read.
-        (
-            Err(Error::Fetch(
-                e @ (fetch::FetchError::Unavailable { .. } | fetch::FetchError::Mount { .. }),
-            )),
-            None,
-            Some(s),
-        ) if identified.datasource == Datasource::OpenStack && local => {
+        // (a device under --root, an ISO 9660 drive whose volume
+        // descriptors or root directory the in-process reader cannot read;
+        // and, with a warning naming the device as for NoCloud above, a
+        // failed mount, a damaged directory or file, a meta_data.json that
+        // does not parse): the seal stands, as it did when the config
+        // drive was never read.
+        (Err(Error::Fetch(e @ fetch::FetchError::Unavailable { .. })), None, Some(s))
+            if identified.datasource == Datasource::OpenStack && local =>
+        {
             return Err(Error::Sealed(Sealed {
                 instance_id: s.instance_id.clone(),
                 user_data_changed: false,
@@ -334,6 +352,20 @@ pub fn run(
                     sealed_at: s.time.clone(),
                     gone: Some(e.to_string()),
                     unreadable: None,
+                }),
+            }))
+        }
+        (Err(Error::Fetch(e)), None, Some(s))
+            if identified.datasource == Datasource::OpenStack && local && unreadable.is_some() =>
+        {
+            return Err(Error::Sealed(Sealed {
+                instance_id: s.instance_id.clone(),
+                user_data_changed: false,
+                trusted: Some(Trusted {
+                    datasource: Datasource::OpenStack,
+                    sealed_at: s.time.clone(),
+                    gone: Some(e.to_string()),
+                    unreadable: unreadable.map(|d| d.display().to_string()),
                 }),
             }))
         }

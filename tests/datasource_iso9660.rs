@@ -1497,3 +1497,104 @@ fn fat32_root_chain_loops_and_damage_end_the_scan() {
         let _ = imprint::blockdev::vfat_labels(b, b.len() as u64);
     }
 }
+
+/// A sealed OpenStack instance whose config drive device is there but
+/// damaged below its root directory (a `meta_data.json` that is not JSON,
+/// a file cut off by the end of the image) leaves the seal standing, as a
+/// NoCloud seed device does (docs/lockout.md): 77, nothing changed, the
+/// device named. Before, the first was 69 at every later boot. Unsealed
+/// (`--force`), it is still an error.
+#[test]
+fn damaged_config_drive_on_a_sealed_instance_leaves_the_seal_standing() {
+    use imprint::pipeline::{self, Inputs, Outcome, Until};
+    use imprint::systemd::Recorder;
+    let t = TempRoot::new();
+    t.write("/proc/cmdline", "ro imprint.datasource=openstack\n");
+    let uuid = "5a1f2b7e-0c9d-4e8f-a1b2-c3d4e5f60718";
+    let user_data = "#cloud-config\nwrite_files:\n- path: /etc/motd\n  content: hello\n";
+    let seed = "/var/lib/cloud/seed/config_drive/openstack/latest";
+    t.write(
+        &format!("{seed}/meta_data.json"),
+        format!("{{\"uuid\": \"{uuid}\"}}"),
+    );
+    t.write(&format!("{seed}/user_data"), user_data);
+    let inputs = |force: bool| Inputs {
+        root: Root::at(t.path()),
+        config: None,
+        request: Request::default(),
+        no_restart: true,
+        force,
+        read_devices: Some(true),
+    };
+    let run = |i: &Inputs| pipeline::run(i, Until::Run, &mut Recorder, &mut Outcome::default());
+    run(&inputs(false)).expect("first boot configures");
+    assert_eq!(t.read("/etc/motd"), "hello");
+    std::fs::remove_dir_all(t.join("/var/lib/cloud/seed")).unwrap();
+    let img = t.join("/dev/sr0");
+    std::fs::create_dir_all(t.join("/dev/disk/by-label")).unwrap();
+    std::os::unix::fs::symlink("../../sr0", t.join("/dev/disk/by-label/config-2")).unwrap();
+    let device = img.display().to_string();
+    let content = t.join("/content");
+    let not_json = vec![
+        ("openstack/latest/meta_data.json", b"{\"uuid\": ".to_vec()),
+        ("openstack/latest/user_data", user_data.as_bytes().to_vec()),
+    ];
+    for (name, bytes) in &not_json {
+        std::fs::create_dir_all(content.join(name).parent().unwrap()).unwrap();
+        std::fs::write(content.join(name), bytes).unwrap();
+    }
+    make_iso("genisoimage", &["-r", "-J"], "config-2", &content, &img);
+    std::fs::remove_dir_all(&content).unwrap();
+    // The same drive whole, then cut off inside user_data's data.
+    let cut = {
+        let marker = b"#cut-here#";
+        let mut user = user_data.as_bytes().to_vec();
+        user.extend(marker);
+        user.extend(vec![b'#'; 64 << 10]);
+        for (name, bytes) in [
+            (
+                "openstack/latest/meta_data.json",
+                format!("{{\"uuid\": \"{uuid}\"}}").into_bytes(),
+            ),
+            ("openstack/latest/user_data", user),
+        ] {
+            std::fs::create_dir_all(content.join(name).parent().unwrap()).unwrap();
+            std::fs::write(content.join(name), bytes).unwrap();
+        }
+        let whole = t.join("/whole.iso");
+        make_iso("genisoimage", &["-r", "-J"], "config-2", &content, &whole);
+        std::fs::remove_dir_all(&content).unwrap();
+        let mut c = std::fs::read(&whole).unwrap();
+        std::fs::remove_file(&whole).unwrap();
+        let at = c.windows(marker.len()).position(|w| w == marker).unwrap();
+        c.truncate(at + 4096);
+        c
+    };
+    for (case, bytes) in [("not json", None), ("cut off", Some(cut))] {
+        if let Some(b) = &bytes {
+            std::fs::write(&img, b).unwrap();
+        }
+        let before = common::tree_hash(t.path(), &["run/imprint"]);
+        let e = run(&inputs(false)).unwrap_err();
+        assert_eq!(e.exit_code(), imprint::ExitCode::Sealed, "{case}: {e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("the seal stands: the config drive could not be read (")
+                && msg.contains(&device)
+                && msg.contains("run `imprint run --force`"),
+            "{case}: {msg}"
+        );
+        assert_eq!(
+            common::tree_hash(t.path(), &["run/imprint"]),
+            before,
+            "{case}: nothing changed"
+        );
+        let e = run(&inputs(true)).unwrap_err();
+        assert_ne!(e.exit_code(), imprint::ExitCode::Sealed, "{case}: {e}");
+        assert_eq!(
+            common::tree_hash(t.path(), &["run/imprint"]),
+            before,
+            "{case}: nothing changed"
+        );
+    }
+}
