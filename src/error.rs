@@ -150,8 +150,8 @@ impl fmt::Display for Sealed {
             return write!(
                 f,
                 "sealed for instance {id} (configured {sealed_at}); the seal stands: {gone}, so \
-                 this boot has no user-data to compare or apply (a seed detached after the \
-                 first boot) and imprint did nothing. To configure this machine again, attach \
+                 this boot has no user-data to compare or apply (as when a seed is detached \
+                 after the first boot) and imprint did nothing. To configure this machine again, attach \
                  a seed with a new instance-id, or run `imprint run --force --user-data FILE`",
                 id = self.instance_id,
             );

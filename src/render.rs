@@ -431,8 +431,21 @@ fn env_lines(
                 ))
             }
             Some(v) => {
-                let q = escape::env(&template::text(v))
-                    .map_err(|e| err(var, format!("failed to quote value {key} for env: {e}")))?;
+                // The quoting error's advice is for templates; env: has no
+                // helpers, so it says how to get one.
+                let q = escape::env(&template::text(v)).map_err(|e| {
+                    err(
+                        var,
+                        format!(
+                            "failed to quote value {key} for env: the value has {} at byte {}, \
+                             which an env file value cannot carry through both systemd's \
+                             EnvironmentFile= and sh; write this file from a template instead \
+                             (template:, with {{{{base64 {key}}}}} for this variable), or \
+                             keep the value out of an env file",
+                            e.what, e.at
+                        ),
+                    )
+                })?;
                 st.derived(v, &q);
                 out.push_str(var);
                 out.push('=');

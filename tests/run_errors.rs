@@ -228,6 +228,11 @@ fn env_shorthand_refused_value_names_the_manifest_line_and_column() {
                 root.join("/etc/imprint/imprint.yaml").display()
             );
             assert!(err.contains(&want), "{cmd}: {want:?} in:\n{err}");
+            // env: has no helpers: the advice is a template, not one.
+            assert!(
+                err.contains("write this file from a template instead (template:, with {{base64 db.host}} for this variable)"),
+                "{cmd}: {err}"
+            );
         }
         assert_eq!(
             tree_hash(root.path(), &["run", "var", "ud"]),
