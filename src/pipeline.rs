@@ -320,49 +320,27 @@ pub fn run(
         // instance-id and no user-data to read either, so the seal stands
         // as it does when the seed is gone, with a warning that names the
         // device and the error (docs/lockout.md).
+        // The same for a seed device that is there but cannot be read: no
+        // instance-id and no user-data to read either, so the seal stands
+        // as it does when the seed is gone, with a warning that names the
+        // device and the error (docs/lockout.md): a NoCloud seed device, or
+        // an OpenStack config drive that does not mount, whose directory or
+        // file cannot be read, or whose meta_data.json does not parse. An
+        // OpenStack config drive that cannot be read at all (a device under
+        // --root, volume descriptors or a root directory the in-process
+        // reader cannot read) lets the seal stand too, as it did when the
+        // config drive was never read.
         (Err(Error::Fetch(e)), None, Some(s))
-            if identified.datasource == Datasource::NoCloud && unreadable.is_some() =>
+            if unreadable.is_some()
+                || (identified.datasource == Datasource::OpenStack
+                    && local
+                    && matches!(e, fetch::FetchError::Unavailable { .. })) =>
         {
             return Err(Error::Sealed(Sealed {
                 instance_id: s.instance_id.clone(),
                 user_data_changed: false,
                 trusted: Some(Trusted {
-                    datasource: Datasource::NoCloud,
-                    sealed_at: s.time.clone(),
-                    gone: Some(e.to_string()),
-                    unreadable: unreadable.map(|d| d.display().to_string()),
-                }),
-            }))
-        }
-        // A sealed OpenStack instance whose config drive cannot be read
-        // (a device under --root, an ISO 9660 drive whose volume
-        // descriptors or root directory the in-process reader cannot read;
-        // and, with a warning naming the device as for NoCloud above, a
-        // failed mount, a damaged directory or file, a meta_data.json that
-        // does not parse): the seal stands, as it did when the config
-        // drive was never read.
-        (Err(Error::Fetch(e @ fetch::FetchError::Unavailable { .. })), None, Some(s))
-            if identified.datasource == Datasource::OpenStack && local =>
-        {
-            return Err(Error::Sealed(Sealed {
-                instance_id: s.instance_id.clone(),
-                user_data_changed: false,
-                trusted: Some(Trusted {
-                    datasource: Datasource::OpenStack,
-                    sealed_at: s.time.clone(),
-                    gone: Some(e.to_string()),
-                    unreadable: None,
-                }),
-            }))
-        }
-        (Err(Error::Fetch(e)), None, Some(s))
-            if identified.datasource == Datasource::OpenStack && local && unreadable.is_some() =>
-        {
-            return Err(Error::Sealed(Sealed {
-                instance_id: s.instance_id.clone(),
-                user_data_changed: false,
-                trusted: Some(Trusted {
-                    datasource: Datasource::OpenStack,
+                    datasource: identified.datasource,
                     sealed_at: s.time.clone(),
                     gone: Some(e.to_string()),
                     unreadable: unreadable.map(|d| d.display().to_string()),

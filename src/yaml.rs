@@ -708,14 +708,7 @@ pub struct Document {
 /// beyond 64 bits become floats.
 pub fn parse_value(text: &str) -> Result<Document, YamlError> {
     use serde_saphyr::granit_parser::{Event, Parser};
-    let mut c = Composer {
-        anchors: std::collections::HashMap::new(),
-        stack: Vec::new(),
-        root: None,
-        alias_nodes: 0,
-        binary: Vec::new(),
-        docs: 0,
-    };
+    let mut c = Composer::default();
     for ev in Parser::new_from_str(text) {
         let (ev, span) = ev.map_err(|e| YamlError {
             line: e.marker().line() as u64,
@@ -800,14 +793,7 @@ pub fn parse_value(text: &str) -> Result<Document, YamlError> {
 /// For masking a scalar's text by what it means (`imprint fetch`).
 pub fn string_scalars(text: &str) -> Option<Vec<(std::ops::Range<usize>, String)>> {
     use serde_saphyr::granit_parser::{Event, Parser};
-    let mut c = Composer {
-        anchors: std::collections::HashMap::new(),
-        stack: Vec::new(),
-        root: None,
-        alias_nodes: 0,
-        binary: Vec::new(),
-        docs: 0,
-    };
+    let mut c = Composer::default();
     let mut out = Vec::new();
     for ev in Parser::new_from_str(text) {
         let (ev, span) = ev.ok()?;
@@ -876,6 +862,7 @@ struct Frame {
 /// A finished collection: its value, node count, anchor and position.
 type Finished = (serde_json::Value, usize, Option<usize>, (u64, u64));
 
+#[derive(Default)]
 struct Composer {
     anchors: std::collections::HashMap<usize, (serde_json::Value, usize)>,
     stack: Vec<Frame>,
