@@ -51,9 +51,12 @@ struct Differs {
 #[derive(PartialEq)]
 enum Kind {
     Deliberate,
+    /// None pinned since 2026-12-07 (serde-saphyr 2.2 fixed the last one,
+    /// `yaml-quoted-continuation.yaml`); kept for the next.
+    #[allow(dead_code)]
     Bug,
 }
-use Kind::{Bug, Deliberate};
+use Kind::Deliberate;
 
 const DIFFERS: &[Differs] = &[
     Differs {
@@ -209,19 +212,6 @@ const DIFFERS: &[Differs] = &[
         ],
         why: "imprint never fetches URLs from user-data, so `source:` is reported like every \
               unsupported key (an error by default); cloud-init 22.4 ignores it",
-    },
-    Differs {
-        name: "yaml-quoted-continuation.yaml",
-        kind: Bug,
-        cloud_init_fails: None,
-        imprint_fails: Some((65, "invalid indentation in multiline quoted scalar")),
-        diff: &[
-            "/etc/yaml: cloud-init dir 0755 0:0; imprint none",
-            r#"/etc/yaml/quoted: cloud-init file 0644 0:0 "first half, second half\n"; imprint none"#,
-        ],
-        why: "the YAML parser refuses a quoted scalar continued at the indentation of its \
-              mapping's keys, which PyYAML accepts: accept it too, or list it in \
-              docs/user-data.md's YAML differences",
     },
 ];
 
