@@ -135,6 +135,10 @@ pub struct Identified {
     /// For NoCloud / OpenStack: the labelled block device found
     /// (`/dev/disk/by-label/cidata`, `config-2`), as a host path.
     pub device: Option<PathBuf>,
+    /// For NoCloud: `ds=nocloud;i=ID;h=HOST` of the SMBIOS serial and the
+    /// kernel command line, over the seed's `meta-data` (read once, here:
+    /// the seal's check and fetch use it).
+    pub nocloud: NoCloudOverrides,
     pub rules: Vec<Rule>,
 }
 
@@ -511,7 +515,7 @@ pub struct NoCloudOverrides {
 
 impl NoCloudOverrides {
     /// From the root's SMBIOS serial and `/proc/cmdline`: those two files
-    /// only (called on the boot's path, by the seal's check and by fetch).
+    /// only ([`identify`] reads them for NoCloud, into [`Identified`]).
     pub fn read(root: &Root) -> NoCloudOverrides {
         let cmdline = std::fs::read_to_string(root.join(root::CMDLINE))
             .ok()
@@ -756,6 +760,19 @@ pub fn identify(
     request: &Request,
     manifest_order: &[String],
 ) -> Result<Identified, IdentifyError> {
+    let mut identified = choose(root, request, manifest_order)?;
+    if identified.datasource == Datasource::NoCloud {
+        identified.nocloud = NoCloudOverrides::read(root);
+    }
+    Ok(identified)
+}
+
+/// [`identify`]'s rules, in order.
+fn choose(
+    root: &Root,
+    request: &Request,
+    manifest_order: &[String],
+) -> Result<Identified, IdentifyError> {
     if let Some(url) = &request.metadata_url {
         crate::fetch::http::check_base_url(url).map_err(|message| IdentifyError::MetadataUrl {
             url: url.clone(),
@@ -768,6 +785,7 @@ pub fn identify(
             datasource: ds,
             seed,
             device,
+            nocloud: NoCloudOverrides::default(),
             rules: ex.rules,
         })
     };
@@ -1066,7 +1084,7 @@ pub fn offline_instance_id(
     match identified.datasource {
         Datasource::File => None,
         Datasource::NoCloud => {
-            if let Some(id) = NoCloudOverrides::read(root).instance_id {
+            if let Some(id) = identified.nocloud.instance_id.clone() {
                 return Some(id);
             }
             let dir = match &identified.seed {

@@ -212,6 +212,7 @@ fn https_override_is_refused() {
         datasource: Datasource::Ec2,
         seed: None,
         device: None,
+        nocloud: Default::default(),
         rules: Vec::new(),
     };
     let e = imprint::fetch::fetch(&root, &id, &req, &options(Duration::from_secs(1))).unwrap_err();

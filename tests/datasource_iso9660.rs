@@ -776,17 +776,23 @@ proptest! {
         edits in prop::collection::vec((16 * 2048usize..40 * 2048, any::<u8>()), 1..24),
         cut in prop::option::of(0usize..60 * 2048),
     ) {
-        let mut img = good_image_cached().clone();
-        for (at, b) in edits {
-            if at < img.len() {
-                img[at] = b;
-            }
-        }
-        if let Some(c) = cut {
-            img.truncate(c);
-        }
-        let _ = read_all(img);
+        let _ = read_all(damaged(good_image_cached(), edits, cut));
     }
+}
+
+/// `img` with bytes overwritten at `edits` (those inside it) and cut at
+/// `cut`: the random damage of the proptests.
+fn damaged(img: &[u8], edits: Vec<(usize, u8)>, cut: Option<usize>) -> Vec<u8> {
+    let mut img = img.to_vec();
+    for (at, b) in edits {
+        if at < img.len() {
+            img[at] = b;
+        }
+    }
+    if let Some(c) = cut {
+        img.truncate(c);
+    }
+    img
 }
 
 fn good_image_cached() -> &'static Vec<u8> {
@@ -1159,16 +1165,7 @@ proptest! {
         edits in prop::collection::vec((16 * 2048usize..48 * 2048, any::<u8>()), 1..24),
         cut in prop::option::of(0usize..60 * 2048),
     ) {
-        let mut img = good_drive_cached().clone();
-        for (at, b) in edits {
-            if at < img.len() {
-                img[at] = b;
-            }
-        }
-        if let Some(c) = cut {
-            img.truncate(c);
-        }
-        let _ = read_drive(img);
+        let _ = read_drive(damaged(good_drive_cached(), edits, cut));
     }
 }
 

@@ -32,6 +32,7 @@ pub const MAX_META_DATA: u64 = 1 << 20;
 
 pub struct NoCloud {
     root: Root,
+    overrides: identify::NoCloudOverrides,
     seed: Option<String>,
     device: Option<PathBuf>,
     allow_mount: bool,
@@ -42,6 +43,7 @@ impl NoCloud {
     pub fn new(root: &Root, identified: &Identified, options: &Options) -> NoCloud {
         NoCloud {
             root: root.clone(),
+            overrides: identified.nocloud.clone(),
             seed: identified.seed.clone(),
             device: identified.device.clone(),
             allow_mount: options.allow_mount.unwrap_or(root.is_host()),
@@ -55,13 +57,13 @@ impl Provider for NoCloud {
     /// line's `ds=nocloud;i=ID;h=HOST` say over its `meta-data`
     /// ([`identify::NoCloudOverrides`], as cloud-init).
     fn fetch(&self) -> Result<Option<Fetched>, FetchError> {
-        let overrides = identify::NoCloudOverrides::read(&self.root);
+        let overrides = &self.overrides;
         Ok(self.fetch_seed()?.map(|mut f| {
-            if let Some(id) = overrides.instance_id {
-                f.instance_id = id;
+            if let Some(id) = &overrides.instance_id {
+                f.instance_id = id.clone();
             }
-            if let Some(h) = overrides.hostname {
-                f.hostname = Some(h);
+            if let Some(h) = &overrides.hostname {
+                f.hostname = Some(h.clone());
             }
             f
         }))
