@@ -25,6 +25,25 @@ pub struct Unquotable {
     pub what: String,
 }
 
+impl Unquotable {
+    /// What is wrong, without advice: "the value has a newline at byte 3,
+    /// which an env file value cannot carry through both systemd's
+    /// EnvironmentFile= and sh". Callers that know a better way out (the
+    /// manifest's `env:`, which has no helpers) add their own.
+    pub fn reason(&self) -> String {
+        let why = match self.syntax {
+            "env" => {
+                "an env file value cannot carry through both systemd's EnvironmentFile= and sh"
+            }
+            _ => "a shell word cannot carry",
+        };
+        format!(
+            "the value has {} at byte {}, which {why}",
+            self.what, self.at
+        )
+    }
+}
+
 impl fmt::Display for Unquotable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let why = match self.syntax {

@@ -437,12 +437,10 @@ fn env_lines(
                     err(
                         var,
                         format!(
-                            "failed to quote value {key} for env: the value has {} at byte {}, \
-                             which an env file value cannot carry through both systemd's \
-                             EnvironmentFile= and sh; write this file from a template instead \
-                             (template:, with {{{{base64 {key}}}}} for this variable), or \
-                             keep the value out of an env file",
-                            e.what, e.at
+                            "failed to quote value {key} for env: {}; write this file from a template \
+                             instead (template:, with {{{{base64 {key}}}}} for this variable), \
+                             or keep the value out of an env file",
+                            e.reason()
                         ),
                     )
                 })?;

@@ -75,6 +75,19 @@ fn make_iso(tool: &str, flags: &[&str], volid: &str, dir: &Path, out: &Path) {
     );
 }
 
+/// The names in `dir` of `seed`, sorted.
+fn listed(seed: &Seed<std::fs::File>, dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = seed
+        .list(dir)
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    names
+}
+
 fn open_file(path: &Path) -> Seed<std::fs::File> {
     match iso9660::open(path).unwrap() {
         Opened::Seed(s) => s,
@@ -871,15 +884,7 @@ fn subdirectories_in_every_naming_variant() {
                     "{ctx}: {plain}"
                 );
             }
-            let mut listed: Vec<String> = seed
-                .list("openstac")
-                .unwrap()
-                .unwrap()
-                .into_iter()
-                .map(|e| e.name)
-                .collect();
-            listed.sort();
-            assert_eq!(listed, ["2012_08_", "latest"], "{ctx}");
+            assert_eq!(listed(&seed, "openstac"), ["2012_08_", "latest"], "{ctx}");
             continue;
         }
         for (path, bytes) in &files {
@@ -894,16 +899,8 @@ fn subdirectories_in_every_naming_variant() {
                 "{ctx}: {path}"
             );
         }
-        let mut listed: Vec<String> = seed
-            .list("openstack/latest")
-            .unwrap()
-            .unwrap()
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
-        listed.sort();
         assert_eq!(
-            listed,
+            listed(&seed, "openstack/latest"),
             [
                 "meta_data.json",
                 "network_data.json",
