@@ -150,15 +150,12 @@ fn bench(c: &mut Criterion) {
     c.bench_function("yaml events only", |b| {
         b.iter(|| {
             let mut n = 0;
-            for e in serde_saphyr::granit_parser::Parser::new_from_str(black_box(text)) {
+            for e in granit_parser::Parser::new_from_str(black_box(text)) {
                 black_box(e.unwrap());
                 n += 1;
             }
             n
         })
-    });
-    c.bench_function("serde-saphyr to Value", |b| {
-        b.iter(|| imprint::yaml::parse::<serde_json::Value>(black_box(text)).unwrap())
     });
     c.bench_function("yaml only", |b| {
         b.iter(|| imprint::yaml::parse_value(black_box(text)).unwrap())

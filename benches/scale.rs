@@ -1,8 +1,8 @@
 //! How imprint's cost grows (docs/benchmarks.md has the figures):
 //!
-//! - `manifest/{fast,saphyr,load}/N`: the N-file manifest's YAML through
-//!   the fast path and through serde-saphyr alone, and the whole
-//!   `manifest::load` (YAML, checks, N template files read);
+//! - `manifest/{yaml,load}/N`: the N-file manifest's YAML alone
+//!   (`yaml::parse_value`), and the whole `manifest::load` (YAML, checks,
+//!   N template files read);
 //! - `render/N`, `plan/N`: N templated files (10, 100, 1000), each from its
 //!   own template (a real manifest's worst case), in memory (`render`), then
 //!   compared with N files on disk (`plan`: read_disk + plan);
@@ -73,8 +73,8 @@ fn sync_fs(dir: &Path) {
 }
 
 fn render_and_plan(c: &mut Criterion) {
-    // Reading and parsing the manifest (and its N templates' text): the
-    // YAML fast path (`yaml::plain_value`) against serde-saphyr alone.
+    // Reading and parsing the manifest (and its N templates' text), and
+    // its YAML alone.
     let mut g = c.benchmark_group("manifest");
     for &n in SIZES {
         let t = tempfile::tempdir().unwrap();
@@ -82,11 +82,8 @@ fn render_and_plan(c: &mut Criterion) {
         let path = t.path().join("etc/imprint/imprint.yaml");
         let text = std::fs::read_to_string(&path).unwrap();
         g.throughput(Throughput::Elements(n as u64));
-        g.bench_with_input(BenchmarkId::new("fast", n), &n, |b, _| {
-            b.iter(|| imprint::yaml::plain_value(black_box(&text)).unwrap())
-        });
-        g.bench_with_input(BenchmarkId::new("saphyr", n), &n, |b, _| {
-            b.iter(|| imprint::yaml::parse_saphyr::<serde_json::Value>(black_box(&text)).unwrap())
+        g.bench_with_input(BenchmarkId::new("yaml", n), &n, |b, _| {
+            b.iter(|| imprint::yaml::parse_value(black_box(&text)).unwrap())
         });
         let root = Root::at(t.path());
         g.bench_with_input(BenchmarkId::new("load", n), &n, |b, _| {

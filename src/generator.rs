@@ -78,11 +78,10 @@ pub struct Wanted {
 }
 
 /// The keys the generator reads, taken from the manifest as a plain value
-/// tree. Not typed structs: those cost the binary ~60 KiB (serde-saphyr and
-/// serde_json each instantiate a deserializer per struct) for four keys.
-/// The rules are serde's for the structs this replaced: a key that is
-/// absent or null is empty; a key that is there must have its shape (a
-/// mapping, a list), else the manifest is invalid; other keys are ignored.
+/// tree ([`crate::yaml::parse_value`], the run's reader), for four keys.
+/// The rules are the run's (src/manifest.rs): a key that is absent or
+/// null is empty; a key that is there must have its shape (a mapping, a
+/// list), else the manifest is invalid; other keys are ignored.
 #[derive(Debug, Default)]
 struct RawGen {
     order: Vec<String>,
@@ -112,17 +111,15 @@ impl RawGen {
             }
         }
         // The strings of the list under `key` of `m` (other scalars are no
-        // unit names: left out); `null_ok`: null is empty (an `Option`).
+        // unit names: left out).
         fn list(
             m: &serde_json::Map<String, Value>,
             key: &str,
             at: &str,
-            null_ok: bool,
             out: &mut Vec<String>,
         ) -> Result<bool, String> {
             match m.get(key) {
-                None => Ok(false),
-                Some(Value::Null) if null_ok => Ok(false),
+                None | Some(Value::Null) => Ok(false),
                 Some(Value::Array(a)) => {
                     for x in a {
                         match x {
@@ -140,26 +137,28 @@ impl RawGen {
         }
         let mut raw = Self::default();
         if let Some(ds) = map(top, "datasource", "")? {
-            list(ds, "order", "datasource.", true, &mut raw.order)?;
+            list(ds, "order", "datasource.", &mut raw.order)?;
         }
         match top.get("files") {
-            None => {}
+            None | Some(Value::Null) => {}
             Some(Value::Array(files)) => {
                 for (i, f) in files.iter().enumerate() {
-                    let Value::Object(f) = f else {
-                        return Err(format!("files[{i}]: expected a mapping"));
+                    let f = match f {
+                        Value::Object(f) => f,
+                        Value::Null => continue,
+                        _ => return Err(format!("files[{i}]: expected a mapping")),
                     };
                     let at = format!("files[{i}].");
-                    list(f, "restart", &at, false, &mut raw.units)?;
-                    list(f, "reload", &at, false, &mut raw.units)?;
+                    list(f, "restart", &at, &mut raw.units)?;
+                    list(f, "reload", &at, &mut raw.units)?;
                 }
             }
             Some(_) => return Err("files: expected a list".into()),
         }
         if let Some(u) = map(top, "units", "")? {
-            list(u, "enable", "units.", false, &mut raw.units)?;
+            list(u, "enable", "units.", &mut raw.units)?;
         }
-        raw.ssh_host_keys = list(top, "ssh_host_keys", "", true, &mut Vec::new())?;
+        raw.ssh_host_keys = list(top, "ssh_host_keys", "", &mut Vec::new())?;
         Ok(raw)
     }
 }
@@ -169,7 +168,7 @@ impl RawGen {
 /// out (`imprint run` reports them).
 pub fn wanted(manifest: Option<&str>, cmdline: &str) -> Result<Wanted, crate::yaml::YamlError> {
     let raw = match manifest {
-        Some(t) if !t.trim().is_empty() => RawGen::from_value(&crate::yaml::parse_tree(t)?)
+        Some(t) if !t.trim().is_empty() => RawGen::from_value(&crate::yaml::parse_value(t)?.value)
             .map_err(|message| crate::yaml::YamlError {
                 line: 0,
                 column: 0,

@@ -8,7 +8,6 @@ use crate::model::{Mode, OwnerSpec};
 use crate::root::{self, Root};
 pub use crate::yaml::KeyAt;
 use crate::yaml::{self, YamlError};
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,8 +37,7 @@ pub enum ManifestError {
 }
 
 /// A declared value's type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValueType {
     String,
     Integer,
@@ -51,6 +49,16 @@ pub enum ValueType {
 }
 
 impl ValueType {
+    pub const ALL: [ValueType; 7] = [
+        ValueType::String,
+        ValueType::Integer,
+        ValueType::Number,
+        ValueType::Boolean,
+        ValueType::List,
+        ValueType::Map,
+        ValueType::Any,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             ValueType::String => "string",
@@ -65,30 +73,19 @@ impl ValueType {
 }
 
 /// One entry of `values:`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ValueDecl {
-    #[serde(rename = "type", default = "default_type")]
     pub ty: ValueType,
-    #[serde(default)]
     pub required: bool,
-    #[serde(default)]
     pub default: Option<serde_json::Value>,
-    #[serde(rename = "enum", default)]
+    /// `enum:`.
     pub allowed: Option<Vec<serde_json::Value>>,
-    #[serde(default)]
     pub secret: bool,
-    #[serde(default)]
     pub description: Option<String>,
 }
 
-fn default_type() -> ValueType {
-    ValueType::Any
-}
-
 /// How values are quoted when substituted into a file (SPEC §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Escape {
     Env,
     Json,
@@ -97,8 +94,7 @@ pub enum Escape {
 }
 
 /// What an unsupported directive or part type is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnsupportedPolicy {
     #[default]
     Error,
@@ -190,56 +186,441 @@ impl Manifest {
 
 // ---------------------------------------------------------------- raw form
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The manifest's keys as written, every one optional, read from the YAML
+/// value tree by hand ([`RawManifest::read`]): typed deserializers cost
+/// the binary ~150 KiB for these few structs.
+#[derive(Debug, Default)]
 struct RawManifest {
     version: Option<u32>,
-    datasource: Option<RawDatasource>,
-    #[serde(default)]
+    datasource: RawDatasource,
     values: BTreeMap<String, ValueDecl>,
-    #[serde(default)]
     files: Vec<RawFile>,
-    units: Option<RawUnits>,
-    ssh_host_keys: Option<Vec<String>>,
-    cloud_config: Option<RawCloudConfig>,
+    enable: Vec<String>,
+    ssh_host_keys: Vec<String>,
+    write_files: Option<bool>,
     unsupported: Option<UnsupportedPolicy>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 struct RawDatasource {
-    order: Option<Vec<String>>,
+    order: Vec<String>,
     timeout: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUnits {
-    #[serde(default)]
-    enable: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCloudConfig {
-    write_files: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 struct RawFile {
     path: Option<String>,
     template: Option<String>,
     env: Option<BTreeMap<String, String>>,
     mode: Option<serde_json::Value>,
     owner: Option<String>,
-    #[serde(default)]
     restart: Vec<String>,
-    #[serde(default)]
     reload: Vec<String>,
-    #[serde(rename = "if")]
     when: Option<String>,
     escape: Option<Escape>,
+}
+
+/// A step from the top-level mapping to a node.
+#[derive(Debug, Clone)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// What is wrong with the manifest's shape: the node at `path`, and what.
+#[derive(Debug)]
+struct Shape {
+    path: Vec<Step>,
+    message: String,
+}
+
+impl Shape {
+    /// The key as messages name it: `files[0].restart`, `values.db.host`.
+    fn key(&self) -> String {
+        let mut k = String::new();
+        for s in &self.path {
+            match s {
+                Step::Key(name) if k.is_empty() => k.push_str(name),
+                Step::Key(name) => {
+                    k.push('.');
+                    k.push_str(name);
+                }
+                Step::Index(i) => k.push_str(&format!("[{i}]")),
+            }
+        }
+        k
+    }
+
+    /// Where the node's key is written (a list item's: its list's key),
+    /// when the text says.
+    fn at(&self, text: &str) -> Option<yaml::KeyAt> {
+        let steps: Vec<yaml::Step> = self
+            .path
+            .iter()
+            .map(|s| match s {
+                Step::Key(k) => yaml::Step::Key(k),
+                Step::Index(i) => yaml::Step::Index(*i),
+            })
+            .collect();
+        (0..steps.len()).rev().find_map(|j| match steps[j] {
+            yaml::Step::Key(k) => yaml::key_at(text, &steps[..j], k),
+            yaml::Step::Index(_) => None,
+        })
+    }
+}
+
+/// A mapping of the manifest and where it is. A key that is absent and a
+/// key whose value is null (`units:` with nothing after it) are the same.
+struct Node<'v> {
+    map: &'v serde_json::Map<String, serde_json::Value>,
+    path: Vec<Step>,
+}
+
+impl<'v> Node<'v> {
+    /// The mapping `v` at `path` (`Ok(None)`: null), with only the keys
+    /// `known` (any keys when it is empty).
+    fn new(
+        v: &'v serde_json::Value,
+        path: Vec<Step>,
+        known: &[&str],
+    ) -> Result<Option<Node<'v>>, Shape> {
+        let map = match v {
+            serde_json::Value::Null => return Ok(None),
+            serde_json::Value::Object(m) => m,
+            other => {
+                let of = if known.is_empty() {
+                    String::new()
+                } else {
+                    format!(" of {}", known.join(", "))
+                };
+                return Err(Shape {
+                    path,
+                    message: format!("expected a mapping{of}, found {}", found(other)),
+                });
+            }
+        };
+        for k in map.keys() {
+            if !known.is_empty() && !known.contains(&k.as_str()) {
+                let near = known
+                    .iter()
+                    .map(|c| (distance(c, k), c))
+                    .min()
+                    .filter(|(d, c)| *d <= (c.len() / 2).clamp(1, 3))
+                    .map(|(_, c)| format!(" (did you mean {c}?)"))
+                    .unwrap_or_default();
+                let mut path = path;
+                path.push(Step::Key(k.clone()));
+                return Err(Shape {
+                    path,
+                    message: format!(
+                        "unknown key{near}; the keys allowed here are {}",
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(Some(Node { map, path }))
+    }
+
+    fn get(&self, key: &str) -> Option<&'v serde_json::Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn err(&self, key: &str, message: String) -> Shape {
+        let mut path = self.path.clone();
+        path.push(Step::Key(key.to_string()));
+        Shape { path, message }
+    }
+
+    fn child(&self, key: &str, known: &[&str]) -> Result<Option<Node<'v>>, Shape> {
+        let mut path = self.path.clone();
+        path.push(Step::Key(key.to_string()));
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => Node::new(v, path, known),
+        }
+    }
+
+    /// A string; another scalar is refused, not turned into text: YAML
+    /// already read it as something else (`owner: 33:33` is the number
+    /// 2013 to YAML 1.1, base 60), and its text is gone.
+    fn string(&self, key: &str) -> Result<Option<String>, Shape> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(self.err(key, expected_string(other))),
+        }
+    }
+
+    fn boolean(&self, key: &str) -> Result<Option<bool>, Shape> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(self.err(
+                key,
+                format!("expected true or false, found {}", found(other)),
+            )),
+        }
+    }
+
+    fn strings(&self, key: &str) -> Result<Vec<String>, Shape> {
+        let list = match self.get(key) {
+            None => return Ok(Vec::new()),
+            Some(serde_json::Value::Array(a)) => a,
+            Some(other) => {
+                return Err(self.err(
+                    key,
+                    format!("expected a list of strings, found {}", found(other)),
+                ))
+            }
+        };
+        list.iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                serde_json::Value::String(s) => Ok(s.clone()),
+                other => Err(self.err(key, format!("item {i}: {}", expected_string(other)))),
+            })
+            .collect()
+    }
+
+    /// One of `words`.
+    fn word<T: Copy>(&self, key: &str, words: &[(&str, T)]) -> Result<Option<T>, Shape> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        match words.iter().find(|(w, _)| v.as_str() == Some(w)) {
+            Some((_, t)) => Ok(Some(*t)),
+            None => {
+                let names: Vec<&str> = words.iter().map(|(w, _)| *w).collect();
+                Err(self.err(
+                    key,
+                    format!("expected one of {}, found {}", names.join(", "), found(v)),
+                ))
+            }
+        }
+    }
+}
+
+/// What was found, in words.
+fn found(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => "nothing".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string {s:?}"),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a mapping".into(),
+    }
+}
+
+fn expected_string(v: &serde_json::Value) -> String {
+    let quote = match v {
+        serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {
+            "; YAML 1.1 reads some unquoted words as numbers or booleans (33:33, 0755, yes, on): quote the string"
+        }
+        _ => "",
+    };
+    format!("expected a string, found {}{quote}", found(v))
+}
+
+impl RawManifest {
+    const KEYS: &'static [&'static str] = &[
+        "version",
+        "datasource",
+        "values",
+        "files",
+        "units",
+        "ssh_host_keys",
+        "cloud_config",
+        "unsupported",
+    ];
+
+    /// The raw manifest in `v`, the YAML value tree of `text`.
+    fn read(v: &serde_json::Value, text: &str) -> Result<RawManifest, Shape> {
+        let Some(top) = Node::new(v, Vec::new(), Self::KEYS)? else {
+            return Ok(RawManifest::default());
+        };
+        let version =
+            match top.get("version") {
+                None => None,
+                Some(v) => Some(v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(
+                    || top.err("version", format!("expected 1, found {}", found(v))),
+                )?),
+            };
+        let mut raw = RawManifest {
+            version,
+            ..RawManifest::default()
+        };
+        if let Some(ds) = top.child("datasource", &["order", "timeout"])? {
+            raw.datasource = RawDatasource {
+                order: ds.strings("order")?,
+                timeout: ds.get("timeout").cloned(),
+            };
+        }
+        if let Some(values) = top.child("values", &[])? {
+            for (k, v) in values.map {
+                raw.values
+                    .insert(k.clone(), ValueDecl::read(v, values.path.clone(), k)?);
+            }
+        }
+        match top.get("files") {
+            None => {}
+            Some(serde_json::Value::Array(files)) => {
+                // How each number given as an owner was written (`1000`, a
+                // uid, reads as the number it is; `0644` does not), read
+                // again only when there is one.
+                let numbers = files
+                    .iter()
+                    .any(|f| matches!(f.get("owner"), Some(serde_json::Value::Number(_))));
+                let owners = if numbers {
+                    yaml::item_fields_written(text, "files", "owner")
+                } else {
+                    Vec::new()
+                };
+                for (i, f) in files.iter().enumerate() {
+                    let path = vec![Step::Key("files".into()), Step::Index(i)];
+                    let owner = owners.iter().find(|(j, _)| *j == i).map(|(_, w)| w);
+                    raw.files.push(match Node::new(f, path, RawFile::KEYS)? {
+                        Some(f) => RawFile::read(&f, owner)?,
+                        None => RawFile::default(),
+                    });
+                }
+            }
+            Some(other) => {
+                return Err(top.err(
+                    "files",
+                    format!("expected a list of files, found {}", found(other)),
+                ))
+            }
+        }
+        if let Some(units) = top.child("units", &["enable"])? {
+            raw.enable = units.strings("enable")?;
+        }
+        raw.ssh_host_keys = top.strings("ssh_host_keys")?;
+        if let Some(cc) = top.child("cloud_config", &["write_files"])? {
+            raw.write_files = cc.boolean("write_files")?;
+        }
+        raw.unsupported = top.word(
+            "unsupported",
+            &[
+                ("error", UnsupportedPolicy::Error),
+                ("warn", UnsupportedPolicy::Warn),
+            ],
+        )?;
+        Ok(raw)
+    }
+}
+
+impl ValueDecl {
+    const KEYS: &'static [&'static str] = &[
+        "type",
+        "required",
+        "default",
+        "enum",
+        "secret",
+        "description",
+    ];
+
+    /// The declaration of `values.NAME` (`parents` is `[values]`); null is
+    /// a declaration with every field left out.
+    fn read(v: &serde_json::Value, mut parents: Vec<Step>, name: &str) -> Result<Self, Shape> {
+        parents.push(Step::Key(name.to_string()));
+        let mut d = ValueDecl {
+            ty: ValueType::Any,
+            required: false,
+            default: None,
+            allowed: None,
+            secret: false,
+            description: None,
+        };
+        let Some(n) = Node::new(v, parents, Self::KEYS)? else {
+            return Ok(d);
+        };
+        let types: Vec<(&str, ValueType)> = ValueType::ALL.iter().map(|t| (t.name(), *t)).collect();
+        d.ty = n.word("type", &types)?.unwrap_or(ValueType::Any);
+        d.required = n.boolean("required")?.unwrap_or(false);
+        d.default = n.get("default").cloned();
+        d.allowed = match n.get("enum") {
+            None => None,
+            Some(serde_json::Value::Array(a)) => Some(a.clone()),
+            Some(other) => {
+                return Err(n.err(
+                    "enum",
+                    format!(
+                        "expected a list of the values allowed, found {}",
+                        found(other)
+                    ),
+                ))
+            }
+        };
+        d.secret = n.boolean("secret")?.unwrap_or(false);
+        // For people: any scalar will do.
+        d.description = match n.get("description") {
+            None => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_))) => {
+                Some(v.to_string())
+            }
+            Some(other) => return Err(n.err("description", expected_string(other))),
+        };
+        Ok(d)
+    }
+}
+
+impl RawFile {
+    const KEYS: &'static [&'static str] = &[
+        "path", "template", "env", "mode", "owner", "restart", "reload", "if", "escape",
+    ];
+
+    /// `owner`: how the file's owner was written, when it is a number.
+    fn read(f: &Node, owner: Option<&yaml::Written>) -> Result<RawFile, Shape> {
+        let env = match f.child("env", &[])? {
+            None => None,
+            Some(env) => Some(
+                env.map
+                    .iter()
+                    .map(|(k, v)| match v {
+                        serde_json::Value::String(s) => Ok((k.clone(), s.clone())),
+                        other => Err(env.err(
+                            k,
+                            format!(
+                                "expected the dotted key of a value, like db.host, found {}",
+                                found(other)
+                            ),
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        Ok(RawFile {
+            path: f.string("path")?,
+            template: f.string("template")?,
+            env,
+            mode: f.get("mode").cloned(),
+            owner: match (f.get("owner"), owner) {
+                // A uid written as the decimal number it is: its digits.
+                (Some(serde_json::Value::Number(n)), Some(w))
+                    if w.plain && n.to_string() == w.text =>
+                {
+                    Some(w.text.clone())
+                }
+                _ => f.string("owner")?,
+            },
+            restart: f.strings("restart")?,
+            reload: f.strings("reload")?,
+            when: f.string("if")?,
+            escape: f.word(
+                "escape",
+                &[
+                    ("env", Escape::Env),
+                    ("json", Escape::Json),
+                    ("shell", Escape::Shell),
+                    ("none", Escape::None),
+                ],
+            )?,
+        })
+    }
 }
 
 /// Known SSH host key types (`ssh-keygen -t`).
@@ -298,14 +679,18 @@ fn parse_with(
     templates: &Path,
     read: &dyn Fn(&Path) -> std::io::Result<String>,
 ) -> Result<Manifest, ManifestError> {
-    let raw: RawManifest = if text.trim().is_empty() {
-        RawManifest::default()
-    } else {
-        yaml::parse(text).map_err(|error| ManifestError::Syntax {
-            path: path.to_path_buf(),
-            error,
-        })?
-    };
+    let tree = yaml::parse_value(text).map_err(|error| ManifestError::Syntax {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let raw = RawManifest::read(&tree.value, text).map_err(|e| ManifestError::Invalid {
+        path: path.to_path_buf(),
+        key: e.key(),
+        message: match e.at(text) {
+            Some(at) => format!("{at}: {}", e.message),
+            None => e.message,
+        },
+    })?;
     let invalid = |key: String, message: String| ManifestError::Invalid {
         path: path.to_path_buf(),
         key,
@@ -320,7 +705,7 @@ fn parse_with(
             ))
         }
     }
-    let ds = raw.datasource.unwrap_or_default();
+    let ds = raw.datasource;
     let timeout = match &ds.timeout {
         None => Duration::from_secs(60),
         Some(v) => parse_duration(v).ok_or_else(|| {
@@ -351,7 +736,7 @@ fn parse_with(
     // A name identify would not know is the image's mistake: refused here,
     // so that `imprint validate` catches it at build time (65), not the
     // first boot.
-    for (i, name) in ds.order.iter().flatten().enumerate() {
+    for (i, name) in ds.order.iter().enumerate() {
         if crate::identify::Datasource::parse(name).is_none() {
             let known: Vec<&str> = crate::identify::Datasource::ALL
                 .iter()
@@ -504,7 +889,7 @@ fn parse_with(
             escape: f.escape,
         });
     }
-    let enable = raw.units.map(|u| u.enable).unwrap_or_default();
+    let enable = raw.enable;
     for u in &enable {
         if !is_unit_name(u) {
             return Err(invalid(
@@ -513,7 +898,7 @@ fn parse_with(
             ));
         }
     }
-    let ssh_host_keys = raw.ssh_host_keys.unwrap_or_default();
+    let ssh_host_keys = raw.ssh_host_keys;
     for k in &ssh_host_keys {
         if !SSH_KEY_TYPES.contains(&k.as_str()) {
             return Err(invalid(
@@ -524,13 +909,13 @@ fn parse_with(
     }
     Ok(Manifest {
         path: path.to_path_buf(),
-        datasource_order: ds.order.unwrap_or_default(),
+        datasource_order: ds.order,
         datasource_timeout: timeout,
         values: raw.values,
         files,
         enable,
         ssh_host_keys,
-        write_files: raw.cloud_config.and_then(|c| c.write_files).unwrap_or(true),
+        write_files: raw.write_files.unwrap_or(true),
         unsupported: raw.unsupported.unwrap_or_default(),
         warnings,
         text: text.to_string(),
@@ -728,6 +1113,117 @@ mod tests {
         assert_eq!(at(0, "NOPE"), None);
         assert_eq!(at(3, "A_VAR"), None);
         assert_eq!(Manifest::absent().env_key_at(0, "A"), None);
+    }
+
+    fn err(text: &str) -> String {
+        parse(Path::new("/m.yaml"), text, Path::new("/nonexistent"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// A key that is not the manifest's, or a value of the wrong shape:
+    /// the key, where it is written, and what is allowed or expected.
+    #[test]
+    fn shapes_are_errors_naming_key_place_and_fix() {
+        assert_eq!(
+            err("version: 1\nfiles:\n  - path: /etc/a\n    env: {A: a}\n    restrat: [app.service]\n"),
+            "invalid manifest /m.yaml: files[0].restrat: line 5, column 5: unknown key (did you mean restart?); \
+             the keys allowed here are path, template, env, mode, owner, restart, reload, if, escape"
+        );
+        assert_eq!(
+            err("valeus: {}\n"),
+            "invalid manifest /m.yaml: valeus: line 1, column 1: unknown key (did you mean values?); \
+             the keys allowed here are version, datasource, values, files, units, ssh_host_keys, cloud_config, unsupported"
+        );
+        for (text, want) in [
+            ("files: {}", "files: line 1, column 1: expected a list of files, found a mapping"),
+            ("files:\n  - /etc/a", "files[0]: line 1, column 1: expected a mapping of path, template"),
+            ("files:\n  - path: 7", "files[0].path: line 2, column 5: expected a string, found the number 7; YAML 1.1"),
+            ("files:\n  - {path: /a, owner: 0644}", "files[0].owner: line 2, column 16: expected a string, found the number 420"),
+            ("files:\n  - {path: /a, owner: 33:33}", "files[0].owner: line 2, column 16: expected a string, found the number 2013; YAML 1.1 reads some unquoted words as numbers or booleans (33:33, 0755, yes, on): quote the string"),
+            ("files:\n  - {path: /a, restart: [a.service, 5]}", "files[0].restart: line 2, column 16: item 1: expected a string, found the number 5"),
+            ("files:\n  - {path: /a, env: {A: [x]}}", "files[0].env.A: line 2, column 22: expected the dotted key of a value, like db.host, found a list"),
+            ("files:\n  - {path: /a, escape: yaml}", "files[0].escape: line 2, column 16: expected one of env, json, shell, none, found the string \"yaml\""),
+            ("values:\n  a: {type: text}", "values.a.type: line 2, column 7: expected one of string, integer, number, boolean, list, map, any, found the string \"text\""),
+            ("values:\n  a: {required: \"true\"}", "values.a.required: line 2, column 7: expected true or false, found the string \"true\""),
+            ("values:\n  a: {enum: x}", "values.a.enum: line 2, column 7: expected a list of the values allowed, found the string \"x\""),
+            ("values:\n  a: string", "values.a: line 2, column 3: expected a mapping of type, required"),
+            ("values: [a]", "values: line 1, column 1: expected a mapping, found a list"),
+            ("units: {enable: x.service}", "units.enable: line 1, column 9: expected a list of strings, found the string \"x.service\""),
+            ("cloud_config: {write_files: maybe}", "cloud_config.write_files: line 1, column 16: expected true or false, found the string \"maybe\""),
+            ("unsupported: WARN", "unsupported: line 1, column 1: expected one of error, warn, found the string \"WARN\""),
+            ("version: \"1\"", "version: line 1, column 1: expected 1, found the string \"1\""),
+            ("datasource: {order: ec2}", "datasource.order: line 1, column 14: expected a list of strings"),
+            ("- a", "invalid manifest /m.yaml: : expected a mapping of version, datasource"),
+        ] {
+            let e = err(text);
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+        // Merged in: the line of the mapping it came from, and the merge's.
+        let e =
+            err("files:\n  - &d {path: /a, env: {A: a}, ownr: root}\n  - <<: *d\n    path: /b\n");
+        assert!(
+            e.contains("files[0].ownr: line 2, column 32: unknown key (did you mean owner?)"),
+            "{e}"
+        );
+        // A syntax error: line and column once.
+        assert_eq!(
+            err("files:\n  - path: /a\n   - x: [\n"),
+            "invalid manifest /m.yaml: line 3, column 4: while parsing a block collection, did not find expected '-' indicator"
+        );
+    }
+
+    /// Null is the key left out; anchors, aliases, merges and tags are
+    /// YAML's; words mean what they mean in user-data (one YAML reader).
+    #[test]
+    fn null_is_absent_and_words_mean_what_user_data_means() {
+        let text = "version:\nvalues:\n  a:\n  b: {type: string, enum: [y, n, yes, 1e3, 1:20], default: y}\n  c: {description: 12}\nfiles:\nunits:\n  enable:\nssh_host_keys:\ncloud_config:\nunsupported:\ndatasource: {order: , timeout: }\n";
+        let m = parse(Path::new("/m.yaml"), text, Path::new("/n")).unwrap();
+        assert_eq!(m.values["a"].ty, ValueType::Any);
+        assert!(!m.values["a"].required);
+        let b = &m.values["b"];
+        assert_eq!(
+            b.allowed.as_deref().unwrap(),
+            [
+                serde_json::json!("y"),
+                serde_json::json!("n"),
+                serde_json::json!(true),
+                serde_json::json!("1e3"),
+                serde_json::json!(80),
+            ]
+        );
+        assert_eq!(b.default, Some(serde_json::json!("y")));
+        assert_eq!(m.values["c"].description.as_deref(), Some("12"));
+        assert!(m.files.is_empty() && m.enable.is_empty() && m.ssh_host_keys.is_empty());
+        assert!(m.write_files);
+        assert_eq!(m.unsupported, UnsupportedPolicy::Error);
+        assert_eq!(m.datasource_timeout, Duration::from_secs(60));
+
+        let text = "files:\n  - &f\n    path: !!str /etc/a\n    owner: \"app:app\"\n    env: &e {A: a}\n    reload: !!seq [b.service]\n  - <<: *f\n    path: /etc/b\n    env: *e\n    escape: shell\nvalues: {a: {type: string, secret: yes}}\n";
+        let m = parse(Path::new("/m.yaml"), text, Path::new("/n")).unwrap();
+        let b = &m.files[1];
+        assert_eq!(b.path, "/etc/b");
+        assert_eq!(b.owner, OwnerSpec::parse("app:app"));
+        assert_eq!(b.reload, ["b.service"]);
+        // Numbers, as uids and gids: written as the decimal they are.
+        let ids = parse(
+            Path::new("/m.yaml"),
+            "files:\n  - {path: /a, env: {A: a}, owner: 1000}\n  - {path: /b, env: {A: a}, owner: \"0:0\"}\n  - {path: /c, env: {A: a}, owner: 0}\n",
+            Path::new("/n"),
+        )
+        .unwrap();
+        let owners: Vec<String> = ids
+            .files
+            .iter()
+            .map(|f| f.owner.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(owners, ["1000", "0:0", "0"]);
+        assert_eq!(b.escape, Some(Escape::Shell));
+        assert_eq!(b.source, m.files[0].source);
+        assert!(m.values["a"].secret);
+        // A key that only holds an anchor is a key like any other.
+        let e = err("common: &c {owner: root}\nfiles: []\n");
+        assert!(e.contains("common: line 1, column 1: unknown key"), "{e}");
     }
 
     fn with_mode(mode: &str) -> Result<Manifest, ManifestError> {

@@ -1,14 +1,17 @@
 //! YAML with cloud-init's meaning (PyYAML, YAML 1.1): `0644` is octal,
-//! `yes/no/on/off` are booleans. Shared by `decode`/`merge` (user-data) and
-//! `manifest`. Errors carry a 1-based line and column.
+//! `yes/no/on/off` are booleans. One reader for every YAML imprint reads:
+//! user-data (`decode`/`merge`), NoCloud's meta-data, and the manifest
+//! (its run and its generator), so a word means the same in each: a
+//! manifest's `enum: [y, n]` holds the strings user-data's `y` and `n` are.
+//! Errors carry a 1-based line and column.
 //!
-//! Two entry points: [`parse`] deserializes typed structs through
-//! serde-saphyr with its YAML 1.1 switches (the manifest); [`parse_value`]
-//! composes user-data documents from the parser's events with PyYAML's own
-//! resolvers, because user-data must mean exactly what it means to
-//! cloud-init, corner cases included (see docs/user-data.md).
+//! [`parse_value`] composes a document from granit-parser's events with
+//! PyYAML's own resolvers, because user-data must mean exactly what it
+//! means to cloud-init, corner cases included (see docs/user-data.md). The
+//! locators ([`key_at`], [`item_fields_written`]) walk the same events
+//! again, only when an error needs a line and column, or a mode how it was
+//! written.
 
-use serde::de::DeserializeOwned;
 use std::fmt;
 
 /// A YAML syntax or shape error, located in its document.
@@ -35,223 +38,6 @@ impl fmt::Display for YamlError {
     }
 }
 
-/// The parser options that give YAML 1.1 (PyYAML) semantics.
-pub fn options() -> serde_saphyr::Options {
-    let mut o = serde_saphyr::Options::default();
-    o.legacy_octal_numbers = true;
-    o.strict_booleans = false;
-    o.with_snippet = false;
-    o
-}
-
-/// Parse `text` into `T` with YAML 1.1 semantics.
-///
-/// Fast path first ([`plain_value`]): a document made only of plain
-/// mappings, sequences and scalars whose meaning no YAML resolver disputes is
-/// composed from the parser's events and converted with `serde_json`. That is
-/// the whole of a typical manifest, and it costs about half of what
-/// serde-saphyr's deserializer adds on top of the same parser (its event
-/// look-ahead, budget accounting, key capture and locations: ~0.7 M
-/// instructions for the demo manifest). Anything else, and every document
-/// that does not convert into `T`, goes through serde-saphyr exactly as
-/// before, so results and errors (with their line and column) are
-/// serde-saphyr's own.
-pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
-    if let Some(v) = plain_value(text) {
-        if let Ok(t) = serde_json::from_value(v) {
-            return Ok(t);
-        }
-    }
-    parse_saphyr(text)
-}
-
-/// [`parse`] into a plain value tree: the fast path's own tree when it
-/// has one (not converted again), else serde-saphyr's.
-pub fn parse_tree(text: &str) -> Result<serde_json::Value, YamlError> {
-    match plain_value(text) {
-        Some(v) => Ok(v),
-        None => parse_saphyr(text),
-    }
-}
-
-/// [`parse`] through serde-saphyr only (the reference the fast path must
-/// agree with).
-pub fn parse_saphyr<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
-    serde_saphyr::from_str_with_options(text, options()).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
-        YamlError {
-            line,
-            column,
-            message: e.to_string(),
-        }
-    })
-}
-
-/// The fast path's limits: beyond them serde-saphyr's budget decides
-/// (its defaults: depth 64, 250,000 nodes).
-const PLAIN_MAX_DEPTH: usize = 64;
-const PLAIN_MAX_NODES: usize = 100_000;
-const PLAIN_MAX_BYTES: usize = 4 << 20;
-
-/// `text` as JSON-shaped data when every node in it means the same to
-/// serde-saphyr (with [`options`]) as it would here; `None` otherwise, and
-/// the caller asks serde-saphyr. Refused: anchors, aliases, tags, `%YAML`
-/// directives, several documents, duplicate or non-string keys, syntax
-/// errors, and every plain scalar that [`plain_scalar`] does not know for
-/// sure.
-pub fn plain_value(text: &str) -> Option<serde_json::Value> {
-    use serde_json::Value;
-    use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
-    if text.len() > PLAIN_MAX_BYTES {
-        return None;
-    }
-    // A mapping under construction keeps its pending key.
-    enum Open {
-        Seq(Vec<Value>),
-        Map(crate::model::Values, Option<String>),
-    }
-    let mut stack: Vec<Open> = Vec::new();
-    let mut root: Option<Value> = None;
-    let mut docs = 0;
-    let mut nodes = 0usize;
-    for ev in Parser::new_from_str(text) {
-        let (ev, _) = ev.ok()?;
-        let done = match ev {
-            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => continue,
-            Event::DocumentStart(_, version) => {
-                docs += 1;
-                if docs > 1 || version.is_some() {
-                    return None;
-                }
-                continue;
-            }
-            Event::Scalar(text, style, anchor, tag) => {
-                if anchor > 0 || tag.is_some() {
-                    return None;
-                }
-                nodes += 1;
-                let plain = matches!(style, ScalarStyle::Plain);
-                // A mapping key: a string to both readers, or refused.
-                if let Some(Open::Map(_, key @ None)) = stack.last_mut() {
-                    if plain && !matches!(plain_scalar(&text)?, Value::String(_)) {
-                        return None;
-                    }
-                    *key = Some(text.into_owned());
-                    continue;
-                }
-                if plain {
-                    plain_scalar(&text)?
-                } else {
-                    Value::String(text.into_owned())
-                }
-            }
-            Event::SequenceStart(_, anchor, ref tag) | Event::MappingStart(_, anchor, ref tag) => {
-                if anchor > 0 || tag.is_some() || stack.len() >= PLAIN_MAX_DEPTH {
-                    return None;
-                }
-                nodes += 1;
-                if let Some(Open::Map(_, None)) = stack.last() {
-                    return None; // a collection as a key
-                }
-                stack.push(if matches!(ev, Event::MappingStart(..)) {
-                    Open::Map(Default::default(), None)
-                } else {
-                    Open::Seq(Vec::new())
-                });
-                continue;
-            }
-            Event::SequenceEnd => match stack.pop()? {
-                Open::Seq(items) => Value::Array(items),
-                Open::Map(..) => return None,
-            },
-            Event::MappingEnd => match stack.pop()? {
-                Open::Map(m, None) => Value::Object(m),
-                Open::Map(_, Some(_)) | Open::Seq(_) => return None,
-            },
-            // Aliases, anchors, comments and anything newer: serde-saphyr.
-            _ => return None,
-        };
-        if nodes > PLAIN_MAX_NODES {
-            return None;
-        }
-        match stack.last_mut() {
-            None => root = Some(done),
-            Some(Open::Seq(items)) => items.push(done),
-            Some(Open::Map(m, key)) => {
-                let k = key.take()?;
-                if m.contains_key(&k) {
-                    return None; // duplicate keys: serde-saphyr's policy
-                }
-                m.insert(k, done);
-            }
-        }
-    }
-    if !stack.is_empty() {
-        return None;
-    }
-    Some(root.unwrap_or(serde_json::Value::Null))
-}
-
-/// A plain scalar whose meaning serde-saphyr (YAML 1.1 booleans, legacy
-/// octal) and PyYAML agree on, or `None` when unsure: null (`~`, `null`,
-/// `Null`, `NULL`, empty), `true`/`false` in their three spellings, decimal
-/// integers without sign, leading zero or `_` (`-` allowed), decimals
-/// `12.5`, and text that no resolver could take for anything else.
-fn plain_scalar(t: &str) -> Option<serde_json::Value> {
-    use serde_json::Value;
-    match t {
-        "" | "~" | "null" | "Null" | "NULL" => return Some(Value::Null),
-        "true" | "True" | "TRUE" => return Some(Value::Bool(true)),
-        "false" | "False" | "FALSE" => return Some(Value::Bool(false)),
-        _ => {}
-    }
-    let b = t.as_bytes();
-    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
-    let unsigned = b.strip_prefix(b"-").unwrap_or(b);
-    let (int, frac) = match unsigned.iter().position(|&c| c == b'.') {
-        Some(i) => (&unsigned[..i], Some(&unsigned[i + 1..])),
-        None => (unsigned, None),
-    };
-    let canonical = digits(int) && (int == b"0" || int[0] != b'0');
-    match frac {
-        None if canonical => return t.parse::<i64>().ok().map(Value::from),
-        Some(f) if canonical && digits(f) => {
-            return t
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .map(Value::Number)
-        }
-        _ => {}
-    }
-    // Text: not starting like a number (digit, sign, dot), and not a word
-    // some resolver reads as a boolean, null or special float.
-    let first = b[0];
-    if first.is_ascii_digit() {
-        // `60s`, `5min`: a letter no numeric form has makes it text; so do
-        // two dots between digits (`10.0.0.1`, `1.2.3`).
-        let numeric = |c: &u8| c.is_ascii_hexdigit() || b"_.:+-xXoObB".contains(c);
-        let dotted = b.iter().all(|c| c.is_ascii_digit() || *c == b'.')
-            && b.iter().filter(|&&c| c == b'.').count() >= 2
-            && !b.ends_with(b".")
-            && !b.windows(2).any(|w| w == b"..");
-        return (dotted || !b.iter().all(numeric)).then(|| Value::String(t.to_string()));
-    }
-    if matches!(first, b'-' | b'+' | b'.' | b'=' | b'<') {
-        return None;
-    }
-    const WORDS: &[&str] = &[
-        "y", "n", "yes", "no", "on", "off", "true", "false", "null", "inf", "nan", "infinity",
-    ];
-    if WORDS.iter().any(|w| t.eq_ignore_ascii_case(w)) {
-        return None;
-    }
-    Some(Value::String(t.to_string()))
-}
-
 /// A scalar as its author wrote it: the text (without quotes or tag), its
 /// 1-based line, whether it was plain (unquoted), and whether it came in
 /// through a merge key (`<<: *defaults`: `line` is then the anchor's).
@@ -273,7 +59,7 @@ pub struct Written {
 /// merged mappings in order. Only the first document; nothing when the text does
 /// not parse (the caller has parsed it already) or the shape differs.
 pub fn item_fields_written(text: &str, key: &str, field: &str) -> Vec<(usize, Written)> {
-    use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
+    use granit_parser::{Event, Parser, ScalarStyle};
     // Where a node sits: under a mapping key (None: a complex key), as the
     // value of a merge key (`<<`), or at an index of a sequence.
     #[derive(Clone)]
@@ -488,14 +274,16 @@ impl fmt::Display for KeyAt {
     }
 }
 
+/// A step on the way from the top-level mapping to a node: a mapping's
+/// key, or a list's index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
 /// Where the key `name` of the mapping at `LIST[index].MAP` of the
-/// top-level mapping (say `files[3].env`) is written: in that mapping, in
-/// the mapping it is an alias of (`env: *common`), or in one it merges in
-/// (`<<: *a`, `<<: [*a, *b]`, `<<: {..}`, merges within merges; its own
-/// keys first, then the merged ones in order). Only the first document;
-/// `None` when the text does not parse or does not have it. From the
-/// parser's events, as [`item_fields_written`]: no deserializer is
-/// instantiated for it (they are large, in a binary with a size budget).
+/// top-level mapping (say `files[3].env`) is written: [`key_at`].
 pub fn item_map_key_at(
     text: &str,
     list: &str,
@@ -503,7 +291,24 @@ pub fn item_map_key_at(
     map: &str,
     name: &str,
 ) -> Option<KeyAt> {
-    use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
+    key_at(
+        text,
+        &[Step::Key(list), Step::Index(index), Step::Key(map)],
+        name,
+    )
+}
+
+/// Where the key `name` of the mapping at `parents` (from the top-level
+/// mapping: `[]` for the top level itself, `[files, 3, env]` for
+/// `files[3].env`) is written: in that mapping, in the mapping it is an
+/// alias of (`env: *common`), or in one it merges in (`<<: *a`,
+/// `<<: [*a, *b]`, `<<: {..}`, merges within merges; its own keys first,
+/// then the merged ones in order). Only the first document; `None` when
+/// the text does not parse, does not have it, or reaches it through an
+/// alias on the way. From the parser's events, as [`item_fields_written`],
+/// and only when an error needs the place.
+pub fn key_at(text: &str, parents: &[Step], name: &str) -> Option<KeyAt> {
+    use granit_parser::{Event, Parser, ScalarStyle};
     #[derive(Clone, PartialEq)]
     enum Seg {
         Key(String),
@@ -528,11 +333,13 @@ pub fn item_map_key_at(
     let mut path: Vec<Seg> = Vec::new();
     // The mapping at LIST[index].MAP: `Ok(map)`, or `Err(anchor)` for an alias.
     let mut target: Option<Result<usize, usize>> = None;
-    let want = [
-        Seg::Key(list.to_string()),
-        Seg::Index(index),
-        Seg::Key(map.to_string()),
-    ];
+    let want: Vec<Seg> = parents
+        .iter()
+        .map(|p| match p {
+            Step::Key(k) => Seg::Key(k.to_string()),
+            Step::Index(i) => Seg::Index(*i),
+        })
+        .collect();
     // The segment of the node starting now; `None`: it is a key.
     fn position(stack: &[Frame]) -> Option<Seg> {
         match stack.last() {
@@ -602,10 +409,8 @@ pub fn item_map_key_at(
                     if let Some(m) = merge_into(&stack, &path, &seg) {
                         maps[m].merges.push((Err(id), line));
                     }
-                    if path
-                        .get(1..)
-                        .is_some_and(|p| p.len() == 2 && p == &want[..2])
-                        && seg == want[2]
+                    if want.last() == Some(&seg)
+                        && path.get(1..).is_some_and(|p| p == &want[..want.len() - 1])
                     {
                         target = Some(Err(id));
                     }
@@ -698,16 +503,16 @@ pub struct Document {
 /// Parse user-data YAML exactly as cloud-init's PyYAML (`yaml.safe_load`,
 /// YAML 1.1) resolves it, into JSON-shaped values.
 ///
-/// serde-saphyr's YAML 1.1 switches come close but not all the way (`y`/`n`
-/// are booleans to it, `09` a number, `1e3` a float, `1:20` a string), so
-/// user-data documents are composed here from the parser's events with
-/// PyYAML's own implicit resolvers; the differential test against
+/// Other YAML 1.1 readers come close but not all the way (serde-saphyr
+/// reads `y`/`n` as booleans, `09` as a number, `1e3` as a float, `1:20`
+/// as a string), so documents are composed here from the parser's events
+/// with PyYAML's own implicit resolvers; the differential test against
 /// cloud-init checks the result. Differences that remain, on purpose: a
 /// key given twice is an error (PyYAML silently keeps the last), `.inf` and
 /// `.nan` are errors (JSON has neither), timestamps stay strings, integers
 /// beyond 64 bits become floats.
 pub fn parse_value(text: &str) -> Result<Document, YamlError> {
-    use serde_saphyr::granit_parser::{Event, Parser};
+    use granit_parser::{Event, Parser};
     let mut c = Composer::default();
     for ev in Parser::new_from_str(text) {
         let (ev, span) = ev.map_err(|e| YamlError {
@@ -792,7 +597,7 @@ pub fn parse_value(text: &str) -> Result<Document, YamlError> {
 /// the text does not parse, or the parser cannot say where a scalar is.
 /// For masking a scalar's text by what it means (`imprint fetch`).
 pub fn string_scalars(text: &str) -> Option<Vec<(std::ops::Range<usize>, String)>> {
-    use serde_saphyr::granit_parser::{Event, Parser};
+    use granit_parser::{Event, Parser};
     let mut c = Composer::default();
     let mut out = Vec::new();
     for ev in Parser::new_from_str(text) {
@@ -808,7 +613,7 @@ pub fn string_scalars(text: &str) -> Option<Vec<(std::ops::Range<usize>, String)
     Some(out)
 }
 
-fn line_col(span: &serde_saphyr::granit_parser::Span) -> (u64, u64) {
+fn line_col(span: &granit_parser::Span) -> (u64, u64) {
     (span.start.line() as u64, span.start.col() as u64 + 1)
 }
 
@@ -823,7 +628,7 @@ enum CollectionKind {
 }
 
 fn collection_tag(
-    tag: Option<&serde_saphyr::granit_parser::Tag>,
+    tag: Option<&granit_parser::Tag>,
     is_map: bool,
 ) -> Result<CollectionKind, String> {
     let default = if is_map {
@@ -988,11 +793,11 @@ impl Composer {
     fn scalar(
         &mut self,
         text: &str,
-        style: serde_saphyr::granit_parser::ScalarStyle,
-        tag: Option<&serde_saphyr::granit_parser::Tag>,
+        style: granit_parser::ScalarStyle,
+        tag: Option<&granit_parser::Tag>,
     ) -> Result<serde_json::Value, String> {
         use serde_json::Value;
-        let plain = matches!(style, serde_saphyr::granit_parser::ScalarStyle::Plain);
+        let plain = matches!(style, granit_parser::ScalarStyle::Plain);
         let Some(t) = tag else {
             return Ok(if plain {
                 resolve_plain(text)?
@@ -1052,12 +857,12 @@ impl Composer {
 }
 
 /// The bare `!` tag.
-fn non_specific(t: &serde_saphyr::granit_parser::Tag) -> bool {
+fn non_specific(t: &granit_parser::Tag) -> bool {
     t.handle().is_empty() && t.suffix() == "!"
 }
 
 /// The suffix of a `tag:yaml.org,2002:` (`!!`) tag.
-fn core(t: &serde_saphyr::granit_parser::Tag) -> Option<&str> {
+fn core(t: &granit_parser::Tag) -> Option<&str> {
     (t.handle() == "tag:yaml.org,2002:").then(|| t.suffix())
 }
 
@@ -1477,108 +1282,6 @@ files:
         assert!(parse_value("a: .inf").is_err());
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(parse_value(&deep).unwrap_err().message.contains("deeper"));
-    }
-
-    /// The fast path agrees with serde-saphyr wherever it answers.
-    fn agrees(doc: &str) -> bool {
-        let Some(fast) = plain_value(doc) else {
-            return false;
-        };
-        let slow: serde_json::Value = parse_saphyr(doc).unwrap_or_else(|e| {
-            panic!("fast path accepted what serde-saphyr refuses: {doc:?}: {e}")
-        });
-        assert_eq!(fast, slow, "fast path differs on {doc:?}");
-        true
-    }
-
-    #[test]
-    fn plain_path_agrees_with_serde_saphyr() {
-        let manifest = include_str!("../fixtures/demo/root/etc/imprint/imprint.yaml");
-        assert!(agrees(manifest), "the demo manifest takes the fast path");
-        for s in [
-            "abc",
-            "60s",
-            "5min",
-            "10.0.0.1",
-            "1.2.3",
-            "0",
-            "-0",
-            "12",
-            "-12",
-            "1.5",
-            "-0.25",
-            "0.5",
-            "null",
-            "Null",
-            "NULL",
-            "~",
-            "true",
-            "True",
-            "TRUE",
-            "false",
-            "FALSE",
-            "a b",
-            "/etc/x",
-            "x:y",
-            "app.service",
-            "é",
-            "'0644'",
-            "\"yes\"",
-            "''",
-            "9223372036854775807",
-        ] {
-            assert!(agrees(&format!("k: {s}\n")), "{s:?} takes the fast path");
-        }
-        // Unsure: serde-saphyr answers (every one of these differs between
-        // YAML readers or needs a tag, anchor or a second look).
-        for doc in [
-            "k: 0644",
-            "k: 09",
-            "k: 0x1f",
-            "k: 0o17",
-            "k: 1e3",
-            "k: 1_000",
-            "k: +1",
-            "k: .5",
-            "k: 1.",
-            "k: 1:20",
-            "k: yes",
-            "k: No",
-            "k: on",
-            "k: OFF",
-            "k: y",
-            "k: n",
-            "k: .inf",
-            "k: inf",
-            "k: NaN",
-            "k: 2001-12-14",
-            "k: 18446744073709551616",
-            "k: !!str 1",
-            "k: &a 1\nj: *a",
-            "a: 1\na: 2",
-            "{1: a}",
-            "{[a]: b}",
-            "yes: 1",
-            "<<: {a: 1}",
-            "%YAML 1.2\n---\nk: 1",
-            "a: 1\n---\nb: 2",
-            "k: [1\n",
-            "k: =",
-        ] {
-            assert!(
-                plain_value(doc).is_none(),
-                "{doc:?} must go to serde-saphyr"
-            );
-        }
-        let nested = "a:\n  b: [1, {c: d}, \"e\"]\n  f: |\n    text\n";
-        assert!(agrees(nested));
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn plain_path_never_disagrees(s in "[-+.:_0-9a-fA-FxXoOnNyYsSlLtTuU ~]{0,8}") {
-            agrees(&format!("k: {s}\nl: [{s}]\n"));
-        }
     }
 
     #[test]

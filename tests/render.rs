@@ -619,7 +619,14 @@ fn env_shorthand_sorted_and_quoted() {
     env.insert("A_OPTIONAL".to_string(), "opt".to_string());
     m.values.insert(
         "opt".into(),
-        serde_json::from_value(json!({"type": "string"})).unwrap(),
+        imprint::manifest::ValueDecl {
+            ty: imprint::manifest::ValueType::String,
+            required: false,
+            default: None,
+            allowed: None,
+            secret: false,
+            description: None,
+        },
     );
     m.files.push(FileSpec {
         source: Source::Env(env.clone()),

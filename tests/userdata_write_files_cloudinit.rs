@@ -51,7 +51,7 @@ struct Differs {
 #[derive(PartialEq)]
 enum Kind {
     Deliberate,
-    /// None pinned since 2026-12-07 (serde-saphyr 2.2 fixed the last one,
+    /// None pinned since 2026-12-07 (granit-parser 2.2 fixed the last one,
     /// `yaml-quoted-continuation.yaml`); kept for the next.
     #[allow(dead_code)]
     Bug,

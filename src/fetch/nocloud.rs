@@ -237,7 +237,9 @@ pub fn parse_meta_data(text: &str) -> Result<MetaData, String> {
     if text.trim().is_empty() {
         return Ok(MetaData::default());
     }
-    let v: serde_json::Value = crate::yaml::parse(text).map_err(|e| e.to_string())?;
+    let v = crate::yaml::parse_value(text)
+        .map_err(|e| e.to_string())?
+        .value;
     let map = match v {
         serde_json::Value::Object(m) => m,
         serde_json::Value::Null => return Ok(MetaData::default()),
