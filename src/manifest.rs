@@ -664,20 +664,104 @@ pub fn load(root: &Root, config: Option<&Path>) -> Result<Option<Manifest>, Mani
         .parent()
         .map(|d| d.join("templates"))
         .unwrap_or_else(|| root.join(root::TEMPLATES));
-    parse_with(&path, &text, &templates, &read).map(Some)
+    parse_with(&path, &text, &templates, &read, &|| {
+        ServiceTimeout::in_root(root)
+    })
+    .map(Some)
+}
+
+/// imprint.service's `TimeoutStartSec=` as systemd will apply it, and
+/// where it was set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceTimeout {
+    /// `None`: no limit (`infinity`, or `0`).
+    pub limit: Option<Duration>,
+    /// The file that set it, for the warning (relative to the root).
+    pub from: String,
+}
+
+impl ServiceTimeout {
+    /// The shipped unit's (units/imprint.service).
+    pub fn shipped() -> ServiceTimeout {
+        ServiceTimeout {
+            limit: Some(SERVICE_TIMEOUT_START),
+            from: "imprint.service".into(),
+        }
+    }
+
+    /// The root's: its imprint.service (else the shipped one, which the
+    /// package will install) with its drop-ins applied in order, as
+    /// systemd does: the last `TimeoutStartSec=` (or `TimeoutSec=`) in
+    /// `[Service]` wins, an empty one goes back to the default (90 s,
+    /// systemd's `DefaultTimeoutStartSec=`); a value that is not a time
+    /// span is ignored, as systemd ignores it.
+    pub fn in_root(root: &Root) -> ServiceTimeout {
+        const DEFAULT: Duration = Duration::from_secs(90);
+        let (main, dropins) = crate::unitfile::unit_texts(root, "imprint.service");
+        let mut t = match &main {
+            Some(_) => ServiceTimeout {
+                limit: Some(DEFAULT),
+                from: "imprint.service (systemd's default)".into(),
+            },
+            None => ServiceTimeout::shipped(),
+        };
+        for (text, from) in main
+            .iter()
+            .map(|m| (m, "imprint.service".to_string()))
+            .chain(dropins.iter().map(|(p, d)| (d, format!("the drop-in {p}"))))
+        {
+            crate::unitfile::for_each_entry(text, |section, k, v| {
+                if section != "Service" || !matches!(k, "TimeoutStartSec" | "TimeoutSec") {
+                    return;
+                }
+                let limit = if v.is_empty() {
+                    Some(Some(DEFAULT))
+                } else {
+                    crate::unitfile::timespan(v)
+                };
+                if let Some(limit) = limit {
+                    t = ServiceTimeout {
+                        limit,
+                        from: from.clone(),
+                    };
+                }
+            });
+        }
+        t
+    }
+
+    /// The warning for a fetch budget of `timeout` under this limit.
+    fn warning(&self, timeout: Duration) -> Option<String> {
+        let limit = self.limit?;
+        (timeout >= limit).then(|| format!(
+            "datasource.timeout: {timeout:?} is not shorter than imprint.service's TimeoutStartSec={} (set by {}), so systemd would stop a run still fetching before the fetch gives up and says why; raise TimeoutStartSec= above it in a drop-in (/etc/systemd/system/imprint.service.d/*.conf), or lower datasource.timeout",
+            crate::unitfile::format_span(limit),
+            self.from
+        ))
+    }
 }
 
 /// Parse and resolve manifest text. `templates` is the template directory.
+/// imprint.service's start timeout is taken to be the shipped unit's.
 pub fn parse(path: &Path, text: &str, templates: &Path) -> Result<Manifest, ManifestError> {
-    parse_with(path, text, templates, &|p| std::fs::read_to_string(p))
+    parse_with(
+        path,
+        text,
+        templates,
+        &|p| std::fs::read_to_string(p),
+        &ServiceTimeout::shipped,
+    )
 }
 
-/// [`parse`], reading each template with `read`.
+/// [`parse`], reading each template with `read`, and imprint.service's
+/// start timeout with `service_timeout` (only when `datasource.timeout`
+/// is at least the shipped unit's: the one case it can change a warning).
 fn parse_with(
     path: &Path,
     text: &str,
     templates: &Path,
     read: &dyn Fn(&Path) -> std::io::Result<String>,
+    service_timeout: &dyn Fn() -> ServiceTimeout,
 ) -> Result<Manifest, ManifestError> {
     let tree = yaml::parse_value(text).map_err(|error| ManifestError::Syntax {
         path: path.to_path_buf(),
@@ -727,11 +811,13 @@ fn parse_with(
         ));
     }
     let mut warnings = Vec::new();
-    if timeout >= SERVICE_TIMEOUT_START {
-        warnings.push(format!(
-            "datasource.timeout: {timeout:?} is not shorter than imprint.service's TimeoutStartSec={}s, so systemd would stop a run still fetching before the fetch gives up and says why; raise TimeoutStartSec= above it in a drop-in (/etc/systemd/system/imprint.service.d/*.conf), or lower datasource.timeout",
-            SERVICE_TIMEOUT_START.as_secs()
-        ));
+    let limit = if timeout >= SERVICE_TIMEOUT_START {
+        service_timeout()
+    } else {
+        ServiceTimeout::shipped()
+    };
+    if let Some(w) = limit.warning(timeout) {
+        warnings.push(w);
     }
     // A name identify would not know is the image's mistake: refused here,
     // so that `imprint validate` catches it at build time (65), not the
@@ -1276,6 +1362,72 @@ mod tests {
         }
         let m = parse(Path::new("/m.yaml"), "", Path::new("/n")).unwrap();
         assert!(m.warnings.is_empty());
+    }
+
+    /// The root's imprint.service and its drop-ins decide the limit, as
+    /// systemd applies them: a drop-in that raises `TimeoutStartSec=`
+    /// above the budget (the warning's own advice) ends the warning.
+    #[test]
+    fn timeout_warning_reads_the_roots_unit_and_drop_ins() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::at(dir.path());
+        let put = |rel: &str, text: &str| {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        let warnings = |timeout: &str| {
+            put(
+                "etc/imprint/imprint.yaml",
+                &format!("datasource: {{timeout: {timeout}}}\n"),
+            );
+            load(&root, None).unwrap().unwrap().warnings
+        };
+        // No unit in the root: the shipped one's 120 s.
+        assert_eq!(warnings("5m").len(), 1);
+        put(
+            "usr/lib/systemd/system/imprint.service",
+            include_str!("../units/imprint.service"),
+        );
+        let w = warnings("5m");
+        assert!(
+            w[0].contains("TimeoutStartSec=120s (set by imprint.service)"),
+            "{w:?}"
+        );
+        put(
+            "etc/systemd/system/imprint.service.d/50-timeout.conf",
+            "[Service]\nTimeoutStartSec=10min\n",
+        );
+        assert_eq!(warnings("5m"), Vec::<String>::new());
+        assert_eq!(warnings("2m"), Vec::<String>::new());
+        // A later drop-in (by name) lowers it again; /etc's file of a name
+        // hides /usr's.
+        put(
+            "usr/lib/systemd/system/imprint.service.d/60-lower.conf",
+            "[Service]\nTimeoutSec=3min\n",
+        );
+        let w = warnings("5m");
+        assert!(
+            w[0].contains("TimeoutStartSec=180s (set by the drop-in /usr/lib/systemd/system/imprint.service.d/60-lower.conf)"),
+            "{w:?}"
+        );
+        put(
+            "etc/systemd/system/imprint.service.d/60-lower.conf",
+            "[Service]\nTimeoutStartSec=infinity\n",
+        );
+        assert_eq!(warnings("5m"), Vec::<String>::new());
+        // [Unit] entries and values that are no time span do not count.
+        put(
+            "etc/systemd/system/imprint.service.d/60-lower.conf",
+            "[Unit]\nTimeoutStartSec=1s\n[Service]\nTimeoutStartSec=soon\n",
+        );
+        assert_eq!(warnings("5m"), Vec::<String>::new(), "10min stands");
+        // An empty assignment goes back to systemd's default, 90 s.
+        put(
+            "etc/systemd/system/imprint.service.d/70-reset.conf",
+            "[Service]\nTimeoutStartSec=\n",
+        );
+        assert!(warnings("5m")[0].contains("TimeoutStartSec=90s (set by the drop-in /etc/systemd/system/imprint.service.d/70-reset.conf)"));
     }
 
     /// The warning's number is the unit's.

@@ -587,14 +587,7 @@ pub fn environment_file_paths(unit_text: &str) -> Vec<String> {
     paths
 }
 
-/// Where unit files and drop-ins live (system units).
-pub const UNIT_DIRS: &[&str] = &[
-    "/etc/systemd/system",
-    "/run/systemd/system",
-    "/usr/local/lib/systemd/system",
-    "/usr/lib/systemd/system",
-    "/lib/systemd/system",
-];
+pub use crate::unitfile::UNIT_DIRS;
 
 /// The `EnvironmentFile=` paths named by the unit files and drop-ins already
 /// in the root (the image's own units). Reads the root: call it beside
