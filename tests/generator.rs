@@ -598,3 +598,159 @@ fn openstack_with_its_config_drive_is_not_ordered_after_the_network() {
     assert!(!net(plain, "ds=openstack", true));
     assert!(net(plain, "ds=ec2", true));
 }
+
+/// Random manifests (each key absent, null, of its shape or of another,
+/// in block or flow style, anchors and merges among them): the run's
+/// reader (src/manifest.rs) and the generator's (`generator::wanted`)
+/// read the same YAML the same way. Neither panics; the generator, which
+/// ignores what it does not need, never refuses a manifest the run takes;
+/// and when the run takes one, the generator orders exactly the units
+/// its files restart or reload and `units.enable` names (with sshd's two
+/// names for `ssh_host_keys`).
+mod agreement {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A value for a key: absent (`None`), or its text in flow style: one
+    /// of `good`, rarely one of `bad` (of its shape, but refused) or of
+    /// another shape, so that about half the manifests are valid.
+    fn value(
+        good: &'static [&'static str],
+        bad: &'static [&'static str],
+    ) -> impl Strategy<Value = Option<String>> {
+        const WRONG: &[&str] = &[
+            "yes", "1000", "33:33", "[]", "{}", "[x, [y]]", "{a: b}", "'q'",
+        ];
+        let bad = if bad.is_empty() { WRONG } else { bad };
+        prop_oneof![
+            10 => Just(None),
+            3 => prop_oneof![Just("~"), Just("")].prop_map(|s| Some(s.to_string())),
+            25 => proptest::sample::select(good).prop_map(|s| Some(s.to_string())),
+            1 => proptest::sample::select(bad).prop_map(|s| Some(s.to_string())),
+            1 => proptest::sample::select(WRONG).prop_map(|s| Some(s.to_string())),
+        ]
+    }
+
+    /// A value a file must have: never absent, rarely wrong.
+    fn needed(good: &'static [&'static str]) -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            40 => proptest::sample::select(good).prop_map(|s| Some(s.to_string())),
+            1 => value(good, &[]),
+        ]
+    }
+
+    fn mapping(fields: Vec<(&'static str, Option<String>)>) -> String {
+        let items: Vec<String> = fields
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k}: {v}")))
+            .collect();
+        format!("{{{}}}", items.join(", "))
+    }
+
+    const UNITS: &[&str] = &[
+        "[app.service]",
+        "[app.service, worker.service]",
+        "[x.socket]",
+        "[]",
+        "[app.service, app.service]",
+    ];
+    const BAD_UNITS: &[&str] = &["[1]", "[not-a-unit]", "[~]"];
+
+    fn file() -> impl Strategy<Value = String> {
+        (
+            needed(&["/etc/a", "/etc/b.env", "/etc/c"]),
+            needed(&["{A: db.host}", "{B_1: app.name, C: db.port}"]),
+            value(&["'0640'", "0600", "\"0644\""], &["640", "'9'"]),
+            value(&["root", "'app:app'", "1000", "0"], &["0644"]),
+            value(UNITS, BAD_UNITS),
+            value(UNITS, BAD_UNITS),
+            value(&["db.host", "app.name"], &["nope.key"]),
+            value(&["env", "json", "shell", "none"], &["yaml", "ENV"]),
+        )
+            .prop_map(|(path, env, mode, owner, restart, reload, when, escape)| {
+                mapping(vec![
+                    ("path", path),
+                    ("env", env),
+                    ("mode", mode),
+                    ("owner", owner),
+                    ("restart", restart),
+                    ("reload", reload),
+                    ("if", when),
+                    ("escape", escape),
+                ])
+            })
+    }
+
+    fn manifest() -> impl Strategy<Value = String> {
+        (
+            value(&["1"], &["2", "'1'"]),
+            value(
+                &["{order: [nocloud]}", "{order: [ec2, gce], timeout: 30s}", "{order: ~}"],
+                &["{order: [nope]}", "{timeout: 0}"],
+            ),
+            value(
+                &["{db.host: {type: string, required: true}, db.port: {type: integer, default: 5432}, app.name: ~}"],
+                &["{db.host: {type: text}}", "{db.host: {required: 'true'}}"],
+            ),
+            proptest::collection::vec(file(), 0..4),
+            value(
+                &["{enable: [app.service]}", "{enable: ~}", "{enable: [t.timer]}"],
+                &["{enable: [t]}", "{enable: x.service}"],
+            ),
+            value(&["[ed25519]", "[rsa, ecdsa]", "[]"], &["[dsa]"]),
+            value(&["{write_files: true}", "{write_files: false}"], &["{write_files: y}"]),
+            value(&["error", "warn"], &["WARN"]),
+            any::<bool>(),
+        )
+            .prop_map(|(version, ds, values, files, units, keys, cc, unsupported, block)| {
+                let files = Some(format!("[{}]", files.join(", ")));
+                let top = vec![
+                    ("version", version),
+                    ("datasource", ds),
+                    ("values", values),
+                    ("files", files),
+                    ("units", units),
+                    ("ssh_host_keys", keys),
+                    ("cloud_config", cc),
+                    ("unsupported", unsupported),
+                ];
+                if block {
+                    top.into_iter()
+                        .filter_map(|(k, v)| v.map(|v| format!("{k}: {v}\n")))
+                        .collect()
+                } else {
+                    mapping(top)
+                }
+            })
+    }
+
+    fn units_of(m: &imprint::manifest::Manifest) -> std::collections::BTreeSet<String> {
+        let mut out: std::collections::BTreeSet<String> = m
+            .files
+            .iter()
+            .flat_map(|f| f.restart.iter().chain(&f.reload))
+            .chain(&m.enable)
+            .cloned()
+            .collect();
+        if !m.ssh_host_keys.is_empty() {
+            out.extend(["ssh.service".to_string(), "sshd.service".to_string()]);
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(600))]
+        #[test]
+        fn run_and_generator_read_the_manifest_alike(text in manifest()) {
+            let run = imprint::manifest::parse(Path::new("/m.yaml"), &text, Path::new("/n"));
+            let gen = generator::wanted(Some(&text), "");
+            if let Ok(m) = &run {
+                let w = gen.as_ref().unwrap_or_else(|e| {
+                    panic!("the run takes what the generator refuses: {text}\n{e}")
+                });
+                let got: std::collections::BTreeSet<String> = w.units.iter().cloned().collect();
+                prop_assert_eq!(got, units_of(m), "{}", text);
+            }
+        }
+    }
+}
