@@ -175,12 +175,17 @@ impl Manifest {
     }
 
     /// Where the key `var` of `files[index].env` is written in the
-    /// manifest ([`yaml::item_map_key_at`]); `None` when the text does not
+    /// manifest ([`yaml::key_at`]); `None` when the text does not
     /// say (a manifest built in code). The text is read again for it only
     /// here: errors found after parsing (render's `env:` values) pay for
     /// it, a manifest that renders does not.
     pub fn env_key_at(&self, index: usize, var: &str) -> Option<KeyAt> {
-        yaml::item_map_key_at(&self.text, "files", index, "env", var)
+        use yaml::Step;
+        yaml::key_at(
+            &self.text,
+            &[Step::Key("files"), Step::Index(index), Step::Key("env")],
+            var,
+        )
     }
 }
 

@@ -282,22 +282,6 @@ pub enum Step<'a> {
     Index(usize),
 }
 
-/// Where the key `name` of the mapping at `LIST[index].MAP` of the
-/// top-level mapping (say `files[3].env`) is written: [`key_at`].
-pub fn item_map_key_at(
-    text: &str,
-    list: &str,
-    index: usize,
-    map: &str,
-    name: &str,
-) -> Option<KeyAt> {
-    key_at(
-        text,
-        &[Step::Key(list), Step::Index(index), Step::Key(map)],
-        name,
-    )
-}
-
 /// Where the key `name` of the mapping at `parents` (from the top-level
 /// mapping: `[]` for the top level itself, `[files, 3, env]` for
 /// `files[3].env`) is written: in that mapping, in the mapping it is an
@@ -1125,6 +1109,9 @@ mod tests {
     #[test]
     fn map_keys_located_through_aliases_and_merges() {
         let text = "x: &a\n  A: 1\ny: &b\n  <<: *a\n  B: 1\nfiles:\n  - env: *a\n  - env:\n      <<: [*b, {C: 1}]\n      A: 2\n  - path: /p\n";
+        let item_map_key_at = |text, list, i, map, k| {
+            key_at(text, &[Step::Key(list), Step::Index(i), Step::Key(map)], k)
+        };
         let at = |i, k| item_map_key_at(text, "files", i, "env", k).map(|a| a.to_string());
         assert_eq!(at(0, "A").as_deref(), Some("line 2, column 3"));
         // Its own key first.
