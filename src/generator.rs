@@ -50,16 +50,10 @@ pub const DROPIN: &str = "50-imprint.conf";
 /// The drop-in file name written for imprint.service itself.
 pub const NETWORK_DROPIN: &str = "50-imprint-network.conf";
 
-/// Unit directories in systemd's order of precedence (relative to the
-/// root). Generator output directories are not read: they are being
-/// written while generators run.
-pub const UNIT_DIRS: &[&str] = &[
-    "etc/systemd/system",
-    "run/systemd/system",
-    "usr/local/lib/systemd/system",
-    "usr/lib/systemd/system",
-    "lib/systemd/system",
-];
+/// Unit directories in systemd's order of precedence. Generator output
+/// directories are not among them: they are being written while
+/// generators run.
+pub use crate::unitfile::UNIT_DIRS;
 
 /// Unit types that never get a drop-in.
 const NO_DROPIN_TYPES: &[&str] = &["mount", "automount", "swap", "device", "slice", "scope"];

@@ -54,9 +54,10 @@ pub const UNIT_DIRS: &[&str] = &[
 /// order it applies them: the unit file (of the first unit directory that
 /// has one; `None` when none has), then its drop-ins (`UNIT.d/*.conf` of
 /// every unit directory, the first directory's of each name, sorted by
-/// name), each with its path in the root. Read inside the root ([`Root::confined`]); unreadable files, and
-/// files over 1 MiB, are skipped. Type-wide drop-ins (`service.d/`) and
-/// aliases are not looked at.
+/// name), each with its path in the root. Read inside the root
+/// ([`crate::root::Root::confined`]); unreadable files, and files over
+/// 1 MiB, are skipped. Type-wide drop-ins (`service.d/`) and aliases are
+/// not looked at.
 pub fn unit_texts(root: &crate::root::Root, unit: &str) -> (Option<String>, Vec<(String, String)>) {
     use std::io::Read as _;
     use std::path::Path;
