@@ -772,24 +772,26 @@ fn parse_with(
         path: path.to_path_buf(),
         error,
     })?;
-    let raw = RawManifest::read(&tree.value, text).map_err(|e| ManifestError::Invalid {
-        path: path.to_path_buf(),
-        key: e.key(),
-        message: match e.at(text) {
-            Some(at) => format!("{at}: {}", e.message),
-            None => e.message,
-        },
-    })?;
-    let invalid = |key: String, message: String| ManifestError::Invalid {
-        path: path.to_path_buf(),
-        key,
-        message,
+    // An error at the node `at` (a path of keys and indexes from the top),
+    // with the line and column of its key when the text has it.
+    let invalid = |at: Vec<Step>, message: String| {
+        let e = Shape { path: at, message };
+        ManifestError::Invalid {
+            path: path.to_path_buf(),
+            key: e.key(),
+            message: match e.at(text) {
+                Some(at) => format!("{at}: {}", e.message),
+                None => e.message,
+            },
+        }
     };
+    let key = |k: &str| Step::Key(k.into());
+    let raw = RawManifest::read(&tree.value, text).map_err(|e| invalid(e.path, e.message))?;
     match raw.version {
         Some(1) | None => {}
         Some(v) => {
             return Err(invalid(
-                "version".into(),
+                vec![key("version")],
                 format!("unsupported version {v}; this imprint reads version 1"),
             ))
         }
@@ -799,7 +801,7 @@ fn parse_with(
         None => Duration::from_secs(60),
         Some(v) => parse_duration(v).ok_or_else(|| {
             invalid(
-                "datasource.timeout".into(),
+                vec![key("datasource"), key("timeout")],
                 format!("expected a duration like 60s, 2m or 500ms, found {v}"),
             )
         })?,
@@ -808,7 +810,7 @@ fn parse_with(
     // at once, at first boot. Refused now, when `imprint validate` can say so.
     if timeout.is_zero() {
         return Err(invalid(
-            "datasource.timeout".into(),
+            vec![key("datasource"), key("timeout")],
             format!(
                 "{} leaves no time for any request, so every fetch from a network datasource would fail at once; give a budget like 60s (the default, when the key is left out)",
                 ds.timeout.as_ref().map(|v| v.to_string()).unwrap_or_default()
@@ -834,7 +836,7 @@ fn parse_with(
                 .map(|d| d.name())
                 .collect();
             return Err(invalid(
-                format!("datasource.order[{i}]"),
+                vec![key("datasource"), key("order"), Step::Index(i)],
                 format!(
                     "unknown datasource {name:?}; list only known ones: {}",
                     known.join(", ")
@@ -845,13 +847,13 @@ fn parse_with(
     for (k, d) in &raw.values {
         if k.is_empty() || k.split('.').any(str::is_empty) {
             return Err(invalid(
-                format!("values.{k}"),
+                vec![key("values"), key(k)],
                 "a value key is dotted words like db.host".into(),
             ));
         }
         if d.required && d.default.is_some() {
             return Err(invalid(
-                format!("values.{k}"),
+                vec![key("values"), key(k)],
                 "required and default together make no sense; drop one".into(),
             ));
         }
@@ -870,13 +872,13 @@ fn parse_with(
     };
     let mut files = Vec::with_capacity(raw.files.len());
     for (i, f) in raw.files.into_iter().enumerate() {
-        let key = |k: &str| format!("files[{i}].{k}");
+        let field = |k: &str| vec![key("files"), Step::Index(i), key(k)];
         let p = f
             .path
-            .ok_or_else(|| invalid(key("path"), "missing; every file needs a path".into()))?;
+            .ok_or_else(|| invalid(field("path"), "missing; every file needs a path".into()))?;
         if !p.starts_with('/') || Root::rel(&p).is_none() {
             return Err(invalid(
-                key("path"),
+                field("path"),
                 format!("{p:?} must be an absolute path without '..'"),
             ));
         }
@@ -884,14 +886,14 @@ fn parse_with(
             (Some(name), None) => {
                 if Root::rel(&name).is_none() {
                     return Err(invalid(
-                        key("template"),
+                        field("template"),
                         format!("{name:?} must be a name under templates/ without '..'"),
                     ));
                 }
                 let tpath = templates.join(&name);
                 let text = read(&tpath).map_err(|source| ManifestError::Template {
                     manifest: path.to_path_buf(),
-                    key: key("template"),
+                    key: format!("files[{i}].template"),
                     path: tpath.clone(),
                     source,
                 })?;
@@ -901,7 +903,7 @@ fn parse_with(
                 for (var, _) in env.iter() {
                     if !is_env_name(var) {
                         return Err(invalid(
-                            format!("files[{i}].env.{var}"),
+                            vec![key("files"), Step::Index(i), key("env"), key(var)],
                             "not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)".into(),
                         ));
                     }
@@ -910,13 +912,13 @@ fn parse_with(
             }
             (Some(_), Some(_)) => {
                 return Err(invalid(
-                    key("template"),
+                    field("template"),
                     "template and env are exclusive; pick one".into(),
                 ))
             }
             (None, None) => {
                 return Err(invalid(
-                    key("template"),
+                    field("template"),
                     "missing; a file needs a template or an env map".into(),
                 ))
             }
@@ -924,14 +926,19 @@ fn parse_with(
         if let Some(serde_json::Value::Number(n)) = &f.mode {
             let written = modes_written.iter().find(|(j, _)| *j == i).map(|(_, w)| w);
             if let Some(w) = written.filter(|w| !written_octal(&w.text)) {
-                return Err(invalid(key("mode"), not_octal(&p, n, w)));
+                // Its message has the line the integer is written on.
+                return Err(ManifestError::Invalid {
+                    path: path.to_path_buf(),
+                    key: format!("files[{i}].mode"),
+                    message: not_octal(&p, n, w),
+                });
             }
         }
         let mode = match f.mode {
             None => None,
             Some(v) => Some(parse_mode(&v).ok_or_else(|| {
                 invalid(
-                    key("mode"),
+                    field("mode"),
                     format!("expected an octal mode like \"0640\", found {v}"),
                 )
             })?),
@@ -940,15 +947,15 @@ fn parse_with(
             None => None,
             Some(o) => Some(OwnerSpec::parse(&o).ok_or_else(|| {
                 invalid(
-                    key("owner"),
+                    field("owner"),
                     format!("expected user or user:group, found {o:?}"),
                 )
             })?),
         };
-        for u in f.restart.iter().chain(&f.reload) {
-            if !is_unit_name(u) {
+        for (list, units) in [("restart", &f.restart), ("reload", &f.reload)] {
+            if let Some(u) = units.iter().find(|u| !is_unit_name(u)) {
                 return Err(invalid(
-                    key("restart"),
+                    field(list),
                     format!("{u:?} is not a unit name like app.service"),
                 ));
             }
@@ -961,7 +968,7 @@ fn parse_with(
             let refused = raw.unsupported.unwrap_or_default() == UnsupportedPolicy::Error;
             if refused && !raw.values.is_empty() && !covers(&raw.values, k) {
                 return Err(invalid(
-                    key("if"),
+                    field("if"),
                     format!(
                         "{k} is not declared under values:, so it would never be set and the file never written; name {}",
                         undeclared_hint(&raw.values, k)
@@ -984,7 +991,7 @@ fn parse_with(
     for u in &enable {
         if !is_unit_name(u) {
             return Err(invalid(
-                "units.enable".into(),
+                vec![key("units"), key("enable")],
                 format!("{u:?} is not a unit name like app.service"),
             ));
         }
@@ -993,7 +1000,7 @@ fn parse_with(
     for k in &ssh_host_keys {
         if !SSH_KEY_TYPES.contains(&k.as_str()) {
             return Err(invalid(
-                "ssh_host_keys".into(),
+                vec![key("ssh_host_keys")],
                 format!("unknown key type {k:?}; expected one of {SSH_KEY_TYPES:?}"),
             ));
         }
@@ -1246,6 +1253,11 @@ mod tests {
             ("version: \"1\"", "version: line 1, column 1: expected 1, found the string \"1\""),
             ("datasource: {order: ec2}", "datasource.order: line 1, column 14: expected a list of strings"),
             ("- a", "invalid manifest /m.yaml: : expected a mapping of version, datasource"),
+            // Checks after the shapes are located too.
+            ("files:\n  - {path: /a, env: {A: a}, reload: [x]}", "files[0].reload: line 2, column 29: \"x\" is not a unit name"),
+            ("files:\n  - {env: {A: a}}", "files[0].path: line 1, column 1: missing; every file needs a path"),
+            ("values:\n  a..b: {}", "values.a..b: line 2, column 3: a value key is dotted words"),
+            ("files:\n  - {path: /a, env: {1A: a}}", "files[0].env.1A: line 2, column 22: not a valid environment variable name"),
         ] {
             let e = err(text);
             assert!(e.contains(want), "{text:?}: {e}");

@@ -163,7 +163,9 @@ fn zero_datasource_timeout_is_65_and_a_long_one_warns() {
     assert_eq!(code(&o), 65, "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("imprint.yaml: datasource.timeout: \"0s\" leaves no time for any request"),
+        err.contains(
+            "imprint.yaml: datasource.timeout: line 2, column 3: \"0s\" leaves no time for any request"
+        ),
         "{err}"
     );
     assert!(err.contains("give a budget like 60s"), "{err}");

@@ -338,7 +338,7 @@ fn manifest_order_several_are_candidates_on_local_evidence() {
     let (c, _, err) = identify_out(&t, &[]);
     assert_eq!(c, 65);
     assert!(
-        err.contains("datasource.order[1]: unknown datasource \"smartos\""),
+        err.contains("datasource.order[1]: line 2, column 3: unknown datasource \"smartos\""),
         "{err}"
     );
 }

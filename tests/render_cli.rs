@@ -541,7 +541,7 @@ fn if_naming_an_undeclared_key_is_a_manifest_error() {
     assert_eq!(code(&o), 65, "{}", stderr(&o));
     assert!(
         stderr(&o).contains(
-            "files[0].if: papertrail.urll is not declared under values:, so it would never be set and the file never written; name a key the manifest declares (did you mean papertrail.url?)"
+            "files[0].if: line 7, column 5: papertrail.urll is not declared under values:, so it would never be set and the file never written; name a key the manifest declares (did you mean papertrail.url?)"
         ),
         "{}",
         stderr(&o)
