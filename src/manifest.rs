@@ -305,7 +305,10 @@ impl<'v> Node<'v> {
             }
         };
         for k in map.keys() {
-            if !known.is_empty() && !known.contains(&k.as_str()) {
+            // An `x-` key at the top is the manifest writer's own (Docker
+            // Compose's extension fields): a place for anchors to live in.
+            let extension = path.is_empty() && k.starts_with("x-");
+            if !known.is_empty() && !known.contains(&k.as_str()) && !extension {
                 let near = known
                     .iter()
                     .map(|c| (distance(c, k), c))
@@ -1324,9 +1327,31 @@ mod tests {
         assert_eq!(b.escape, Some(Escape::Shell));
         assert_eq!(b.source, m.files[0].source);
         assert!(m.values["a"].secret);
-        // A key that only holds an anchor is a key like any other.
+        // A key that only holds an anchor is a key like any other, unless
+        // it is an `x-` key at the top, which is the writer's own.
         let e = err("common: &c {owner: root}\nfiles: []\n");
         assert!(e.contains("common: line 1, column 1: unknown key"), "{e}");
+        let m = parse(
+            Path::new("/m.yaml"),
+            "x-common: &c {owner: root, mode: \"0640\", restart: [a.service]}\n\
+             files:\n  - {<<: *c, path: /etc/a, env: {A: a}}\n  - {<<: *c, path: /etc/b, env: {B: b}}\n",
+            Path::new("/nonexistent"),
+        )
+        .unwrap();
+        assert_eq!(m.files.len(), 2);
+        assert!(
+            m.files
+                .iter()
+                .all(|f| f.mode == Some(crate::model::Mode(0o640)) && f.restart == ["a.service"]),
+            "{:?}",
+            m.files
+        );
+        // Only at the top: below it, an `x-` key is misspelt like any other.
+        let e = err("files:\n  - {path: /etc/a, env: {A: a}, x-note: n}\n");
+        assert!(
+            e.contains("files[0].x-note: line 2, column 33: unknown key"),
+            "{e}"
+        );
     }
 
     fn with_mode(mode: &str) -> Result<Manifest, ManifestError> {
