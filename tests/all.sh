@@ -20,6 +20,8 @@ step "cargo test (fault injection: fail points between writes, kill -9)"
 cargo test --features failpoints --test apply_faults
 step "docs: every command in README.md and docs/*.md (tests/docs.sh)"
 tests/docs.sh
+step "benches/nosync.patch still applies (docs/benchmarks.md's build without syncs, for measuring)"
+git apply --check benches/nosync.patch
 step "packages: static release binaries, .deb and .rpm for amd64 and arm64 (packaging/build.sh), then their checks"
 packaging/build.sh
 # Issue 6's budgets (static binary <= 2.5 MiB, peak RSS of a 1000-file run
