@@ -1,6 +1,7 @@
 //! The manifest baked into the image (`/etc/imprint/imprint.yaml`, SPEC §3).
 //!
-//! Parsed into a raw struct (every field optional, unknown keys refused), then
+//! Parsed into a raw struct (every field optional, unknown keys refused but
+//! the top level's `x-` keys, the writer's own), then
 //! resolved into a validated [`Manifest`]. Errors name the manifest file and,
 //! for YAML errors, the line and column.
 
