@@ -700,9 +700,11 @@ mod agreement {
             value(&["[ed25519]", "[rsa, ecdsa]", "[]"], &["[dsa]"]),
             value(&["{write_files: true}", "{write_files: false}"], &["{write_files: y}"]),
             value(&["error", "warn"], &["WARN"]),
+            // The writer's own key: neither reader takes units from it.
+            value(&["{restart: [x.service]}", "&a {reload: [y.service]}"], &[]),
             any::<bool>(),
         )
-            .prop_map(|(version, ds, values, files, units, keys, cc, unsupported, block)| {
+            .prop_map(|(version, ds, values, files, units, keys, cc, unsupported, x, block)| {
                 let files = Some(format!("[{}]", files.join(", ")));
                 let top = vec![
                     ("version", version),
@@ -713,6 +715,7 @@ mod agreement {
                     ("ssh_host_keys", keys),
                     ("cloud_config", cc),
                     ("unsupported", unsupported),
+                    ("x-shared", x),
                 ];
                 if block {
                     top.into_iter()
